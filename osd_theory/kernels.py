@@ -1,0 +1,151 @@
+"""Per-matrix kernels shared by the ODE simulator and the discrete optimizers.
+
+Conventions (THEORY.md notation, one side at a time):
+
+* ``W, G``: (m, n) parameter and gradient.
+* ``side = LEFT`` (0):  ``P`` is (m, r), the projected gradient is ``Ĝ = Pᵀ G``  (r, n),
+  the back-projection of a subspace direction ``D`` (r, n) is ``P D``  (m, n).
+* ``side = RIGHT`` (1): ``P`` is (n, r), ``Ĝ = G P``  (m, r), back-projection ``D Pᵀ``.
+
+The right side is the left side applied to ``Gᵀ``. Both maps are adjoint pairs,
+``⟨P X, Y⟩ = ⟨X, Pᵀ Y⟩``, which is the whole reason dH/dt does not depend on Ṗ
+(THEORY.md §1.2). The side is a number (0/1) so it can live in optimizer state.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from osd_theory.errors import UserError
+
+LEFT = 0
+RIGHT = 1
+SIDES = {"left": LEFT, "right": RIGHT}
+
+
+def side_for_shape(m: int, n: int) -> int:
+    """Project the smaller dimension (GaLore's ``std``): LEFT if m <= n, else RIGHT."""
+    return LEFT if m <= n else RIGHT
+
+
+def parse_side(side: str | int, m: int, n: int) -> int:
+    """Resolve ``"auto" | "left" | "right" | 0 | 1`` to ``LEFT``/``RIGHT`` for an (m, n) matrix."""
+    if side in (LEFT, RIGHT):
+        return int(side)
+    if side == "auto":
+        return side_for_shape(m, n)
+    if side in SIDES:
+        return SIDES[side]
+    raise UserError(f"unknown projection side {side!r}; expected one of ['auto', 'left', 'right']")
+
+
+def basis_dim(shape: tuple[int, int], side: int) -> int:
+    """Rows of ``P`` for a (m, n) matrix: m for LEFT, n for RIGHT."""
+    return shape[0] if side == LEFT else shape[1]
+
+
+def check_rank(rank: int, shape: tuple[int, int]) -> int:
+    """Validate ``1 <= rank <= min(m, n)``; return it as an int."""
+    m, n = shape
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or rank > min(m, n):
+        raise UserError(f"rank must be an integer in [1, min(m, n)] = [1, {min(m, n)}] for a {m}x{n} matrix, got {rank!r}")
+    return rank
+
+
+def project(P: Tensor, G: Tensor, side: int) -> Tensor:
+    """Ĝ = Pᵀ G (LEFT, (r, n)) or G P (RIGHT, (m, r))."""
+    return P.mT @ G if side == LEFT else G @ P
+
+
+def back_project(P: Tensor, D: Tensor, side: int) -> Tensor:
+    """The adjoint of :func:`project`: P D (LEFT) or D Pᵀ (RIGHT), shape (m, n)."""
+    return P @ D if side == LEFT else D @ P.mT
+
+
+def orthogonality_defect(P: Tensor) -> Tensor:
+    """‖PᵀP − I‖_F (scalar)."""
+    r = P.shape[-1]
+    return torch.linalg.matrix_norm(P.mT @ P - torch.eye(r, dtype=P.dtype, device=P.device))
+
+
+def online_pca_grad(P: Tensor, G: Tensor, pca_lambda: float, side: int, G_hat: Tensor | None = None) -> Tensor:
+    """Closed-form ∇_P of the online-PCA objective (THEORY.md §4.1, OSD Eq. (6)).
+
+    .. math::
+        \\mathcal L_G(P) = \\|PP^\\top\\tilde G-\\tilde G\\|^2 + λ\\|P^\\top P-I\\|^2,\\qquad \\tilde G = G/\\|G\\|
+
+    evaluated in the two-pass form (never forming ``G̃G̃ᵀ`` or the residual R):
+    with ``A = Pᵀ G̃`` (r, n) and ``B = G̃ Aᵀ`` (m, r),
+
+    .. math::
+        \\nabla_P = 2\\big(P (AA^\\top) + B (P^\\top P - 2I)\\big) + 4λ P (P^\\top P - I).
+
+    For the RIGHT side the objective is applied to ``Gᵀ``. A zero gradient has no
+    direction: then only the orthogonality term acts (no division by ‖G‖ = 0).
+
+    Args:
+        P: (m, r) for LEFT, (n, r) for RIGHT.
+        G: (m, n) gradient.
+        pca_lambda: λ ≥ 0, weight of the orthogonality penalty.
+        side: LEFT or RIGHT.
+        G_hat: optional, the already computed ``project(P, G, side)``; saves one
+            matmul since the weight update needs it anyway (cost ≈ 4nmk flops).
+    Returns:
+        (same shape as P) the gradient.
+    """
+    r = P.shape[-1]
+    eye = torch.eye(r, dtype=P.dtype, device=P.device)
+    PtP = P.mT @ P
+    grad = 4.0 * pca_lambda * (P @ (PtP - eye))
+    norm = torch.linalg.matrix_norm(G)
+    if not bool(norm > 0):
+        return grad
+    Gs = G if side == LEFT else G.mT                     # (d, k): P spans its columns
+    A = (G_hat if side == LEFT else G_hat.mT) if G_hat is not None else P.mT @ Gs
+    A = A / norm                                          # Pᵀ G̃   (r, k)
+    B = (Gs / norm) @ A.mT                                # G̃ Aᵀ   (d, r)
+    return grad + 2.0 * (P @ (A @ A.mT) + B @ (PtP - 2.0 * eye))
+
+
+def online_pca_loss(P: Tensor, G: Tensor, pca_lambda: float, side: int) -> Tensor:
+    """𝓛_G(P) itself (for checks and plots; O(mn) memory: not for hot paths)."""
+    r = P.shape[-1]
+    Gs = G if side == LEFT else G.mT
+    norm = torch.linalg.matrix_norm(Gs)
+    Gt = Gs / norm if bool(norm > 0) else Gs
+    resid = P @ (P.mT @ Gt) - Gt
+    eye = torch.eye(r, dtype=P.dtype, device=P.device)
+    return resid.pow(2).sum() + pca_lambda * (P.mT @ P - eye).pow(2).sum()
+
+
+def svd_basis(G: Tensor, rank: int, side: int) -> Tensor:
+    """Top-``rank`` singular basis of G on the projected side (GaLore's refresh).
+
+    LEFT: the first r left singular vectors U[:, :r] (m, r); RIGHT: V[:, :r] (n, r).
+    Computed in float32 or wider, returned in that dtype.
+    """
+    work = G if G.dtype in (torch.float32, torch.float64) else G.float()
+    U, _, Vh = torch.linalg.svd(work, full_matrices=False)
+    return U[:, :rank].contiguous() if side == LEFT else Vh[:rank].mT.contiguous()
+
+
+def random_basis(dim: int, rank: int, *, generator: torch.Generator | None = None,
+                 distribution: str = "haar", dtype=torch.float64, device=None) -> Tensor:
+    """A random (dim, rank) basis.
+
+    ``haar``: orthonormal columns, uniformly distributed (QR of a Gaussian with the
+    sign fix of Mezzadri 2007). ``gaussian``: i.i.d. N(0, 1/rank) entries, so that
+    E[PᵀP] = (dim/rank) I — not orthonormal; dH/dt does not care (THEORY.md §1.2).
+    """
+    Z = torch.randn(dim, rank, generator=generator, dtype=dtype, device=device)
+    if distribution == "gaussian":
+        return Z / rank**0.5
+    if distribution != "haar":
+        raise UserError(f"unknown random basis distribution {distribution!r}; expected one of ['gaussian', 'haar']")
+    Q, R = torch.linalg.qr(Z)
+    return Q * torch.sign(torch.diagonal(R)).where(torch.diagonal(R) != 0, torch.ones((), dtype=dtype, device=device))
+
+
+def subspace_overlap(P_new: Tensor, P_old: Tensor) -> Tensor:
+    """‖P_newᵀ P_old‖_F² / r ∈ [0, 1] for orthonormal bases (1 = same subspace)."""
+    return (P_new.mT @ P_old).pow(2).sum() / P_new.shape[-1]
