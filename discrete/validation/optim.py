@@ -1,0 +1,108 @@
+"""Optimizer factory: param groups (which matrices are projected) and the optimizer registry.
+
+GaLore protocol (arXiv:2403.03507 §5.1): only the attention and MLP linears are projected; the
+embedding, the norms and the output head take the full-rank Adam path. A projected group carries
+GaLore's keys (``rank``, ``update_proj_gap``, ``scale``, ``proj_type``) and OSD's (``alpha``,
+``pca_lambda``); the optimizer classes come from ``discrete.OPTIMIZERS`` (imported lazily, so this
+file loads before that package exists).
+
+``adamw`` is ``torch.optim.AdamW`` (foreach), the baseline users compare against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from discrete.validation.config import RunConfig
+from osd_theory.errors import UserError
+from osd_theory.registry import Registry
+
+# the paper's rank per model size (GaLore Table 2; 7B from Table 3); "tiny" for tests
+DEFAULT_RANK = {"tiny": 8, "60m": 128, "130m": 256, "350m": 256, "1b": 512, "7b": 1024}
+# peak lr: GaLore used 0.01 for its low-rank runs and 1e-3 for full-rank AdamW (ANCHORS.md §1)
+DEFAULT_LR = {"adamw": 1e-3, "galore": 1e-2, "osd": 1e-2, "rso": 1e-2}
+PROJECTED_MODULES = ("self_attn", "mlp")  # module-name parts whose 2-D weights are projected
+
+
+@dataclass
+class OptimizerBundle:
+    """The optimizer plus what the trainer must call around it (RSO merges/resamples)."""
+
+    optimizer: torch.optim.Optimizer
+    projected: list[nn.Parameter] = field(default_factory=list)  # params in groups with a rank
+    after_step: Callable[[int], dict] | None = None  # called with the finished step; returns diagnostics
+    kind: str = "optimizer_state"  # where projectors live: "optimizer_state" or "model" (RSO)
+
+
+def is_projected(name: str, p: nn.Parameter) -> bool:
+    return p.ndim == 2 and any(part in name.split(".") for part in PROJECTED_MODULES)
+
+
+def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(projected, full-rank) trainable parameters, in module order."""
+    proj, full = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (proj if is_projected(name, p) else full).append(p)
+    return proj, full
+
+
+def check_rank(model: nn.Module, rank: int) -> None:
+    """A rank above the smaller side of a projected matrix is a user mistake, not a silent clip."""
+    proj, _ = split_params(model)
+    smallest = min((min(p.shape) for p in proj), default=0)
+    if rank < 1 or rank > smallest:
+        raise UserError(f"rank {rank} is out of range for this model: projected matrices need 1 <= rank <= {smallest}")
+
+
+def projected_group_keys(cfg: RunConfig, rank: int) -> dict:
+    return {
+        "rank": rank,
+        "update_proj_gap": cfg.update_proj_gap,
+        "scale": cfg.scale,
+        "proj_type": "std",  # project the smaller side
+    }
+
+
+OPTIMIZER_BUILDERS: Registry[Callable[[nn.Module, RunConfig, float, int], OptimizerBundle]] = Registry("optimizer")
+
+
+@OPTIMIZER_BUILDERS.register("adamw")
+def build_adamw(model: nn.Module, cfg: RunConfig, lr: float, rank: int) -> OptimizerBundle:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return OptimizerBundle(opt)
+
+
+def _discrete_class(name: str):
+    try:
+        import discrete
+    except ImportError as exc:  # pragma: no cover - depends on the other package landing
+        raise UserError(f"optimizer {name!r} needs the discrete optimizers package ({exc})") from None
+    return discrete.OPTIMIZERS[name]
+
+
+def _build_subspace(name: str, extra: Callable[[RunConfig], dict]):
+    def build(model: nn.Module, cfg: RunConfig, lr: float, rank: int) -> OptimizerBundle:
+        check_rank(model, rank)
+        proj, full = split_params(model)
+        groups = [{"params": full}, {"params": proj, **projected_group_keys(cfg, rank), **extra(cfg)}]
+        opt = _discrete_class(name)(groups, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return OptimizerBundle(opt, projected=proj)
+
+    return build
+
+
+OPTIMIZER_BUILDERS.add("galore", _build_subspace("galore", lambda cfg: {}))
+OPTIMIZER_BUILDERS.add("osd", _build_subspace("osd", lambda cfg: {"alpha": cfg.alpha, "pca_lambda": cfg.pca_lambda}))
+
+
+def build_optimizer(model: nn.Module, cfg: RunConfig) -> OptimizerBundle:
+    """The optimizer named by ``cfg.optimizer`` over ``model`` (which RSO may re-wire in place)."""
+    builder = OPTIMIZER_BUILDERS.get(cfg.optimizer)
+    lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
+    rank = cfg.rank if cfg.rank is not None else DEFAULT_RANK.get(cfg.model, 128)
+    return builder(model, cfg, lr, rank)

@@ -1,0 +1,269 @@
+"""The pretraining loop (nanoGPT-shaped): data -> model -> optimizer -> train steps -> eval -> checkpoints.
+
+Step ``s`` (1-based, the number of finished optimizer steps) consumes global sequences
+``(s-1)·B .. s·B-1``; rank r of W takes its slice of B/W, split into micro-batches for gradient
+accumulation. The data position is thus a function of the step, and ``--resume`` continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from discrete.validation import distributed as D
+from discrete.validation import metrics as M
+from discrete.validation.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from discrete.validation.config import RunConfig, resolve_data_defaults
+from discrete.validation.corpus import files_split, find_split
+from discrete.validation.data import TrainStream, load_or_encode, valid_windows
+from discrete.validation.model import FLAVOURS, build_model, flops_per_token
+from discrete.validation.optim import DEFAULT_LR, DEFAULT_RANK, OPTIMIZER_BUILDERS, build_optimizer
+from discrete.validation.runlog import JsonlLog, write_provenance
+from discrete.validation.tokenizer import load_or_train_tokenizer
+from osd_theory.errors import UserError
+
+# -----------------------------------------------------------------------------
+# config resolution and the lr schedule
+
+
+def resolve(cfg: RunConfig, world: int) -> RunConfig:
+    """Check names and sizes early (UserError) and fill every default the run depends on."""
+    FLAVOURS.get(cfg.model)
+    OPTIMIZER_BUILDERS.get(cfg.optimizer)
+    resolve_data_defaults(cfg)
+    cfg.lr = DEFAULT_LR[cfg.optimizer] if cfg.lr is None else cfg.lr
+    cfg.rank = DEFAULT_RANK.get(cfg.model, 128) if cfg.rank is None else cfg.rank
+    if cfg.batch_size % world:
+        raise UserError(f"batch size {cfg.batch_size} is not divisible by the {world} processes")
+    per_rank = cfg.batch_size // world
+    cfg.micro_batch_size = per_rank if cfg.micro_batch_size is None else cfg.micro_batch_size
+    if cfg.micro_batch_size < 1 or per_rank % cfg.micro_batch_size:
+        raise UserError(f"micro batch {cfg.micro_batch_size} does not divide the per-process batch {per_rank}")
+    if cfg.steps < 1 or cfg.seq_len < 2 or cfg.lr <= 0:
+        raise UserError("need steps >= 1, seq_len >= 2 and lr > 0")
+    return cfg
+
+
+def lr_factor(step: int, cfg: RunConfig) -> float:
+    """Multiplier of the peak lr for the update that finishes step ``step`` (1-based)."""
+    warmup = max(1, int(cfg.warmup_frac * cfg.steps))
+    # 1) linear warm-up from lr/warmup to lr
+    if step <= warmup:
+        return step / warmup
+    # 2) cosine from 1 to min_lr_frac over the remaining steps (GaLore: "cosine to 10%")
+    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# -----------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Data:
+    train: TrainStream
+    valid: torch.Tensor  # (n, T+1) windows
+    vocab_size: int
+
+
+def prepare_data(cfg: RunConfig, info: D.DistInfo, log) -> Data:
+    """Tokenizer and token arrays, built by rank 0 (others wait, then read the cache)."""
+    train = files_split("train", cfg.train_files) if cfg.train_files else find_split(cfg.data, "train")
+    valid = files_split("valid", cfg.valid_files) if cfg.valid_files else find_split(cfg.data, "valid")
+    cache = Path(cfg.cache_dir)
+    for turn in (True, False):  # rank 0 builds first; then the others load what it cached
+        if info.is_main == turn:
+            tok, key = load_or_train_tokenizer(train, cfg.vocab_size, cfg.max_train_chars, cache, log)
+            train_ids = load_or_encode(train, tok, key, cfg.max_train_chars, cache, log)
+            valid_ids = load_or_encode(valid, tok, key, None, cache, log)
+        D.barrier(info)
+    return Data(TrainStream(train_ids, cfg.seq_len, cfg.seed), valid_windows(valid_ids, cfg.seq_len, cfg.val_tokens),
+                tok.get_vocab_size())
+
+
+# -----------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def evaluate(model, windows: torch.Tensor, batch: int, device, amp, info: D.DistInfo) -> float:
+    """Mean next-token cross-entropy (nats) over every predicted token of ``windows``, all ranks."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
+    mine = windows[info.rank :: info.world]
+    for i in range(0, len(mine), batch):
+        xy = mine[i : i + batch].to(device)
+        with amp():
+            logits, _ = model(xy[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), xy[:, 1:].flatten(), reduction="sum")
+        total += torch.stack([loss.double(), torch.tensor(xy[:, 1:].numel(), dtype=torch.float64, device=device)])
+    D.all_reduce_sum(total, info)
+    model.train()
+    return float(total[0] / total[1])
+
+
+# -----------------------------------------------------------------------------
+# theory metrics on log steps
+
+
+def log_metrics(model, bundle, loss: float, before, window_start) -> tuple[dict, dict]:
+    """H-proxy, projection residuals, drift and state bytes; returns (record, projectors now)."""
+    opt = bundle.optimizer
+    rec = {**M.hamiltonian_proxy(loss, opt), "state_bytes": M.state_bytes(model, opt)}
+    now = M.projectors(opt)
+    if now:
+        rec["residual"] = M.projection_residual(bundle.projected, before)
+        rec["residual_after"] = M.projection_residual(bundle.projected, now)
+        rec["drift_step"] = M.subspace_drift(before, now).get("mean")
+        rec["drift_window"] = M.subspace_drift(window_start, now).get("mean") if window_start else None
+        rec["orth_error"] = M.orthogonality_error(now)
+    return rec, M.snapshot(opt) if now else {}
+
+
+# -----------------------------------------------------------------------------
+# the loop
+
+
+def train(cfg: RunConfig) -> dict:
+    info, device = D.setup(cfg.device)
+    try:
+        return _train(resolve(cfg, info.world), info, device)
+    finally:
+        D.teardown(info)
+
+
+def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
+    log = print if info.is_main else (lambda *a, **k: None)
+    run_dir = Path(cfg.out)
+    data = prepare_data(cfg, info, log)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, vocab_size=data.vocab_size, max_seq_len=cfg.seq_len).to(device)
+    bundle = build_optimizer(model, cfg)
+    opt = bundle.optimizer
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
+    fwd = torch.compile(model) if cfg.compile else model
+    if info.enabled:
+        fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+
+    start = 0
+    if cfg.resume:
+        ck = load_checkpoint(run_dir)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"])
+        start = ck["step"]
+    elif info.is_main:
+        write_provenance(run_dir, cfg.to_json(), device, info.world)
+    runlog = JsonlLog(run_dir, info.is_main, resume_step=start if cfg.resume else None)
+    log(f"{cfg.model}: {model.num_params() / 1e6:.2f}M params, vocab {data.vocab_size}, {cfg.optimizer} "
+        f"lr {cfg.lr} rank {cfg.rank}, {len(data.train.tokens):,} train tokens, {data.valid.numel():,} valid tokens")
+
+    B, T, mb = cfg.batch_size, cfg.seq_len, cfg.micro_batch_size
+    per_rank, accum = B // info.world, B // info.world // mb
+    base_lrs = [g.get("base_lr", cfg.lr) for g in opt.param_groups]
+    bar = _progress(cfg, info, start)
+    window = {"t": time.perf_counter(), "steps": 0, "loss": torch.zeros((), device=device)}
+    window_proj = M.snapshot(opt)
+    _reset_peak(device)
+    summary: dict = {}
+    last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+
+    for step in range(start + 1, last + 1):
+        is_log = step % cfg.log_every == 0 or step in (1, cfg.steps)
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * lr_factor(step, cfg)
+        # forward/backward over the micro-batches of this rank; DDP syncs on the last one
+        for k in range(accum):
+            x, y = data.train.sequences((step - 1) * B + info.rank * per_rank + k * mb, mb)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled) else fwd.no_sync()
+            with sync, amp():
+                _, loss = fwd(x, y)
+            (loss / accum).backward()
+            window["loss"] += loss.detach() / accum
+        before = M.snapshot(opt) if is_log else None
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        opt.step()
+        extra = bundle.after_step(step) if bundle.after_step else {}
+        window["steps"] += 1
+
+        if is_log:
+            rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm)
+            rec.update(extra)
+            runlog.write(rec)
+            summary = rec
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}") if bar else log(_line(rec))
+        opt.zero_grad(set_to_none=True)
+
+        if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+            val = evaluate(fwd if not info.enabled else model, data.valid, mb, device, amp, info)
+            ev = {"kind": "eval", "step": step, "tokens": step * B * T, "val_loss": val, "val_ppl": math.exp(val)}
+            runlog.write(ev)
+            log(f"step {step}: val loss {val:.4f}, ppl {math.exp(val):.2f}")
+            summary = {**summary, **ev}
+            window["t"] = time.perf_counter()  # keep eval time out of tokens/s
+        if step == last or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+            if info.is_main:
+                save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B)
+            D.barrier(info)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return summary
+
+
+def _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm):
+    """One JSONL record: loss, lr, throughput, memory and the theory metrics."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - window["t"]
+    loss_t = D.all_reduce_sum(window["loss"].detach().clone().float(), info) / (info.world * window["steps"])
+    loss = float(loss_t)
+    tokens_window = window["steps"] * cfg.batch_size * cfg.seq_len
+    rec = {
+        "kind": "train", "step": step, "tokens": step * cfg.batch_size * cfg.seq_len,
+        "loss": loss, "ppl": math.exp(min(loss, 50.0)), "lr": bundle.optimizer.param_groups[0]["lr"],
+        "grad_norm": float(grad_norm), "tokens_per_s": tokens_window / elapsed, "step_time_s": elapsed / window["steps"],
+    }
+    cfg_model = model.cfg
+    rec["mfu_tflops"] = rec["tokens_per_s"] * flops_per_token(cfg_model, cfg.seq_len) / 1e12 / info.world
+    if device.type == "cuda":
+        rec["peak_alloc_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        rec["peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 2**30
+    theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj)
+    rec.update(theory)
+    # reset the window after the metric work, so its cost is charged to no window's tokens/s
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    _reset_peak(device)
+    window.update(t=time.perf_counter(), steps=0, loss=torch.zeros((), device=device))
+    return rec, window_proj
+
+
+def _reset_peak(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _progress(cfg: RunConfig, info: D.DistInfo, start: int):
+    """A tqdm bar on rank 0 of a terminal; otherwise None (plain log lines instead)."""
+    if not (cfg.progress and info.is_main and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps, initial=start, desc=f"{cfg.model}/{cfg.optimizer}", dynamic_ncols=True)
+
+
+def _line(rec: dict) -> str:
+    extra = f" H {rec['H']:.4f}" if "H" in rec else ""
+    extra += f" res {rec['residual']:.3f}" if rec.get("residual") is not None else ""
+    mem = f" mem {rec['peak_alloc_gb']:.2f}G" if "peak_alloc_gb" in rec else ""
+    return (f"step {rec['step']}: loss {rec['loss']:.4f} lr {rec['lr']:.2e} |g| {rec['grad_norm']:.3f} "
+            f"{rec['tokens_per_s']:.0f} tok/s{mem}{extra}")
