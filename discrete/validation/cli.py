@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="0: evaluate at the end only")
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="0: checkpoint at the end only")
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="0: checkpoint at the end only; -1: never")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -52,7 +52,7 @@ class RunConfig:
     out: str = "runs/validate"
     log_every: int = 10  # steps between JSONL records (theory metrics are computed only then)
     eval_every: int = 0  # steps between validation passes; 0: only at the end
-    ckpt_every: int = 0  # steps between checkpoints; 0: only at the end
+    ckpt_every: int = 0  # steps between checkpoints; 0: only at the end; negative: never
     resume: bool = False
     stop_after: int | None = None  # stop (with a checkpoint) after this step, as if interrupted; for tests
     device: str = "auto"  # auto: cuda if available, else cpu

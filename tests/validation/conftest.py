@@ -1,0 +1,62 @@
+"""Fixtures for the validation track: a small synthetic corpus and a tiny run config."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from discrete.validation.config import RunConfig
+
+WORDS = ("the of and to in a is was he for it with as his on be at by i this had not are but from or have an they "
+         "which one you were her all she there would their we him been has when who will more no if out so said what "
+         "up its about into than them can only other new some could time these two may then do first any my now such "
+         "like our over man me even most made after also did many before must through back years where much your way "
+         "well down should because each just those people mr how too little state good very make world still own see "
+         "men work long get here between both life being under never day same another know while last might us great "
+         "old year off come since against go came right used take three").split()
+
+
+def synthetic_docs(n_docs: int, words_per_doc: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        paras = []
+        left = words_per_doc
+        while left > 0:
+            n = min(left, rng.randint(20, 80))
+            sent = " ".join(rng.choice(WORDS[: rng.randint(20, len(WORDS))]) for _ in range(n))
+            paras.append(sent.capitalize() + ".")
+            left -= n
+        docs.append("\n\n".join(paras))
+    return docs
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """train.txt (~150 KB) and valid.txt (~15 KB) in the shared corpus format."""
+    root = tmp_path_factory.mktemp("corpus")
+    for split, n, seed in (("train", 30, 0), ("valid", 3, 1)):
+        text = "\n\n<|doc|>\n".join(synthetic_docs(n, 900, seed)) + "\n"
+        (root / f"{split}.txt").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def make_cfg(corpus_dir, cache_dir, tmp_path):
+    """RunConfig factory for a tiny CPU run (vocab 320, T=16, 4 sequences a step)."""
+
+    def make(**kw) -> RunConfig:
+        base = dict(model="tiny", optimizer="adamw", steps=6, batch_size=4, seq_len=16, vocab_size=320,
+                    max_train_chars=None, val_tokens=256, data=str(corpus_dir), cache_dir=str(cache_dir),
+                    out=str(tmp_path / "run"), log_every=1, device="cpu", progress=False, rank=4,
+                    update_proj_gap=3)
+        base.update(kw)
+        return RunConfig(**base)
+
+    return make
