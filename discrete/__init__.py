@@ -1,0 +1,27 @@
+"""Discrete subspace optimizers built on the osd_theory core (torch.optim API).
+
+``OPTIMIZERS`` maps a name to a class: ``osd``, ``galore``, ``rso``, ``adamw``, ``lion``, ``sgd``.
+Importing this package imports only torch and osd_theory (never ``discrete.validation``).
+"""
+from __future__ import annotations
+
+from discrete.full_rank import AdamW, Lion, SGDMomentum
+from discrete.galore import GaLore
+from discrete.osd import OnlineSubspaceDescent
+from discrete.rso import RSO
+from osd_theory.registry import Registry
+
+
+class _OptimizerRegistry(Registry):
+    """A Registry that also answers ``OPTIMIZERS[name]`` (used by discrete.validation)."""
+
+    def __getitem__(self, name: str):
+        return self.get(name)
+
+
+OPTIMIZERS: _OptimizerRegistry = _OptimizerRegistry("optimizer")
+for _name, _cls in (("osd", OnlineSubspaceDescent), ("galore", GaLore), ("rso", RSO),
+                    ("adamw", AdamW), ("lion", Lion), ("sgd", SGDMomentum)):
+    OPTIMIZERS.add(_name, _cls)
+
+__all__ = ["OPTIMIZERS", "OnlineSubspaceDescent", "GaLore", "RSO", "AdamW", "Lion", "SGDMomentum"]

@@ -1,0 +1,57 @@
+"""GaLore (arXiv:2403.03507; THEORY.md §5), trajectory-compatible with galore-torch 1.0.
+
+Per projected matrix, at step t (counted from 0, tested *before* the increment as the reference):
+
+.. math::
+    P_t = \\mathrm{SVD}_r(G_t)\\ \\text{if}\\ t \\bmod T = 0\\ \\text{else}\\ P_{t-1},\\qquad
+    R_t = P_t^\\top G_t,\\qquad N_t = \\mathrm{Adam}(R_t),\\qquad W \\leftarrow W - η\\,α\\,P_tN_t
+
+with Adam bias-corrected and ε placed as in galore-torch/HF (``√v + ε``, step lr·√c₂/c₁).
+Group keys as galore-torch: ``rank``, ``update_proj_gap`` (T), ``scale`` (α), ``proj_type``
+∈ {std, reverse_std, left, right} (``full`` is two-sided and not offered). Ours: ``switch`` ∈
+{keep (galore-torch), reset, rotate} and ``inner`` (``adamw``, ``lion``, ``sgd``).
+
+Differences from galore-torch, on purpose: weight decay is torch's (W ← (1−lrλ)W *before* the
+update; galore-torch decays the updated W after it), so the trajectories match for λ = 0;
+the side is derived from the shape once and stored (``reverse_std`` on square matrices is
+consistent, cf. modelscope/ms-swift#10146); a refresh is **skipped** (old basis kept) when G is
+zero or non-finite or the SVD fails, and no basis is ever built from zeros.
+
+Diagnostics (``opt.diagnostics`` after each step): ``refreshes`` (count), ``refresh_skipped``,
+``overlap`` {param index: ‖P_newᵀP_old‖²_F/r} at each refresh (ECOSYSTEM.md §2.9).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from discrete import checks
+from discrete.base import SubspaceOptimizer
+from discrete.projection import SWITCH, try_svd_basis
+from osd_theory.kernels import subspace_overlap
+
+
+class GaLore(SubspaceOptimizer):
+    torch_eps: ClassVar[bool] = False   # galore-torch's AdamW is HF's: ε added to √v, not √v̂
+    proj_keys: ClassVar[dict] = {
+        **checks.GALORE_KEYS,
+        "switch": ("keep", checks.switch),
+        "seed": (0, checks.seed),
+    }
+
+    def _before_project(self, state, G, group, hp, inner, index):
+        t = int(state["step"])
+        if t % group["update_proj_gap"] != 0 and state["last_refresh_step"] >= 0:
+            return
+        P_new = try_svd_basis(G, group["rank"], state["proj_side"])
+        d = self.diagnostics
+        if P_new is None:                                     # zero / non-finite G or SVD failure: keep P
+            d["refresh_skipped"] = d.get("refresh_skipped", 0) + 1
+            return
+        P_old = state["proj"]
+        P_new = P_new.to(P_old.device)
+        if state["last_refresh_step"] >= 0:
+            d.setdefault("overlap", {})[index] = float(subspace_overlap(P_new, P_old))
+            SWITCH.get(group["switch"])(state, P_old, P_new, inner.state_names)
+        state["proj"] = P_new
+        state["last_refresh_step"] = t
+        d["refreshes"] = d.get("refreshes", 0) + 1

@@ -1,0 +1,147 @@
+"""Group-key validation, the projection side, and state dtype/device handling.
+
+State contract (per projected parameter; ``discrete.validation`` relies on it):
+
+| key | what | dtype |
+|---|---|---|
+| ``proj`` | P: (m, r) when ``proj_side`` = 0 (LEFT, Ĝ = PᵀG), (n, r) when 1 (RIGHT, Ĝ = GP) | float32 |
+| ``proj_side`` | 0 or 1, as :data:`osd_theory.kernels.LEFT` / ``RIGHT`` (a plain int) | int |
+| ``exp_avg``, ``exp_avg_sq`` | the inner optimizer's moments, of Ĝ's shape | float32 |
+| ``step`` | 0-d tensor, steps taken | float32 (CPU) |
+| ``last_refresh_step`` | step at which P was last (re)built; −1 while no basis from a gradient exists | int |
+| ``proj_exp_avg``, ``proj_exp_avg_sq`` | OSD: the P-optimizer's moments, of P's shape | float32 |
+
+Only tensors and plain scalars. Every floating state tensor is float32 whatever the parameter
+dtype; ``Optimizer.load_state_dict`` casts floating state to the parameter's dtype (a lossy
+bf16 round trip, pytorch/pytorch#43706), so a pre-hook keeps the loaded float32 tensors and a
+post-hook puts them back on the parameter's device (:func:`install_dtype_hooks`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from osd_theory.kernels import LEFT, RIGHT
+from osd_theory.registry import Registry
+
+
+class OptimizerInputError(ValueError, RuntimeError):
+    """Bad input seen at step time (sparse or non-finite gradient).
+
+    A ValueError as asked of every bad input here, and a RuntimeError as torch raises for
+    sparse gradients, so callers catching either keep working.
+    """
+
+
+# -- the projection side, from GaLore's proj_type and the shape -----------------------------
+# galore-torch: "std" projects the smaller side, and for a square matrix the right one
+# (its test is ``shape[0] >= shape[1]``); "reverse_std" the larger one.
+PROJ_TYPES: Registry[Callable[[int, int], int]] = Registry("proj_type")
+PROJ_TYPES.add("std", lambda m, n: RIGHT if m >= n else LEFT)
+PROJ_TYPES.add("reverse_std", lambda m, n: LEFT if m >= n else RIGHT)
+PROJ_TYPES.add("left", lambda m, n: LEFT)
+PROJ_TYPES.add("right", lambda m, n: RIGHT)
+
+
+def side_of(proj_type: str, shape: torch.Size) -> int:
+    m, n = shape
+    return PROJ_TYPES.get(proj_type)(m, n)
+
+
+def basis_rows(shape: torch.Size, side: int) -> int:
+    return shape[0] if side == LEFT else shape[1]
+
+
+# -- validation (torch wording) -----------------------------------------------------------
+def _real(x: Any) -> float:
+    if torch.is_tensor(x):
+        if x.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        return float(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"expected a number, got {x!r}")
+    return float(x)
+
+
+def check_lr(lr: Any) -> None:
+    v = _real(lr)
+    if not 0.0 <= v or not math.isfinite(v):
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def check_betas(betas: Any, key: str = "betas") -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid {key}: {betas!r}; expected a pair (beta1, beta2)")
+    for i, b in enumerate(betas):
+        if not 0.0 <= _real(b) < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {b}")
+
+
+def check_nonneg(name: str, value: Any) -> None:
+    v = _real(value)
+    if not (0.0 <= v and math.isfinite(v)):
+        raise ValueError(f"Invalid {name} value: {value}")
+
+
+def check_momentum(momentum: Any) -> None:
+    if not 0.0 <= _real(momentum) < 1.0:
+        raise ValueError(f"Invalid momentum value: {momentum}")
+
+
+def check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= {low}")
+
+
+def check_choice(registry: Registry, value: Any) -> None:
+    if not isinstance(value, str) or value not in registry:
+        raise ValueError(f"Unknown {registry.kind} {value!r}; expected one of {registry.names()}")
+
+
+def check_rank(rank: Any, p: torch.Tensor) -> None:
+    """1 <= rank <= min(m, n) for every 2-D parameter of a projected group."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"Invalid rank: {rank!r}; expected an integer >= 1")
+    if p.ndim == 2 and rank > min(p.shape):
+        raise ValueError(f"Invalid rank: {rank} > min(m, n) = {min(p.shape)} for a parameter of shape {tuple(p.shape)}")
+
+
+# -- gradients -----------------------------------------------------------------------------
+def check_sparse(name: str, grad: torch.Tensor) -> None:
+    if grad.is_sparse:
+        raise OptimizerInputError(f"{name} does not support sparse gradients")
+
+
+def finite_flags(grads: list[torch.Tensor]) -> list[bool]:
+    """One flag per gradient (one host sync for the whole list)."""
+    if not grads:
+        return []
+    norms = torch._foreach_norm([g.float() if g.dtype not in (torch.float32, torch.float64) else g for g in grads])
+    dev = norms[0].device
+    return torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist()
+
+
+# -- float32 state across load_state_dict ---------------------------------------------------
+def install_dtype_hooks(opt: torch.optim.Optimizer) -> None:
+    """Keep every floating state tensor float32 across ``load_state_dict`` (bit-exact, not via bf16)."""
+    stash: dict[str, Any] = {}
+
+    def pre(optimizer, state_dict):
+        stash["state"] = {k: {kk: vv.detach().clone() if torch.is_tensor(vv) and vv.is_floating_point() else vv
+                              for kk, vv in v.items()} for k, v in state_dict["state"].items()}
+        stash["ids"] = [i for g in state_dict["param_groups"] for i in g["params"]]
+        return None
+
+    def post(optimizer):
+        saved = stash.pop("state", {})
+        ids = stash.pop("ids", [])
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        for pid, p in zip(ids, params):
+            for key, value in saved.get(pid, {}).items():
+                if torch.is_tensor(value) and value.is_floating_point() and key != "step":
+                    optimizer.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+
+    opt.register_load_state_dict_pre_hook(pre)
+    opt.register_load_state_dict_post_hook(post)
