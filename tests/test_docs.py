@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,12 @@ def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("material")
     pytest.importorskip("mkdocstrings")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
-    elapsed = time.perf_counter() - t0
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{log[-6000:]}"
     assert (tmp_path / "site" / "index.html").is_file()
     for page in ("claims", "your-own-rule", "theory", "optimizers", "results-validation"):
         assert (tmp_path / "site" / page / "index.html").is_file(), f"page {page!r} missing from the build"
-    assert elapsed < 120, f"docs build took {elapsed:.0f} s (budget ~30 s)"

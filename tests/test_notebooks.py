@@ -9,7 +9,6 @@ This is what ``pytest --nbmake notebooks/`` does, without needing the flag.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -53,9 +52,6 @@ def test_notebook_executes(src, monkeypatch, tmp_path):
     nb = nbformat.read(src.with_suffix(".ipynb"), as_version=4)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                                      resources={"metadata": {"path": str(NB_DIR)}})
-    t0 = time.perf_counter()
     client.execute()
-    elapsed = time.perf_counter() - t0
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    assert elapsed < 60, f"{src.name} took {elapsed:.0f} s under SMOKE=1 (budget: all notebooks together ~60 s)"

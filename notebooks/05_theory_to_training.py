@@ -1,0 +1,147 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. From theory to training: $H$ and the projection residual in real LLaMA runs
+#
+# The validation track (`osd-theory validate`, `discrete/validation/`) pretrains small LLaMA
+# models with AdamW, GaLore and OSD and logs, every few steps, two theory-linked numbers next to
+# the loss (one JSON object per line in each run's `log.jsonl`):
+#
+# * **H-proxy** `H` $=L+K$, with Adam's kinetic term $K=\frac1{2a}\langle m/(\sqrt v+e),m\rangle$ summed
+#   over all parameters' moments, $a=(1-\beta_1)/\eta$ (THEORY.md §3.2). $L$ is the training loss
+#   of the logged step, so this is a **noisy proxy**, not the ODE's $H$: minibatch noise, the
+#   learning-rate schedule and weight decay all break the assumptions under which $H$ must fall.
+# * **projection residual** $\lVert(I-QQ^\top)G\rVert/\lVert G\rVert$, $Q$ an orthonormal basis of
+#   $\mathrm{span}(P)$: the fraction of gradient energy the subspace cannot see. Assumption 4.4(ii)
+#   is about exactly this never getting stuck at 1.
+#
+# This notebook reads **whatever run logs are committed** under `docs/results/validation/`
+# (any `*.jsonl` below it) and plots them; it says so when there are none.
+
+# %% tags=["parameters"]
+import os
+from pathlib import Path
+
+SMOKE = bool(os.environ.get("SMOKE") or os.environ.get("FAST") or os.environ.get("CI"))
+
+# where to look for run logs; OSD_VALIDATION_LOGS overrides (e.g. a directory of your own runs)
+LOG_ROOT = Path(os.environ.get("OSD_VALIDATION_LOGS", "../docs/results/validation"))
+MAX_RUNS = 12          # plot at most this many runs
+if SMOKE:
+    MAX_RUNS = 4
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+
+
+def read_jsonl(path):
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a truncated last line of an interrupted run: skip it, keep the rest
+    return rows
+
+
+def run_label(path):
+    """'optimizer rank=r (dir)' from the run's config.json when there is one, else the path."""
+    cfg_file = Path(path).parent / "config.json"
+    rel = Path(path).parent.relative_to(LOG_ROOT) if LOG_ROOT in Path(path).parents else Path(path).parent
+    if cfg_file.is_file():
+        cfg = json.loads(cfg_file.read_text())
+        rank = "" if cfg.get("optimizer") == "adamw" else f" r={cfg.get('rank')}"
+        return f"{cfg.get('optimizer', '?')}{rank} ({rel})"
+    return str(rel)
+
+
+logs = sorted(LOG_ROOT.glob("**/*.jsonl")) if LOG_ROOT.is_dir() else []
+runs = {}
+for path in logs[:MAX_RUNS]:
+    rows = read_jsonl(path)
+    if any(r.get("kind") == "train" for r in rows):
+        runs[run_label(path)] = rows
+
+if runs:
+    print(f"found {len(logs)} log file(s) under {LOG_ROOT}; plotting {len(runs)}:")
+    for name, rows in runs.items():
+        print(f"  {name}: {sum(r.get('kind') == 'train' for r in rows)} train records, "
+              f"{sum(r.get('kind') == 'eval' for r in rows)} eval records")
+else:
+    print(f"No validation logs (*.jsonl with train records) under {LOG_ROOT.resolve()} yet.\n"
+          "Produce some with `osd-theory validate --model tiny --optimizer osd --steps 50 --out runs/osd-tiny`\n"
+          "and point OSD_VALIDATION_LOGS at the directory, or see docs/results/validation/.")
+
+# %% [markdown]
+# ## Validation loss, H-proxy and residual, side by side
+#
+# **Look at:**
+# * left: validation loss (the number users care about);
+# * middle: the H-proxy (solid) and the training loss (dotted) of the same run. Their gap is the
+#   kinetic term $K$; with a decaying learning rate $a=(1-\beta_1)/\eta$ grows and $K$ shrinks, so
+#   $H$ approaches $L$ late in training. Up-ticks of $H$ are expected here (noise, warm-up), and
+#   are *not* a contradiction of the ODE theorem, which is about full-batch, constant-step flows;
+# * right: the projection residual for the subspace optimizers. GaLore's residual is lowest
+#   right after each SVD refresh and drifts up in between; OSD's $P$ tracks continuously.
+
+# %%
+def series(rows, kind, key):
+    pts = [(r["step"], r[key]) for r in rows if r.get("kind") == kind and r.get(key) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+if runs:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for i, (name, rows) in enumerate(runs.items()):
+        color = f"C{i % 10}"
+        axes[0].plot(*series(rows, "eval", "val_loss"), "o-", color=color, ms=3, label=name)
+        axes[1].plot(*series(rows, "train", "H"), "-", color=color, label=name)
+        axes[1].plot(*series(rows, "train", "loss"), ":", color=color)
+        steps, res = series(rows, "train", "residual")
+        if res:
+            axes[2].plot(steps, res, "-", color=color, label=name)
+    axes[0].set_ylabel("validation loss (nats/token)")
+    axes[1].set_ylabel("H-proxy = L + K (solid), train loss L (dotted)")
+    axes[2].set_ylabel("projection residual ||(I-QQ^T)G|| / ||G||")
+    titles = ["validation loss", "H-proxy vs loss", "projection residual"]
+    for ax, title in zip(axes, titles):
+        ax.set_xlabel("optimizer step"); ax.set_yscale("log"); ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    if not any(series(rows, "train", "residual")[1] for rows in runs.values()):
+        axes[2].text(0.5, 0.5, "no projected runs in these logs", ha="center", transform=axes[2].transAxes)
+    plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## A small table: the last logged values
+#
+# `K/H` is the share of the kinetic term in the H-proxy at the end of the run.
+
+# %%
+if runs:
+    print(f"{'run':<48} {'step':>6} {'val loss':>9} {'H':>8} {'K/H':>6} {'residual':>9}")
+    for name, rows in runs.items():
+        train = [r for r in rows if r.get("kind") == "train"]
+        evals = [r for r in rows if r.get("kind") == "eval"]
+        last = train[-1]
+        val = f"{evals[-1]['val_loss']:.4f}" if evals else "-"
+        H = last.get("H")
+        share = f"{last['K'] / H:.3f}" if H and last.get("K") is not None else "-"
+        res = f"{last['residual']:.3f}" if last.get("residual") is not None else "-"
+        print(f"{name[:48]:<48} {last['step']:>6} {val:>9} {H if H is None else round(H, 4)!s:>8} {share:>6} {res:>9}")
