@@ -137,7 +137,7 @@ def subspace_drift(old: dict[int, tuple[torch.Tensor, int]], new: dict[int, tupl
         if key not in old or old[key][0].shape != P_new.shape:
             continue
         Q_new, Q_old = orthonormal(P_new), orthonormal(old[key][0])
-        drifts.append(1 - (Q_new.T @ Q_old).pow(2).sum() / Q_new.shape[1])
+        drifts.append((1 - (Q_new.T @ Q_old).pow(2).sum() / Q_new.shape[1]).clamp(0, 1))  # rounding
     if not drifts:
         return {}
     d = torch.stack(drifts)

@@ -98,6 +98,9 @@ def _build_subspace(name: str, extra: Callable[[RunConfig], dict]):
 
 OPTIMIZER_BUILDERS.add("galore", _build_subspace("galore", lambda cfg: {}))
 OPTIMIZER_BUILDERS.add("osd", _build_subspace("osd", lambda cfg: {"alpha": cfg.alpha, "pca_lambda": cfg.pca_lambda}))
+# RSO in optimizer form (discrete/rso.py): P resampled (Haar) every update_proj_gap steps, inner
+# Adam state reset with it; its draws are seeded by (seed, parameter index, step), so resumable.
+OPTIMIZER_BUILDERS.add("rso", _build_subspace("rso", lambda cfg: {"seed": cfg.seed}))
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> OptimizerBundle:
