@@ -42,7 +42,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, momentum: float = 0.0, inner: str = "adamw",
-                 maximize: bool = False, foreach: bool | None = None, nonfinite: str = "raise", **proj_defaults):
+                 bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None,
+                 nonfinite: str = "raise", **proj_defaults):
         S.check_lr(lr)
         S.check_betas(betas)
         S.check_nonneg("epsilon", eps)
@@ -56,7 +57,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
                             f"its projection keys are {sorted(self.proj_keys)}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, momentum=momentum, inner=inner,
-                        maximize=maximize, foreach=foreach, nonfinite=nonfinite)
+                        bias_correction=bias_correction, maximize=maximize, foreach=foreach, nonfinite=nonfinite)
         for key, (default, _) in self.proj_keys.items():
             defaults[key] = proj_defaults.get(key, default)
         self.diagnostics: dict[str, Any] = {}
@@ -90,6 +91,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             group.setdefault("nonfinite", "raise")
             group.setdefault("momentum", 0.0)
             group.setdefault("inner", "adamw")
+            group.setdefault("bias_correction", True)
         self.__dict__.setdefault("diagnostics", {})
 
     # -- step -------------------------------------------------------------------------------
@@ -124,7 +126,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     def _hyper(self, group: dict) -> Hyper:
         b1, b2 = group["betas"]
         return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]),
-                     momentum=float(group["momentum"]), torch_eps=self.torch_eps)
+                     momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
+                     torch_eps=self.torch_eps)
 
     def _step_group(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
         hp = self._hyper(group)
