@@ -95,10 +95,10 @@ def test_metrics_residual_drift_kinetic():
 @pytest.mark.parametrize("optimizer", ["adamw", *SUBSPACE])
 def test_end_to_end_each_optimizer(make_cfg, optimizer):
     lr = 3e-3 if optimizer == "adamw" else 2e-2
-    out = train(make_cfg(optimizer=optimizer, steps=12, lr=lr, scale=1.0))
+    out = train(make_cfg(optimizer=optimizer, steps=12, lr=lr, scale=1.0, log_every=4))
     log = read_log(make_cfg().out)
     steps = [r for r in log if r["kind"] == "train"]
-    assert [r["step"] for r in steps] == list(range(1, 13))
+    assert [r["step"] for r in steps] == [1, 4, 8, 12]
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["H"]) and r["K"] >= 0 for r in steps)
     assert steps[-1]["loss"] < steps[0]["loss"] - 0.05  # it learns something in 12 steps
     assert math.isfinite(out["val_ppl"]) and out["val_ppl"] < 320  # better than uniform over the vocab
@@ -116,9 +116,10 @@ def test_end_to_end_each_optimizer(make_cfg, optimizer):
 
 @pytest.mark.parametrize("optimizer", ["adamw", *SUBSPACE[:2]])
 def test_resume_is_bit_exact(make_cfg, tmp_path, optimizer):
-    full = make_cfg(optimizer=optimizer, steps=6, out=str(tmp_path / "full"))
+    # gap 3: GaLore refreshes its SVD basis at the resumed step, so the refresh state must survive too
+    full = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "full"))
     train(full)
-    part = make_cfg(optimizer=optimizer, steps=6, out=str(tmp_path / "part"), stop_after=3)
+    part = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "part"), stop_after=3)
     train(part)
     assert [r["step"] for r in read_log(part.out)][-1] == 3
     part.stop_after, part.resume = None, True
@@ -152,7 +153,9 @@ def test_ddp_two_gloo_processes_match_one_process(make_cfg, tmp_path):
     one = make_cfg(steps=4, out=str(tmp_path / "one"), micro_batch_size=2)  # 2 micro-batches of 2
     train(one)
     two = make_cfg(steps=4, out=str(tmp_path / "two"))  # 2 processes x 2 sequences
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), two), nprocs=2, join=True)
+    # fork: the children inherit the imported modules (spawn would re-import torch, ~5 s each)
+    torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), two), nprocs=2, join=True,
+                                          start_method="fork")
     a, b = read_log(one.out), read_log(two.out)
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b):
