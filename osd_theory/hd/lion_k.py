@@ -151,6 +151,12 @@ class LionKWeightDecay(HDSystem):
         (m,) = S
         return (-self.alpha * g_hat - self.gamma * m,)   # also valid for γ = 0
 
+    def euler_state_(self, S, g_hat, h, t=0.0):
+        # The relaxation form ρ(τ − m) cannot express γ = 0 (ṁ = −αĝ at rate 0, where
+        # lerp would be a no-op): step ṁ directly, m ← m + h(−αĝ − γm).
+        for s, rate in zip(S, self.state_rate(t, tuple(S), g_hat)):
+            s.add_(rate.to(s.dtype), alpha=h)
+
     def direction(self, t, S, g_hat, W=None):
         (m,) = S
         return self.K.grad(self._m_tilde(m, g_hat))      # Ẇ = ∇𝒦(m̃) − λW (λW added by the caller)
