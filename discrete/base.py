@@ -50,6 +50,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         S.check_nonneg("weight_decay", weight_decay)
         S.check_momentum(momentum)
         S.check_choice(INNER, inner)
+        if foreach is not None and not isinstance(foreach, bool):
+            raise ValueError(f"Invalid foreach value: {foreach!r}; expected None, True or False")
         if nonfinite not in NONFINITE:
             raise ValueError(f"Unknown nonfinite policy {nonfinite!r}; expected one of {list(NONFINITE)}")
         unknown = set(proj_defaults) - set(self.proj_keys)
@@ -61,6 +63,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         for key, (default, _) in self.proj_keys.items():
             defaults[key] = proj_defaults.get(key, default)
         self.diagnostics: dict[str, Any] = {}
+        self._stacks: dict = {}          # fused path: stacked state buffers (a cache, not state)
         super().__init__(params, defaults)
         S.install_dtype_hooks(self)
 
@@ -93,6 +96,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             group.setdefault("inner", "adamw")
             group.setdefault("bias_correction", True)
         self.__dict__.setdefault("diagnostics", {})
+        self.__dict__.setdefault("_stacks", {})
+        S.install_dtype_hooks(self)      # torch's __setstate__ drops hooks (deepcopy, pickle)
 
     # -- step -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -132,6 +137,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     def _step_group(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
         hp = self._hyper(group)
         inner = INNER.get(group["inner"])
+        if self._use_fused(group, params):
+            params = self._fused_step(group, params, hp, inner, indices)
         for p in params:
             grad = -p.grad if group["maximize"] else p.grad
             if "rank" in group and p.ndim == 2:
@@ -148,6 +155,42 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         U = inner.step(state, grad.float(), hp, int(state["step"]))
         ds.decoupled_weight_decay_(p, hp.lr, group["weight_decay"])
         p.add_(U.to(p.dtype), alpha=hp.lr)
+
+    # -- the batched path (discrete.fused): same equations, buckets of same-shape matrices ---------
+    def _use_fused(self, group: dict, params: list[Tensor]) -> bool:
+        if "rank" not in group or not params or not self._fused_ok(group):
+            return False
+        if group["foreach"] is None:                  # as torch: batched by default on CUDA
+            return all(p.is_cuda for p in params)
+        return group["foreach"]
+
+    def _fused_ok(self, group: dict) -> bool:
+        return False
+
+    def _pca_hyper(self, group: dict, hp: Hyper):
+        return None
+
+    def _fused_step(self, group: dict, params: list[Tensor], hp: Hyper, inner, indices: dict[int, int]) -> list[Tensor]:
+        """Step every ready projected matrix in buckets; return the parameters left for the per-matrix path."""
+        from discrete.fused import subspace_adam_bucket
+        rest, buckets = [], {}
+        for p in params:
+            st = self.state[p]
+            if p.ndim != 2 or not st or st["last_refresh_step"] < 0:
+                rest.append(p)
+                continue
+            G = p.grad.float()
+            G = -G if group["maximize"] else G
+            self._before_project(st, G, group, hp, inner, indices[id(p)])
+            key = (tuple(p.shape), st["proj_side"], p.dtype, p.device, int(st["step"]))
+            buckets.setdefault(key, []).append((p, G, st))
+        for (shape, side, _, _, step), items in buckets.items():
+            ps, gs, sts = (list(x) for x in zip(*items))
+            subspace_adam_bucket(ps, gs, sts, self._stacks, side=side, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2,
+                                 eps=hp.eps, weight_decay=group["weight_decay"], scale=group["scale"], step=step + 1,
+                                 bias_correction=hp.bias_correction, torch_eps=hp.torch_eps,
+                                 pca=self._pca_hyper(group, hp), precision=group.get("matmul_precision", "highest"))
+        return rest
 
     # -- the projected path (written once) --------------------------------------------------
     def _projected_step(self, p: Tensor, grad: Tensor, group: dict, hp: Hyper, inner, index: int) -> None:

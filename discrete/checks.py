@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from discrete import state as S
+from discrete.fused import MATMUL_PRECISION
 from discrete.inner import PROJ_OPTIMIZERS
 from discrete.projection import PROJ_INIT, SWITCH
 
@@ -51,3 +52,7 @@ GALORE_KEYS = {
     "scale": (1.0, scale),
     "proj_type": ("std", proj_type),
 }
+
+
+def matmul_precision(value, group):
+    S.check_choice(MATMUL_PRECISION, value)

@@ -36,7 +36,11 @@ class GaLore(SubspaceOptimizer):
         **checks.GALORE_KEYS,
         "switch": ("keep", checks.switch),
         "seed": (0, checks.seed),
+        "matmul_precision": ("highest", checks.matmul_precision),
     }
+
+    def _fused_ok(self, group):
+        return group["inner"] == "adamw"
 
     def _before_project(self, state, G, group, hp, inner, index):
         t = int(state["step"])

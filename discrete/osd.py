@@ -43,6 +43,7 @@ from torch import Tensor
 
 from discrete import checks
 from discrete.base import SubspaceOptimizer
+from discrete.fused import PCAHyper
 from discrete.inner import PROJ_OPTIMIZERS, Hyper
 from discrete.projection import PROJ_INIT
 from osd_theory.kernels import online_pca_grad
@@ -60,7 +61,17 @@ class OnlineSubspaceDescent(SubspaceOptimizer):
         "proj_momentum": (0.0, checks.momentum),
         "proj_weight_decay": (0.0, checks.nonneg("proj_weight_decay")),
         "seed": (0, checks.seed),
+        "matmul_precision": ("highest", checks.matmul_precision),
     }
+
+    def _fused_ok(self, group):
+        return group["inner"] == "adamw" and group["proj_optimizer"] == "adam"
+
+    def _pca_hyper(self, group, hp):
+        b1, b2 = group["proj_betas"]
+        return PCAHyper(alpha=float(group["alpha"]), pca_lambda=float(group["pca_lambda"]),
+                        weight_decay=float(group["proj_weight_decay"]), beta1=float(b1), beta2=float(b2),
+                        eps=float(group["proj_eps"]))
 
     def _init_proj(self, state, G, group, index):
         PROJ_INIT.get(group["proj_init"])(state, G, group["rank"])
