@@ -37,6 +37,7 @@ def summarize(run: dict) -> dict:
     reserved = [r["peak_reserved_gb"] for r in train if "peak_reserved_gb" in r]
     residuals = [r["residual"] for r in train if r.get("residual") is not None]
     return {
+        "run": Path(run["dir"]).name,
         "dir": run["dir"],
         "optimizer": cfg["optimizer"],
         "model": cfg["model"],
@@ -52,6 +53,8 @@ def summarize(run: dict) -> dict:
         "peak_reserved_gb": max(reserved) if reserved else None,
         "state_bytes": sb,
         "optimizer_state_gb": sum(sb.get(k, 0) for k in STATE_KEYS) / 2**30 if sb else None,
+        "static_gb": sum(sb.values()) / 2**30 if sb else None,  # params + grads + optimizer state
+        "state_share_of_peak": (sum(sb.get(k, 0) for k in STATE_KEYS) / 2**30 / max(peaks)) if sb and peaks else None,
         "H_final": last.get("H"),
         "residual_mean": statistics.fmean(residuals) if residuals else None,
         "device": run["meta"].get("device"),
@@ -66,17 +69,18 @@ def _fmt(v, spec: str) -> str:
 def table(rows: list[dict]) -> str:
     """Plain-text comparison; ratios are against the AdamW row of the same model, if any."""
     base = {r["model"]: r for r in rows if r["optimizer"] == "adamw"}
-    head = ["optimizer", "model", "rank", "tokens", "val_ppl", "ppl/adamw", "tok/s", "tok/s/adamw",
-            "peak_mem_GB", "opt_state_MB", "H_final", "residual"]
+    head = ["run", "optimizer", "model", "rank", "tokens", "val_ppl", "ppl/adamw", "tok/s", "tok/s/adamw",
+            "peak_mem_GB", "opt_state_MB", "state/peak", "H_final", "residual"]
     lines = [head]
     for r in rows:
         b = base.get(r["model"])
         ratio = lambda k: (r[k] / b[k]) if b and r[k] and b[k] else None  # noqa: E731
         lines.append([
-            r["optimizer"], r["model"], _fmt(r["rank"], "d"), _fmt(r["tokens"], ","), _fmt(r["val_ppl"], ".2f"),
+            Path(r["dir"]).name, r["optimizer"], r["model"], _fmt(r["rank"], "d"), _fmt(r["tokens"], ","), _fmt(r["val_ppl"], ".2f"),
             _fmt(ratio("val_ppl"), ".3f"), _fmt(r["tokens_per_s"], ",.0f"), _fmt(ratio("tokens_per_s"), ".3f"),
             _fmt(r["peak_mem_gb"], ".2f"),
             _fmt(None if r["optimizer_state_gb"] is None else r["optimizer_state_gb"] * 1024, ".1f"),
+            _fmt(r["state_share_of_peak"], ".3f"),
             _fmt(r["H_final"], ".4f"), _fmt(r["residual_mean"], ".3f"),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
@@ -92,7 +96,7 @@ def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    label = lambda r: f"{r['config']['optimizer']} ({r['config']['model']})"  # noqa: E731
+    label = lambda r: f"{Path(r['dir']).name} ({r['config']['model']})"  # noqa: E731
     series = lambda r, kind, x, y: [(e[x], e[y]) for e in r["log"] if e.get("kind") == kind and e.get(y) is not None]  # noqa: E731
     paths = []
 
@@ -122,7 +126,7 @@ def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = [summarize(r) for r in runs]
-    names = [f"{r['optimizer']}\n{r['model']}" for r in rows]
+    names = [f"{r['run']}\n{r['model']}" for r in rows]
     cats = ("params", "grads", "moments", "projector", "projector_optim", "other_state")
     bottom = [0.0] * len(rows)
     for c in cats:
