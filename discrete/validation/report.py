@@ -124,20 +124,22 @@ def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
     line_plot("h_proxy_vs_steps.png", "train", "step", "H", "step", "H = L + K(S)  (Adam kinetic, THEORY 3.2)")
     line_plot("tokens_per_s.png", "train", "step", "tokens_per_s", "step", "tokens / s")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     rows = [summarize(r) for r in runs]
     names = [f"{r['run']}\n{r['model']}" for r in rows]
     cats = ("params", "grads", "moments", "projector", "projector_optim", "other_state")
     bottom = [0.0] * len(rows)
     for c in cats:
-        vals = [r["state_bytes"].get(c, 0) / 2**30 for r in rows]
+        vals = [r["state_bytes"].get(c, 0) / 2**20 for r in rows]
         ax.bar(names, vals, bottom=bottom, label=c)
         bottom = [b + v for b, v in zip(bottom, vals)]
-    peaks = [r["peak_mem_gb"] for r in rows]
-    if any(p is not None for p in peaks):
-        ax.scatter(names, [p or 0 for p in peaks], color="k", marker="_", s=400, zorder=3, label="peak allocated")
-    ax.set(ylabel="GiB", title="memory: analytic state (bars), measured peak (black)")
+    ax.set(ylabel="MiB", title="analytic: numel x bytes per category")
     ax.legend(fontsize=7)
+    ax2.bar(names, [r["peak_mem_gb"] or 0 for r in rows], label="peak allocated")
+    ax2.bar(names, [(r["peak_reserved_gb"] or 0) - (r["peak_mem_gb"] or 0) for r in rows],
+            bottom=[r["peak_mem_gb"] or 0 for r in rows], alpha=0.4, label="reserved - allocated")
+    ax2.set(ylabel="GiB", title="measured peak per log window (max over the run)")
+    ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "memory.png", dpi=120)
     plt.close(fig)
