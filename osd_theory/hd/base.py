@@ -77,7 +77,8 @@ class HDSystem:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            # fields declared float are checked whatever was passed ("1.0", None, NaN)
+            if f.type in (float, "float") or (isinstance(v, (int, float)) and not isinstance(v, bool)):
                 _finite(f.name, v)
 
     # -- to be defined by each system ------------------------------------------------
