@@ -119,7 +119,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         return loss
 
     def _filter_finite(self, params: list[Tensor], group: dict) -> list[Tensor]:
-        flags = S.finite_flags([p.grad for p in params])
+        flags, norms = S.finite_flags([p.grad for p in params])
+        self._grad_norms = {id(p): n for p, n in zip(params, norms)}   # reused by the fused OSD P step
         if all(flags):
             return params
         if group["nonfinite"] == "raise":
@@ -184,9 +185,11 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             self._before_project(st, G, group, hp, inner, indices[id(p)])
             key = (tuple(p.shape), st["proj_side"], p.dtype, p.device, int(st["step"]))
             buckets.setdefault(key, []).append((p, G, st))
+        norms = getattr(self, "_grad_norms", {})
         for (shape, side, _, _, step), items in buckets.items():
             ps, gs, sts = (list(x) for x in zip(*items))
-            subspace_adam_bucket(ps, gs, sts, self._stacks, side=side, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2,
+            ns = [norms[id(p)] for p in ps] if all(id(p) in norms for p in ps) else None
+            subspace_adam_bucket(ps, gs, sts, self._stacks, norms=ns, side=side, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2,
                                  eps=hp.eps, weight_decay=group["weight_decay"], scale=group["scale"], step=step + 1,
                                  bias_correction=hp.bias_correction, torch_eps=hp.torch_eps,
                                  pca=self._pca_hyper(group, hp), precision=group.get("matmul_precision", "highest"))

@@ -63,14 +63,14 @@ MATMUL_PRECISION.add("tf32", _tf32)
 def stacked(states: list[dict], key: str, cache: dict) -> Tensor:
     """The (L, ·, ·) buffer whose slices are ``states[i][key]``; (re)built when an entry was replaced."""
     tag = (key, tuple(id(s) for s in states))
-    buf = cache.get(tag)
-    if buf is not None and all(s[key].data_ptr() == buf[i].data_ptr() and s[key].shape == buf.shape[1:]
-                               for i, s in enumerate(states)):
-        return buf
+    hit = cache.get(tag)
+    if hit is not None and all(s[key] is view for s, view in zip(states, hit[1])):
+        return hit[0]
     buf = torch.stack([s[key] for s in states])
-    for i, s in enumerate(states):
-        s[key] = buf[i]
-    cache[tag] = buf
+    views = list(buf.unbind(0))
+    for s, view in zip(states, views):
+        s[key] = view
+    cache[tag] = (buf, views)
     return buf
 
 
@@ -84,6 +84,7 @@ class PCAHyper:
     beta1: float
     beta2: float
     eps: float
+    optimizer: str = "adam"    # "adam" or "gd" (stateless)
 
 
 def _adam_(m: Tensor, v: Tensor, g: Tensor, *, lr: float, beta1: float, beta2: float, eps: float, step: int,
@@ -99,6 +100,7 @@ def _adam_(m: Tensor, v: Tensor, g: Tensor, *, lr: float, beta1: float, beta2: f
 
 
 def subspace_adam_bucket(params: list[Tensor], grads: list[Tensor], states: list[dict], cache: dict, *,
+                         norms: list[Tensor] | None = None,
                          side: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
                          scale: float, step: int, bias_correction: bool, torch_eps: bool,
                          pca: PCAHyper | None, precision: str = "highest") -> None:
@@ -125,12 +127,12 @@ def subspace_adam_bucket(params: list[Tensor], grads: list[Tensor], states: list
             else:
                 W.addmm_(D[i], P[i].mT, alpha=alpha)
         if pca is not None:
-            _osd_p_step(P, G_hat, grads, states, cache, side=side, lr=lr, step=step, pca=pca)
+            _osd_p_step(P, G_hat, grads, states, cache, side=side, lr=lr, step=step, pca=pca, norms=norms)
 
 
 def _osd_p_step(P: Tensor, G_hat: Tensor, grads: list[Tensor], states: list[dict], cache: dict, *,
-                side: int, lr: float, step: int, pca: PCAHyper) -> None:
-    norms = torch.stack(torch._foreach_norm(grads)).float()           # (L,) ‖Gᵢ‖
+                side: int, lr: float, step: int, pca: PCAHyper, norms: list[Tensor] | None = None) -> None:
+    norms = torch.stack(norms if norms is not None else torch._foreach_norm(grads)).float()   # (L,) ‖Gᵢ‖
     inv = torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))[:, None, None]
     AT = (G_hat.mT if side == LEFT else G_hat) * inv                  # Ãᵀ (L, k, r), k = n (LEFT) or m (RIGHT)
     B = torch.empty_like(P)                                           # (L, d, r)
@@ -142,11 +144,25 @@ def _osd_p_step(P: Tensor, G_hat: Tensor, grads: list[Tensor], states: list[dict
     X1 = torch.bmm(AT.mT, AT).mul_(2.0).add_(K - eye, alpha=4.0 * pca.pca_lambda)
     X2 = (K - 2.0 * eye).mul_(2.0)
     grad_P = torch.bmm(P, X1).baddbmm_(B, X2)                         # ∇_P 𝓛_G(P)
-    pm = stacked(states, "proj_exp_avg", cache)
-    pv = stacked(states, "proj_exp_avg_sq", cache)
     lr_P = pca.alpha * lr
-    U_P = _adam_(pm, pv, grad_P, lr=lr_P, beta1=pca.beta1, beta2=pca.beta2, eps=pca.eps, step=step,
-                 bias_correction=True, torch_eps=True)
+    U_P = P_STEPS.get(pca.optimizer)(states, cache, grad_P, lr_P, step, pca)
     if pca.weight_decay != 0.0:
         P.mul_(1.0 - lr_P * pca.weight_decay)
     P.add_(U_P, alpha=lr_P)
+
+
+# -- the batched P-optimizers (as discrete.inner.PROJ_OPTIMIZERS: adam, gd) -------------------------
+def _p_adam(states, cache, grad_P, lr_P, step, pca):
+    pm = stacked(states, "proj_exp_avg", cache)
+    pv = stacked(states, "proj_exp_avg_sq", cache)
+    return _adam_(pm, pv, grad_P, lr=lr_P, beta1=pca.beta1, beta2=pca.beta2, eps=pca.eps, step=step,
+                  bias_correction=True, torch_eps=True)
+
+
+def _p_gd(states, cache, grad_P, lr_P, step, pca):
+    return grad_P.neg_()                                              # U = −∇_P (gradient flow, no state)
+
+
+P_STEPS: Registry[Callable] = Registry("batched projection optimizer")
+P_STEPS.add("adam", _p_adam)
+P_STEPS.add("gd", _p_gd)

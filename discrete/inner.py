@@ -11,6 +11,7 @@ registry serves the weight update in the subspace (``inner``) and OSD's P-optimi
 | adamw   | Adam                      | exp_avg, exp_avg_sq        | −(√c₂/c₁) m/(√v + ε√c₂)   (torch)        |
 | lion    | Lion-𝒦, 𝒦 = ‖·‖₁          | exp_avg (tracks −ĝ)        | sign(β₁m − (1−β₁)ĝ)                     |
 | sgd     | heavy ball                | exp_avg (M = (1−μ)·buf)    | −M/(1−μ)                                |
+| gd (P only) | gradient flow         | none                       | −ĝ                                      |
 
 Adafactor is not offered: with momentum no Adam-type H exists for it (THEORY.md §3.6).
 """
@@ -70,3 +71,4 @@ PROJ_OPTIMIZERS: Registry[InnerRule] = Registry("projection optimizer")
 PROJ_OPTIMIZERS.add("adam", INNER.get("adamw"))
 PROJ_OPTIMIZERS.add("lion", INNER.get("lion"))
 PROJ_OPTIMIZERS.add("sgd", INNER.get("sgd"))
+PROJ_OPTIMIZERS.add("gd", InnerRule("gd", (), ds.gd_step, uses_betas=False))   # stateless: OSD's state = GaLore's

@@ -17,7 +17,8 @@ projected Adam HD system (THEORY.md §3.2), whose H does not depend on P.
 
 Symbols → group keys: r ``rank``, α ``alpha`` (default 5, §4.3), λ ``pca_lambda`` (0.1),
 λ^P ``proj_weight_decay`` (0), λ^W ``weight_decay``, Opt_W ``inner`` (``adamw``, ``lion``,
-``sgd``), Opt_P ``proj_optimizer`` (``adam``, ``sgd``, ``lion``) with ``proj_betas``,
+``sgd``), Opt_P ``proj_optimizer`` (``adam``, ``sgd``, ``lion``, ``gd``: stateless, so OSD's
+state equals GaLore's) with ``proj_betas``,
 ``proj_eps``, ``proj_momentum``; P₀ ``proj_init`` (``svd`` of the first non-zero gradient, or
 ``random``); side ``proj_type`` (GaLore's keys; ``update_proj_gap`` is accepted and unused).
 P and all moments are float32.
@@ -65,13 +66,13 @@ class OnlineSubspaceDescent(SubspaceOptimizer):
     }
 
     def _fused_ok(self, group):
-        return group["inner"] == "adamw" and group["proj_optimizer"] == "adam"
+        return group["inner"] == "adamw" and group["proj_optimizer"] in ("adam", "gd")
 
     def _pca_hyper(self, group, hp):
         b1, b2 = group["proj_betas"]
         return PCAHyper(alpha=float(group["alpha"]), pca_lambda=float(group["pca_lambda"]),
                         weight_decay=float(group["proj_weight_decay"]), beta1=float(b1), beta2=float(b2),
-                        eps=float(group["proj_eps"]))
+                        eps=float(group["proj_eps"]), optimizer=group["proj_optimizer"])
 
     def _init_proj(self, state, G, group, index):
         PROJ_INIT.get(group["proj_init"])(state, G, group["rank"])

@@ -114,13 +114,13 @@ def check_sparse(name: str, grad: torch.Tensor) -> None:
         raise OptimizerInputError(f"{name} does not support sparse gradients")
 
 
-def finite_flags(grads: list[torch.Tensor]) -> list[bool]:
-    """One flag per gradient (one host sync for the whole list)."""
+def finite_flags(grads: list[torch.Tensor]) -> tuple[list[bool], list[torch.Tensor]]:
+    """One flag per gradient (one host sync for the whole list), and the norms ‖G‖ (float32 for float32 G)."""
     if not grads:
-        return []
+        return [], []
     norms = torch._foreach_norm([g.float() if g.dtype not in (torch.float32, torch.float64) else g for g in grads])
     dev = norms[0].device
-    return torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist()
+    return torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist(), list(norms)
 
 
 # -- float32 state across load_state_dict ---------------------------------------------------

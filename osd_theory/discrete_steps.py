@@ -38,6 +38,7 @@ from torch import Tensor
 
 from osd_theory.hd.adam import Adam
 from osd_theory.hd.base import HDSystem
+from osd_theory.hd.gd import GradientFlow
 from osd_theory.hd.heavy_ball import HeavyBall
 from osd_theory.hd.lion_k import LionK
 
@@ -180,3 +181,8 @@ def sgd_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, momentum: float, 
     h = time_step(sgd_time_step(lr, momentum))
     D = hd_euler_step(heavy_ball_system(h, momentum), S, g_hat, h)      # −M
     return D if momentum == 0.0 else D.div_(1.0 - momentum)
+
+
+def gd_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, **_) -> Tensor:
+    """Plain gradient descent (no state): the Euler step of the gradient flow, U = −ĝ."""
+    return hd_euler_step(GradientFlow(), S, g_hat, time_step(lr))

@@ -33,6 +33,7 @@ CASES = [
     (OnlineSubspaceDescent, {"rank": 4, "pca_lambda": 0.0, "proj_type": "reverse_std", "proj_weight_decay": 0.1,
                              "scale": 0.25}),
     (OnlineSubspaceDescent, {"rank": 3, "proj_init": "random", "proj_type": "left"}),
+    (OnlineSubspaceDescent, {"rank": 4, "proj_optimizer": "gd", "alpha": 0.5, "proj_type": "right"}),
     (GaLore, {"rank": 4, "update_proj_gap": 5, "scale": 0.25}),
     (GaLore, {"rank": 4, "update_proj_gap": 3, "switch": "rotate", "proj_type": "right"}),
 ]
