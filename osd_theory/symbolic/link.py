@@ -118,9 +118,14 @@ def _one(sysdef: SymbolicHD, side, rank, kinetic_fn, rng) -> tuple[float, str]:
     return worst, where
 
 
-def link_to_code(system_name: str, seed: int = 0) -> LinkResult:
-    """Compare the sympy ĝ, Ṡ, D, Ẇ, K, Δ of one system with kernels + osd_theory.hd."""
-    sysdef = SYMBOLIC.get(system_name)
+def link_to_code(system: str | SymbolicHD, seed: int = 0) -> LinkResult:
+    """Compare the sympy ĝ, Ṡ, D, Ẇ, K, Δ of one system with kernels + osd_theory.hd.
+
+    ``system`` is a name in SYMBOLIC or a definition object; the torch twin is always
+    ``make_system(definition.name, ...)``.
+    """
+    sysdef = SYMBOLIC.get(system) if isinstance(system, str) else system
+    system_name = sysdef.name
     rng = np.random.default_rng(seed)
     sides = ((None, "full", None),) if sysdef.full_rank else SIDES
     fns = list(CONCRETE_K) if sysdef.uses_k else ["-"]

@@ -188,7 +188,7 @@ def prove(system: str | SymbolicHD, *, force_numeric: bool = False, link: bool =
                          all(c["independent"] for c in cases), detail, cases=cases)
     if link:
         from osd_theory.symbolic.link import link_to_code
-        lk = link_to_code(system_name)
+        lk = link_to_code(sysdef)
         result.matches_code = lk.ok
         result.detail += f" | link to osd_theory.hd: {lk.detail}"
     result.seconds = time.perf_counter() - t0
