@@ -130,8 +130,9 @@ def subspace_adam_bucket(params: list[Tensor], grads: list[Tensor], states: list
             _osd_p_step(P, G_hat, grads, states, cache, side=side, lr=lr, step=step, pca=pca, norms=norms)
 
 
-def _osd_p_step(P: Tensor, G_hat: Tensor, grads: list[Tensor], states: list[dict], cache: dict, *,
-                side: int, lr: float, step: int, pca: PCAHyper, norms: list[Tensor] | None = None) -> None:
+def online_pca_grad_batched(P: Tensor, G_hat: Tensor, grads: list[Tensor], side: int, pca_lambda: float,
+                            norms: list[Tensor] | None = None) -> Tensor:
+    """∇_P 𝓛_G(P) for a bucket (L, d, r), two-pass closed form reusing Ĝ (batched kernels.online_pca_grad)."""
     norms = torch.stack(norms if norms is not None else torch._foreach_norm(grads)).float()   # (L,) ‖Gᵢ‖
     inv = torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))[:, None, None]
     AT = (G_hat.mT if side == LEFT else G_hat) * inv                  # Ãᵀ (L, k, r), k = n (LEFT) or m (RIGHT)
@@ -141,9 +142,14 @@ def _osd_p_step(P: Tensor, G_hat: Tensor, grads: list[Tensor], states: list[dict
     B.mul_(inv)
     eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
     K = torch.bmm(P.mT, P)                                            # PᵀP (L, r, r)
-    X1 = torch.bmm(AT.mT, AT).mul_(2.0).add_(K - eye, alpha=4.0 * pca.pca_lambda)
+    X1 = torch.bmm(AT.mT, AT).mul_(2.0).add_(K - eye, alpha=4.0 * pca_lambda)
     X2 = (K - 2.0 * eye).mul_(2.0)
-    grad_P = torch.bmm(P, X1).baddbmm_(B, X2)                         # ∇_P 𝓛_G(P)
+    return torch.bmm(P, X1).baddbmm_(B, X2)                           # P(2ÃÃᵀ + 4λ(K−I)) + B·2(K − 2I)
+
+
+def _osd_p_step(P: Tensor, G_hat: Tensor, grads: list[Tensor], states: list[dict], cache: dict, *,
+                side: int, lr: float, step: int, pca: PCAHyper, norms: list[Tensor] | None = None) -> None:
+    grad_P = online_pca_grad_batched(P, G_hat, grads, side, pca.pca_lambda, norms)
     lr_P = pca.alpha * lr
     U_P = P_STEPS.get(pca.optimizer)(states, cache, grad_P, lr_P, step, pca)
     if pca.weight_decay != 0.0:
