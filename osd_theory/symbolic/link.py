@@ -1,7 +1,7 @@
 """Link the sympy definitions to the torch code: the proofs must be about *our* code.
 
 For each system and side, the sympy objects of :func:`osd_theory.symbolic.proof.setup_case`
-— ĝ, Ṡ, D, Ẇ, K, Δ — are lambdified (abstract 𝒦 replaced by each concrete one of
+— ĝ, Ṡ, D, Ẇ, c_L, K, Δ (so H = c_L·L + K and the whole field) — are lambdified (abstract 𝒦 replaced by each concrete one of
 :data:`~osd_theory.symbolic.calculus.CONCRETE_K`) and evaluated at random float64
 points drawn within the system's condition; the same quantities are computed by
 :mod:`osd_theory.kernels` and :mod:`osd_theory.hd` (``make_system(name, **hyper)``) and
@@ -72,6 +72,7 @@ def _torch_side(system, case, t, tt: float) -> dict[str, torch.Tensor]:
     D = system.direction(tt, S, g_hat, W)
     Wdot = (D if case.P is None else kernels.back_project(t["P"], D, case.side)) - system.weight_decay * W
     out = {"g_hat": g_hat, "D": D, "Wdot": Wdot, "K": system.kinetic(tt, S, W),
+           "c_L": torch.tensor(float(system.loss_weight), dtype=torch.float64),
            "Delta": system.dissipation(tt, S, g_hat, W)}
     for i, r in enumerate(system.state_rate(tt, S, g_hat)):
         out[f"Sdot{i}"] = r
@@ -100,6 +101,7 @@ def _one(sysdef: SymbolicHD, side, rank, kinetic_fn, rng) -> tuple[float, str]:
         extra = {"kinetic_fn": kinetic_fn, "delta": float(rng.uniform(0.05, 1.0))}
     system = make_system(sysdef.name, **hyper, **extra)
     exprs = {"g_hat": case.g_hat, "D": case.D, "Wdot": case.Wdot, "K": case.K, "Delta": case.Delta,
+             "c_L": sysdef.loss_weight(case.h),
              **{f"Sdot{i}": r for i, r in enumerate(case.Sdot)}}
     subs = {getattr(case.h, k): v for k, v in hyper.items()}
     subs[case.h.t] = tt
@@ -138,6 +140,6 @@ def link_to_code(system: str | SymbolicHD, seed: int = 0) -> LinkResult:
                 worst, where = err, f"{key} ({label}, K={fn})"
     ok = worst <= RTOL
     detail = (f"{'agrees' if ok else 'DISAGREES'} at {n * POINTS} random points "
-              f"(sides x K x {POINTS}; quantities g_hat, Sdot, D, Wdot, K, Delta): max rel err {worst:.1e} "
+              f"(sides x K x {POINTS}; quantities g_hat, Sdot, D, Wdot, c_L, K, Delta): max rel err {worst:.1e} "
               f"at {where} (tol {RTOL:g})")
     return LinkResult(system_name, ok, worst, detail)
