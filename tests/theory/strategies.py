@@ -36,7 +36,8 @@ def _gen(draw) -> torch.Generator:
     return torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
 
 
-def _pos(lo: float, hi: float) -> st.SearchStrategy[float]:
+def floats_in(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """Finite floats in [lo, hi]."""
     return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
 
 
@@ -50,7 +51,7 @@ def spectrum_matrix(draw, m: int, n: int, rank: int | None = None,
                     smin: float = 1e-2, smax: float = 10.0) -> torch.Tensor:
     """G = U diag(s) Vᵀ with Haar U (m, r), V (n, r), s ∈ [smin, smax] sorted descending."""
     r = rank if rank is not None else draw(st.integers(1, min(m, n)))
-    s = sorted(draw(st.lists(_pos(smin, smax), min_size=r, max_size=r)), reverse=True)
+    s = sorted(draw(st.lists(floats_in(smin, smax), min_size=r, max_size=r)), reverse=True)
     g = _gen(draw)
     U = random_basis(m, r, generator=g, dtype=DT)
     V = random_basis(n, r, generator=g, dtype=DT)
@@ -60,7 +61,7 @@ def spectrum_matrix(draw, m: int, n: int, rank: int | None = None,
 @st.composite
 def bases(draw, dim: int, rank: int) -> torch.Tensor:
     """Generic P (dim, r): Gaussian with a drawn scale — neither orthonormal nor normalised."""
-    scale = draw(_pos(0.3, 3.0))
+    scale = draw(floats_in(0.3, 3.0))
     return scale * torch.randn(dim, rank, generator=_gen(draw), dtype=DT)
 
 
@@ -68,46 +69,52 @@ def bases(draw, dim: int, rank: int) -> torch.Tensor:
 def _adam(holds: bool):
     @st.composite
     def build(draw):
-        a = draw(_pos(0.05, 10.0))
-        q = draw(_pos(0.01, 1.0)) if holds else draw(_pos(1.05, 8.0))     # q = b/4a
-        return {"a": a, "b": 4 * a * q, "e": draw(_pos(1e-3, 1.0)), "v0": draw(_pos(1e-3, 1.0))}
+        a = draw(floats_in(0.05, 10.0))
+        q = draw(floats_in(0.01, 1.0)) if holds else draw(floats_in(1.05, 8.0))     # q = b/4a
+        return {"a": a, "b": 4 * a * q, "e": draw(floats_in(1e-3, 1.0)), "v0": draw(floats_in(1e-3, 1.0))}
     return build()
 
 
 def _kinetic():
-    return st.fixed_dictionaries({"kinetic_fn": st.sampled_from(KINETIC_FNS), "delta": _pos(0.05, 1.0)})
+    return st.fixed_dictionaries({"kinetic_fn": st.sampled_from(KINETIC_FNS), "delta": floats_in(0.05, 1.0)})
 
 
 def _lion_k_wd(holds: bool):
     @st.composite
     def build(draw):
-        gamma = draw(st.one_of(st.just(0.0), _pos(0.05, 10.0)))
+        gamma = draw(st.one_of(st.just(0.0), floats_in(0.05, 10.0)))
         # εγ ≤ 1 when the condition holds; > 1 otherwise (needs γ > 0)
         if holds:
-            eps = draw(_pos(0.01, 1.0)) / max(gamma, 1.0)
+            eps = draw(floats_in(0.01, 1.0)) / max(gamma, 1.0)
         else:
             gamma = max(gamma, 0.5)
-            eps = draw(_pos(1.05, 3.0)) / gamma
-        return {"alpha": draw(_pos(0.05, 10.0)), "gamma": gamma, "eps": eps, "wd": draw(_pos(0.05, 2.0)),
+            eps = draw(floats_in(1.05, 3.0)) / gamma
+        return {"alpha": draw(floats_in(0.05, 10.0)), "gamma": gamma, "eps": eps, "wd": draw(floats_in(0.05, 2.0)),
                 **draw(_kinetic())}
     return build()
 
 
 _HYPER = {
     "gd": lambda holds: st.just({}),
-    "heavy_ball": lambda holds: st.fixed_dictionaries({"a": _pos(0.05, 10.0)}),
+    "heavy_ball": lambda holds: st.fixed_dictionaries({"a": floats_in(0.05, 10.0)}),
     "adam": _adam,
     "adam_bc": _adam,
-    "lion_k": lambda holds: st.builds(lambda a, b, k: {"a": a, "b": b, **k}, _pos(0.0, 10.0),
-                                      _pos(0.01, 0.99) if holds else _pos(1.01, 3.0), _kinetic()),
+    "lion_k": lambda holds: st.builds(lambda a, b, k: {"a": a, "b": b, **k}, floats_in(0.0, 10.0),
+                                      floats_in(0.01, 0.99) if holds else floats_in(1.01, 3.0), _kinetic()),
     "lion_k_wd": _lion_k_wd,
-    "signum": lambda holds: st.builds(lambda a, k: {"a": a, **k}, _pos(0.05, 10.0), _kinetic()),
+    "signum": lambda holds: st.builds(lambda a, k: {"a": a, **k}, floats_in(0.05, 10.0), _kinetic()),
 }
 
 
+#: systems whose Lyapunov condition can be violated by hyperparameters alone
+VIOLABLE = ("adam", "adam_bc", "lion_k", "lion_k_wd")
+
+
 def hyperparameters(system: str, condition_holds: bool = True) -> st.SearchStrategy[dict]:
-    """Keyword hyperparameters of ``system``; with ``condition_holds=False`` they violate it
-    (only for systems that have a violable condition: adam, adam_bc, lion_k, lion_k_wd)."""
+    """Keyword hyperparameters of ``system``; with ``condition_holds=False`` they violate
+    its condition (b > 4a, b ∉ (0, 1), εγ > 1) — only for the systems in :data:`VIOLABLE`."""
+    if not condition_holds and system not in VIOLABLE:
+        raise ValueError(f"{system!r} has no hyperparameter condition to violate; use one of {VIOLABLE}")
     return _HYPER[system](condition_holds)
 
 
@@ -115,7 +122,7 @@ def hyperparameters(system: str, condition_holds: bool = True) -> st.SearchStrat
 def states(draw, system: HDSystem, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
     """An admissible state: momenta N(0, σ²), Adam's second moment v ∈ [1e-2, 10] (v > 0)."""
     g = _gen(draw)
-    sigma = draw(_pos(0.1, 3.0))
+    sigma = draw(floats_in(0.1, 3.0))
     out = []
     for name in system.state_names:
         if name == "exp_avg_sq":
@@ -125,7 +132,7 @@ def states(draw, system: HDSystem, shape: tuple[int, ...]) -> tuple[torch.Tensor
     return tuple(out)
 
 
-def _fit_dims(problem: str, m: int, n: int) -> tuple[int, int]:
+def fit_dims(problem: str, m: int, n: int) -> tuple[int, int]:
     """Problems with shape constraints: deep_linear needs an even m, rosenbrock an even m·n."""
     if problem == "deep_linear" and m % 2:
         m = m + 1 if m < MAX_DIM else m - 1
@@ -162,7 +169,7 @@ def hd_cases(draw, system: str | None = None, problem: str | None = None, condit
     name = system or draw(st.sampled_from(SYSTEMS))
     sys_ = make_system(name, **draw(hyperparameters(name, condition_holds)))
     pname = problem or draw(st.sampled_from(PROBLEMS.names()))
-    m, n = _fit_dims(pname, *draw(dims(max_dim)))
+    m, n = fit_dims(pname, *draw(dims(max_dim)))
     prob = make_problem(pname, m=m, n=n, seed=draw(st.integers(0, 1000)))
     side = draw(st.sampled_from([LEFT, RIGHT]))
     dim = basis_dim((m, n), side)
@@ -174,5 +181,5 @@ def hd_cases(draw, system: str | None = None, problem: str | None = None, condit
         P = draw(bases(dim, draw(st.integers(1, min(m, n)))))
         W = prob.initial_point() + torch.randn(m, n, generator=g, dtype=DT)
     shape = (P.shape[1], n) if side == LEFT else (m, P.shape[1])
-    t = draw(_pos(0.05, 5.0)) if not sys_.autonomous else 0.0
+    t = draw(floats_in(0.05, 5.0)) if not sys_.autonomous else 0.0
     return HDCase(sys_, prob, side, W, P, draw(states(sys_, shape)), t)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from osd_theory.hd import Adam
 from osd_theory.kernels import project
 
-from theory.strategies import SYSTEMS, _pos, hd_cases
+from theory.strategies import SYSTEMS, floats_in, hd_cases
 
 RTOL = 1e-12
 
@@ -27,7 +27,7 @@ def _close(a, b):
 
 @pytest.mark.parametrize("name", SYSTEMS)
 @settings(max_examples=5)
-@given(data=st.data(), h=_pos(1e-4, 0.5))
+@given(data=st.data(), h=floats_in(1e-4, 0.5))
 def test_euler_state_equals_explicit_euler(name, data, h):
     case = data.draw(hd_cases(system=name))
     sys_ = case.system
@@ -41,7 +41,7 @@ def test_euler_state_equals_explicit_euler(name, data, h):
 
 
 @settings(max_examples=15)
-@given(lr=_pos(1e-4, 1e-1), beta1=_pos(0.0, 0.999), beta2=_pos(0.0, 0.9999), shape=st.tuples(
+@given(lr=floats_in(1e-4, 1e-1), beta1=floats_in(0.0, 0.999), beta2=floats_in(0.0, 0.9999), shape=st.tuples(
     st.integers(1, 6), st.integers(1, 6)), seed=st.integers(0, 2**31 - 1))
 def test_adam_euler_step_is_the_ema(lr, beta1, beta2, shape, seed):
     """m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²: the Euler step of size lr of the Adam field."""

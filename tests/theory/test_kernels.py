@@ -14,7 +14,7 @@ from osd_theory.kernels import (LEFT, RIGHT, basis_dim, online_pca_grad, online_
                                 project, random_basis)
 from osd_theory.projections import PROJECTIONS, make_rule
 
-from theory.strategies import _pos, bases, dims, spectrum_matrix
+from theory.strategies import floats_in, bases, dims, spectrum_matrix
 
 DT = torch.float64
 
@@ -26,7 +26,7 @@ def _autograd_pca(P, G, lam, side):
 
 
 @settings(max_examples=25)
-@given(data=st.data(), side=st.sampled_from([LEFT, RIGHT]), lam=st.one_of(st.just(0.0), _pos(0.0, 1.0)),
+@given(data=st.data(), side=st.sampled_from([LEFT, RIGHT]), lam=st.one_of(st.just(0.0), floats_in(0.0, 1.0)),
        pass_g_hat=st.booleans())
 def test_online_pca_closed_form_equals_autograd(data, side, lam, pass_g_hat):
     m, n = data.draw(dims())
@@ -40,7 +40,7 @@ def test_online_pca_closed_form_equals_autograd(data, side, lam, pass_g_hat):
 
 
 @settings(max_examples=5)
-@given(data=st.data(), side=st.sampled_from([LEFT, RIGHT]), lam=_pos(0.0, 1.0))
+@given(data=st.data(), side=st.sampled_from([LEFT, RIGHT]), lam=floats_in(0.0, 1.0))
 def test_online_pca_zero_gradient_only_orthogonality_term(data, side, lam):
     """G = 0 has no direction: ∇ = 4λP(PᵀP − I) exactly, no NaN from G/‖G‖."""
     m, n = data.draw(dims())
@@ -57,7 +57,7 @@ def test_online_pca_zero_gradient_only_orthogonality_term(data, side, lam):
 
 
 @settings(max_examples=10)
-@given(data=st.data(), side=st.sampled_from([LEFT, RIGHT]), lam=_pos(0.05, 1.0), jitter=_pos(1e-4, 3e-2))
+@given(data=st.data(), side=st.sampled_from([LEFT, RIGHT]), lam=floats_in(0.05, 1.0), jitter=floats_in(1e-4, 3e-2))
 def test_online_pca_flow_keeps_P_near_orthonormal(data, side, lam, jitter):
     """Euler on Ṗ = −∇𝓛_G from a near-orthonormal P₀: ‖PᵀP − I‖ stays near its start.
 
@@ -113,7 +113,7 @@ def test_projection_rules_shapes_finite_and_jump_times(name, data, side, zero_gr
     assert rate.shape == P0.shape and bool(torch.isfinite(rate).all())
     if not rule.smooth:
         assert bool((rate == 0).all())                           # jump / constant rules do not flow
-    t0, t1 = data.draw(_pos(0.0, 2.0)), data.draw(_pos(2.01, 4.0))
+    t0, t1 = data.draw(floats_in(0.0, 2.0)), data.draw(floats_in(2.01, 4.0))
     times = rule.jump_times(t0, t1)
     assert all(t0 < t < t1 for t in times) and times == sorted(times)
     if rule.jumps:

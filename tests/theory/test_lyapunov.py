@@ -20,9 +20,7 @@ from osd_theory.projections import make_rule
 from osd_theory.problems import make_problem
 
 from theory.helpers import autodiff_dHdt, field, grad_H
-from theory.strategies import SYSTEMS, bases, hd_cases, _pos
-
-VIOLABLE = {"adam", "adam_bc", "lion_k", "lion_k_wd"}
+from theory.strategies import SYSTEMS, VIOLABLE, HDCase, floats_in, bases, hd_cases
 
 
 def _tol(system) -> float:
@@ -68,8 +66,8 @@ def test_dissipation_nonnegative_when_condition_holds(name, data):
 
 
 @settings(max_examples=30)
-@given(a=_pos(0.05, 10.0), q=st.one_of(_pos(0.05, 1.0), _pos(1.05, 8.0)), e=_pos(1e-3, 1.0),
-       m=st.lists(_pos(0.1, 3.0), min_size=1, max_size=6))
+@given(a=floats_in(0.05, 10.0), q=st.one_of(floats_in(0.05, 1.0), floats_in(1.05, 8.0)), e=floats_in(1e-3, 1.0),
+       m=st.lists(floats_in(0.1, 3.0), min_size=1, max_size=6))
 def test_adam_sign_threshold_b_equals_4a(a, q, e, m):
     """At g = 0 and large v the bracket of Δ tends to 1 − b/4a (THEORY.md §3.2):
     dH/dt > 0 there iff b > 4a; at b ≤ 4a no state of this family has dH/dt > 0."""
@@ -82,7 +80,6 @@ def test_adam_sign_threshold_b_equals_4a(a, q, e, m):
     s = e * (2 * q / (q - 1) - 1) if q > 1 else 1e3 / e
     M = torch.tensor([m], dtype=torch.float64)
     S = (M, torch.full_like(M, s * s))
-    from theory.strategies import HDCase
     case = HDCase(sys_, problem, LEFT, W, torch.eye(1, dtype=torch.float64), S, 0.0)
     dH = autodiff_dHdt(case, torch.zeros(1, 1, dtype=torch.float64))
     Delta = _delta(case)
@@ -124,7 +121,6 @@ def test_P_need_not_be_orthonormal():
     problem = make_problem("quadratic", m=4, n=5, seed=1)
     W = problem.initial_point()
     P = 3.0 * torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    from theory.strategies import HDCase
     S = (torch.randn(2, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64),)
     case = HDCase(case_sys, problem, LEFT, W, P, S, 0.0)
     assert float((P.mT @ P - torch.eye(2, dtype=torch.float64)).norm()) > 1.0

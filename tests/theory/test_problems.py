@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from osd_theory.problems import PROBLEMS, make_problem
 
-from theory.strategies import _fit_dims, dims
+from theory.strategies import fit_dims, dims
 
 PROBLEM_NAMES = PROBLEMS.names()
 
@@ -28,7 +28,7 @@ def _autograd(problem, W):
 @settings(max_examples=5)
 @given(shape=dims(max_dim=8), seed=st.integers(0, 10_000), noise=st.floats(0.0, 2.0))
 def test_closed_form_gradient_equals_autograd(name, shape, seed, noise):
-    m, n = _fit_dims(name, *shape)
+    m, n = fit_dims(name, *shape)
     problem = make_problem(name, m=m, n=n, seed=seed)
     g = torch.Generator().manual_seed(seed)
     W = problem.initial_point() + noise * torch.randn(m, n, generator=g, dtype=torch.float64)
