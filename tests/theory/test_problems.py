@@ -68,3 +68,15 @@ def test_box_quadratic_kkt_point_is_the_clip():
     # KKT of min ½‖W − C‖² on the box: W − Π(W − ∇L) = 0
     G = problem.grad(P)
     assert float((P - (P - G).clamp(-1, 1)).abs().max()) <= 1e-15
+
+
+def test_logistic_loss_exact_at_large_margins():
+    """Regression: F.softplus's linear branch (x > 20) made L inconsistent with ∇L by
+    ~e^{−20}; with margins ≫ 20 autograd of L must still equal the closed form."""
+    problem = make_problem("logistic", m=3, n=5, seed=1)
+    W = 50.0 * problem.initial_point() + 50.0 * torch.randn(3, 5, generator=torch.Generator().manual_seed(2),
+                                                              dtype=torch.float64)
+    margins = problem._margins(W)
+    assert float(margins.abs().max()) > 40
+    closed, auto = problem.grad(W), _autograd(problem, W)
+    assert float((closed - auto).abs().max()) <= 1e-13 * max(float(closed.abs().max()), 1e-300)
