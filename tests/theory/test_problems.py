@@ -74,9 +74,8 @@ def test_logistic_loss_exact_at_large_margins():
     """Regression: F.softplus's linear branch (x > 20) made L inconsistent with ∇L by
     ~e^{−20}; with margins ≫ 20 autograd of L must still equal the closed form."""
     problem = make_problem("logistic", m=3, n=5, seed=1)
-    W = 50.0 * problem.initial_point() + 50.0 * torch.randn(3, 5, generator=torch.Generator().manual_seed(2),
-                                                              dtype=torch.float64)
-    margins = problem._margins(W)
-    assert float(margins.abs().max()) > 40
+    W0 = torch.randn(3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    W = 25.0 * W0 / problem._margins(W0).abs().median()       # many |margins| around 20–30
+    assert int(((problem._margins(W) < -20) & (problem._margins(W) > -40)).sum()) >= 5
     closed, auto = problem.grad(W), _autograd(problem, W)
     assert float((closed - auto).abs().max()) <= 1e-13 * max(float(closed.abs().max()), 1e-300)
