@@ -137,6 +137,9 @@ def random_basis(dim: int, rank: int, *, generator: torch.Generator | None = Non
     sign fix of Mezzadri 2007). ``gaussian``: i.i.d. N(0, 1/rank) entries, so that
     E[PᵀP] = (dim/rank) I — not orthonormal; dH/dt does not care (THEORY.md §1.2).
     """
+    if distribution == "haar" and rank > dim:
+        # QR would silently return (dim, dim): at most dim orthonormal columns exist
+        raise UserError(f"a haar basis has at most dim = {dim} orthonormal columns, got rank {rank}")
     Z = torch.randn(dim, rank, generator=generator, dtype=dtype, device=device)
     if distribution == "gaussian":
         return Z / rank**0.5
