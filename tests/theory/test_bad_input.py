@@ -175,3 +175,11 @@ def test_user_rule_file_that_fails_to_import(tmp_path):
     path.write_text("raise RuntimeError('boom')\n")
     with pytest.raises(UserError, match="could not import.*boom"):
         make_rule(f"{path}:gamma")
+
+
+def test_haar_basis_wider_than_its_dimension_is_refused():
+    """Regression: QR silently returned (dim, dim) for rank > dim."""
+    from osd_theory.kernels import random_basis
+    with pytest.raises(UserError, match="at most dim = 3"):
+        random_basis(3, 5)
+    assert random_basis(3, 5, distribution="gaussian").shape == (3, 5)
