@@ -1,0 +1,219 @@
+"""Verdicts read trajectory arrays and say what they show (THEORY.md §2, §7).
+
+Pure functions of arrays: they take any *trajectory-like* object ``traj`` with
+``traj[name] -> (N,) float64 tensor`` (columns ``t``, ``h``, ``H``, ``dHdt``,
+``dHdt_autodiff``, ``residual``, ``W_norm``, ...), a ``traj.meta`` dict and optionally
+``traj.jumps``. They never import :mod:`ode` and never integrate; the refinement test,
+which must re-simulate, is orchestrated in :mod:`ode.refinement` and classified here by
+:func:`classify_refinement`.
+
+**Lyapunov verdict.** With ΔH_n = H_{n+1} − H_n between consecutive accepted steps,
+
+.. math::
+    \\text{tol}_n = \\max\\big(10\\,\\text{eps}\\,\\max(|H_n|,|H_{n+1}|),\\;
+                   c\\,(\\text{atol} + \\text{rtol}\\max(|H_n|,|H_{n+1}|))\\big),\\qquad c = 10,
+
+(the second term only for adaptive solvers: each accepted step has local error ≤ atol + rtol·|y|
+per component; fixed-step runs get the rounding term only, so any real rise is flagged
+and sent to the refinement test). H is Lyapunov along the run iff ΔH_n ≤ tol_n for all n
+and the pointwise autodiff Ḣ never exceeds ``POINTWISE_TOL`` (relative).
+
+**Stationarity verdict.** "stationary" iff the problem has stationary points, the run did
+not fail, the monitors stayed bounded, and the final residual ≤ max(atol, rtol·r₀)
+(defaults 1e-6, 1e-6). A problem without stationary points (logistic on separable data) is
+never reported stationary, however small its gradient got.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+EPS = torch.finfo(torch.float64).eps
+ROUNDING_FACTOR = 10.0     # rises below 10·eps·|H| are float64 rounding of H itself
+SOLVER_FACTOR = 10.0       # c in tol_n: a step's H error is a few local errors at most
+POINTWISE_TOL = 1e-9       # autodiff Ḣ > 1e-9·(1 + |H|) at a sample is a pointwise violation
+REFINE_SHRINK = 0.7        # a refinement ratio below this means "shrinks"; 0.5 (Euler, h/2) to 0.1 (rtol/10)
+
+
+def _col(traj, name: str) -> torch.Tensor:
+    return traj[name].to(torch.float64)
+
+
+def _meta(traj) -> dict:
+    return getattr(traj, "meta", {}) or {}
+
+
+def step_tolerance(H0: torch.Tensor, H1: torch.Tensor, meta: dict) -> torch.Tensor:
+    """tol_n per step (see the module docstring)."""
+    scale = torch.maximum(H0.abs(), H1.abs())
+    tol = ROUNDING_FACTOR * EPS * scale
+    cfg = meta.get("config", {})
+    if meta.get("adaptive", True) and "rtol" in cfg:
+        tol = torch.maximum(tol, SOLVER_FACTOR * (cfg["atol"] + cfg["rtol"] * scale))
+    return tol
+
+
+def rises(traj) -> torch.Tensor:
+    """ΔH_n = H_{n+1} − H_n between consecutive samples (N−1,)."""
+    H = _col(traj, "H")
+    return H[1:] - H[:-1]
+
+
+def positive_variation(traj) -> float:
+    """Σ_n (ΔH_n)_+ over rises above rounding (10·eps·|H|): → ∫(Ḣ)_+ dt for a real rise,
+    → 0 at the method's order for solver error. Comparable across step sizes, unlike a
+    single step's rise (which shrinks with h even for a real violation)."""
+    H = _col(traj, "H")
+    d = H[1:] - H[:-1]
+    rounding = ROUNDING_FACTOR * EPS * torch.maximum(H[1:].abs(), H[:-1].abs())
+    return float(torch.where(d > rounding, d, torch.zeros_like(d)).sum())
+
+
+def max_rel_rise(traj) -> float:
+    """max_n ΔH_n / max(|H_n|, tiny), clamped at 0: the largest relative rise of H."""
+    H = _col(traj, "H")
+    if H.numel() < 2:
+        return 0.0
+    d = (H[1:] - H[:-1]) / H[:-1].abs().clamp_min(1e-300)
+    return max(0.0, float(d.max()))
+
+
+@dataclass(frozen=True)
+class LyapunovVerdict:
+    holds: bool                 # no step rise above tol_n and no pointwise Ḣ > 0
+    n_samples: int
+    n_violations: int           # steps with ΔH_n > tol_n
+    max_rise: float             # max ΔH_n (≥ 0)
+    max_rel_rise: float
+    positive_variation: float
+    first_violation_t: float | None
+    max_pointwise_hdot: float   # max autodiff Ḣ over samples (NaN if not recorded)
+    pointwise_ok: bool
+    max_hdot_mismatch: float    # max |−Δ − autodiff Ḣ| / (|Δ| + 1e-12·(1+|H|)): closed form vs AD
+    max_jump_rise: float        # max (H_after − H_before) over projection jumps
+    tolerance: str
+
+    def summary(self) -> str:
+        word = "holds" if self.holds else "VIOLATED"
+        where = f", first at t={self.first_violation_t:.4g}" if self.first_violation_t is not None else ""
+        return (f"H Lyapunov {word}: {self.n_violations}/{max(self.n_samples - 1, 0)} step rises above tol{where}; "
+                f"max rise {self.max_rise:.3g} (rel {self.max_rel_rise:.3g}); max pointwise dH/dt {self.max_pointwise_hdot:.3g}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lyapunov_verdict(traj) -> LyapunovVerdict:
+    """Is H non-increasing between accepted steps (within tol_n), and Ḣ ≤ 0 pointwise?"""
+    meta = _meta(traj)
+    H, t = _col(traj, "H"), _col(traj, "t")
+    d = H[1:] - H[:-1]
+    tol = step_tolerance(H[:-1], H[1:], meta)
+    bad = d > tol
+    n_bad = int(bad.sum())
+    first = float(t[:-1][bad][0]) if n_bad else None
+    ad = _col(traj, "dHdt_autodiff")
+    finite = torch.isfinite(ad)
+    max_pt = float(ad[finite].max()) if bool(finite.any()) else math.nan
+    pointwise_ok = not bool((ad[finite] > POINTWISE_TOL * (1 + H[finite].abs())).any())
+    an = _col(traj, "dHdt")
+    mism = ((an - ad).abs() / (an.abs() + 1e-12 * (1 + H.abs())))[finite]
+    jumps = getattr(traj, "jumps", None) or {}
+    jr = (jumps["H_after"] - jumps["H_before"]) if "H_after" in jumps and jumps["H_after"].numel() else torch.zeros(1)
+    cfg = meta.get("config", {})
+    tol_s = (f"tol_n = max(10 eps |H|, 10 (atol + rtol |H|)), rtol={cfg.get('rtol')}, atol={cfg.get('atol')}"
+             if meta.get("adaptive", True) else "tol_n = 10 eps |H| (fixed step: no solver tolerance)")
+    return LyapunovVerdict(
+        holds=n_bad == 0 and pointwise_ok, n_samples=int(H.numel()), n_violations=n_bad,
+        max_rise=max(0.0, float(d.max())) if d.numel() else 0.0, max_rel_rise=max_rel_rise(traj),
+        positive_variation=positive_variation(traj), first_violation_t=first,
+        max_pointwise_hdot=max_pt, pointwise_ok=pointwise_ok,
+        max_hdot_mismatch=float(mism.max()) if mism.numel() else math.nan,
+        max_jump_rise=max(0.0, float(jr.max())), tolerance=tol_s)
+
+
+@dataclass(frozen=True)
+class StationarityVerdict:
+    stationary: bool
+    reason: str
+    initial_residual: float
+    final_residual: float
+    min_residual: float
+    tolerance: float
+    measure: str
+
+    def summary(self) -> str:
+        word = "stationary" if self.stationary else "NOT stationary"
+        return f"{word}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def bounded(traj, growth: float = 10.0) -> bool:
+    """A crude boundedness monitor: ‖W‖, ‖S‖, ‖P‖ finite and their maxima over the run
+    at most ``growth`` × (1 + their initial values)."""
+    for name in ("W_norm", "S_norm", "P_norm"):
+        x = _col(traj, name)
+        if not bool(torch.isfinite(x).all()) or float(x.max()) > growth * (1.0 + float(x[0])) + 1e3:
+            return False
+    return True
+
+
+def stationarity_verdict(traj, *, atol: float = 1e-6, rtol: float = 1e-6) -> StationarityVerdict:
+    """Did the run reach a stationary point (residual → 0, bounded, and one exists)?"""
+    meta = _meta(traj)
+    r = _col(traj, "residual")
+    r0, r1, rmin = float(r[0]), float(r[-1]), float(r.min())
+    tol = max(atol, rtol * r0)
+    measure = meta.get("stationarity_name", "residual")
+    v = dict(initial_residual=r0, final_residual=r1, min_residual=rmin, tolerance=tol, measure=measure)
+    if not meta.get("has_stationary_points", True):
+        return StationarityVerdict(False, f"{meta.get('problem', 'the problem')} has no stationary points "
+                                          f"({measure} {r0:.3g} -> {r1:.3g}, ||W|| {float(traj['W_norm'][0]):.3g} -> "
+                                          f"{float(traj['W_norm'][-1]):.3g}: unbounded)", **v)
+    if str(meta.get("status", "")).startswith("failed"):
+        return StationarityVerdict(False, f"the run failed: {meta['status']}", **v)
+    if not bounded(traj):
+        return StationarityVerdict(False, "the trajectory is not bounded (Theorem 4.5 assumes bounded solutions)", **v)
+    if r1 <= tol:
+        return StationarityVerdict(True, f"{measure} {r0:.3g} -> {r1:.3g} <= tol {tol:.1g}", **v)
+    stall = "stalls" if r1 > 0.5 * float(r[len(r) // 2]) else "still decreasing"
+    return StationarityVerdict(False, f"{measure} {r0:.3g} -> {r1:.3g} > tol {tol:.1g} ({stall} at t={float(traj['t'][-1]):.4g})", **v)
+
+
+@dataclass(frozen=True)
+class RefinementVerdict:
+    kind: str                    # "no rise" | "solver error" | "real violation" | "inconclusive"
+    levels: list = field(default_factory=list)   # [{"param": .., "positive_variation": .., "max_rise": ..}]
+    ratios: list = field(default_factory=list)   # PV_{k+1}/PV_k
+    explanation: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def classify_refinement(levels: list[dict], *, vanish: float = 1e-14) -> RefinementVerdict:
+    """Classify an apparent rise of H from runs at successively refined step / tolerance.
+
+    ``levels``: dicts with ``param`` (step size or rtol), ``positive_variation`` (Σ rises)
+    and ``max_rise``, coarse to fine. A solver artefact shrinks at the method's order
+    (every ratio PV_{k+1}/PV_k ≤ REFINE_SHRINK); a real violation persists (every ratio
+    > REFINE_SHRINK: PV → ∫(Ḣ)_+ dt > 0). Anything else is inconclusive.
+    """
+    pv = [float(l["positive_variation"]) for l in levels]
+    if max(pv) <= vanish:
+        return RefinementVerdict("no rise", list(levels), [], "no rise of H above rounding at any level")
+    if pv[-1] <= vanish:
+        return RefinementVerdict("solver error", list(levels), [], f"the rise vanishes on refinement: PV {pv}")
+    ratios = [pv[k + 1] / pv[k] if pv[k] > 0 else math.inf for k in range(len(pv) - 1)]
+    if all(r <= REFINE_SHRINK for r in ratios):
+        return RefinementVerdict("solver error", list(levels), ratios,
+                                 f"the rise shrinks on refinement (PV ratios {', '.join(f'{r:.3g}' for r in ratios)})")
+    if all(r > REFINE_SHRINK for r in ratios):
+        return RefinementVerdict("real violation", list(levels), ratios,
+                                 f"the rise persists on refinement (PV {pv[0]:.3g} -> {pv[-1]:.3g}, ratios "
+                                 f"{', '.join(f'{r:.3g}' for r in ratios)})")
+    return RefinementVerdict("inconclusive", list(levels), ratios, f"mixed refinement ratios {ratios}")
