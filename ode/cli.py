@@ -24,7 +24,11 @@ import sys
 
 from osd_theory.errors import IntegrationError, UserError
 
-DEFAULTS = dict(optimizer="adam", projection="online_pca", problem="quadratic", dim="8x8", rank=2, t_end=20.0)
+DEFAULTS = dict(optimizer="adam", projection="online_pca", problem="quadratic", dim="8x8", rank=2, t_end=10.0)
+# Projection options applied unless --proj-hp sets them: the paper's α = ε^P/ε^W = 5 (THEORY §4.3).
+# With the rule's own default α = 1, Adam (e = 1e-2) + online PCA on the default quadratic stalls
+# at ‖∇L‖ ≈ 0.77 with Pᵀ∇L → 0: the spurious equilibria of THEORY §2 attract it.
+DEFAULT_PROJ_HP = {"online_pca": {"alpha": 5.0}}
 
 
 def parse_dim(text: str) -> tuple[int, int]:
@@ -71,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", default=DEFAULTS["dim"], help="MxN size of W (default 8x8)")
     p.add_argument("--rank", type=int, default=DEFAULTS["rank"], help="subspace rank r, 1 <= r <= min(M, N)")
     p.add_argument("--side", default="auto", help="projected side: auto | left | right")
-    p.add_argument("--t-end", type=float, default=DEFAULTS["t_end"], help="final ODE time (default 20)")
+    p.add_argument("--t-end", type=float, default=DEFAULTS["t_end"], help="final ODE time (default 10)")
     p.add_argument("--seed", type=int, default=0, help="problem seed")
     p.add_argument("--hp", default=None, help="optimizer hyperparameters, e.g. a=1,b=2,e=0.01")
     p.add_argument("--proj-hp", default=None, help="projection options, e.g. alpha=5,pca_lambda=0.1,tau=1")
@@ -95,7 +99,7 @@ def spec_from_args(args):
                               step_size=args.step_size, stop_residual=args.stop_residual, progress=args.progress)
     return RunSpec(optimizer=args.optimizer, projection=args.projection, problem=args.problem,
                    dim=parse_dim(args.dim), rank=args.rank, seed=args.seed, side=args.side,
-                   hp=parse_hp(args.hp), proj_hp=parse_hp(args.proj_hp, "--proj-hp"),
+                   hp=parse_hp(args.hp), proj_hp={**DEFAULT_PROJ_HP.get(args.projection, {}), **parse_hp(args.proj_hp, "--proj-hp")},
                    problem_hp=parse_hp(args.problem_hp, "--problem-hp"), config=config)
 
 
