@@ -50,20 +50,37 @@ def test_projected_state_is_r_sized(prob, name, data):
     assert all(v.dtype == torch.float32 for k, v in s.items() if torch.is_tensor(v) and k != "step")
 
 
-@settings(max_examples=20)
-@given(st.integers(4, 20), st.integers(4, 20), st.data())
-def test_osd_basis_stays_near_orthonormal_under_lambda(m, n, data):
-    """With λ > 0 and a small P step (α·lr = 5e-3), ‖PᵀP − I‖_F stays below 0.1 over 40 steps."""
+@settings(max_examples=15)
+@given(st.integers(4, 16), st.integers(4, 16), st.data())
+def test_osd_basis_returns_to_orthonormal_under_lambda(m, n, data):
+    """P scaled off the Stiefel manifold (×1.3) returns: ‖PᵀP − I‖_F drops below 10 % within 100 steps."""
     r = data.draw(st.integers(1, min(m, n)))
     lam = data.draw(st.sampled_from([0.1, 1.0]))
     W = torch.nn.Parameter(torch.zeros(m, n))
     opt = OnlineSubspaceDescent([{"params": [W], "rank": r, "pca_lambda": lam, "proj_init": "random"}], lr=1e-3)
+    W.grad = data.draw(spectral_matrix(m, n))
+    opt.step()
+    opt.state[W]["proj"].mul_(1.3)
+    start = float(orthogonality_defect(opt.state[W]["proj"]))
+    for _ in range(100):
+        W.grad = data.draw(spectral_matrix(m, n))
+        opt.step()
+    assert float(orthogonality_defect(opt.state[W]["proj"])) < 0.1 * start
+
+
+@settings(max_examples=10)
+@given(st.integers(4, 16), st.integers(4, 16), st.data())
+def test_osd_small_p_steps_stay_near_orthonormal(m, n, data):
+    """From an orthonormal P₀ and a small P step (α·lr = 5e-4), ‖PᵀP − I‖_F stays below 0.05 over 40 steps."""
+    r = data.draw(st.integers(1, min(m, n)))
+    W = torch.nn.Parameter(torch.zeros(m, n))
+    opt = OnlineSubspaceDescent([{"params": [W], "rank": r, "pca_lambda": 0.1, "proj_init": "random"}], lr=1e-4)
     worst = 0.0
     for _ in range(40):
         W.grad = data.draw(spectral_matrix(m, n))
         opt.step()
         worst = max(worst, float(orthogonality_defect(opt.state[W]["proj"])))
-    assert worst < 0.1
+    assert worst < 0.05
 
 
 @settings(max_examples=15)
