@@ -53,7 +53,7 @@ def test_projected_state_is_r_sized(prob, name, data):
 @settings(max_examples=15)
 @given(st.integers(4, 16), st.integers(4, 16), st.data())
 def test_osd_basis_returns_to_orthonormal_under_lambda(m, n, data):
-    """P scaled off the Stiefel manifold (×1.3) returns: ‖PᵀP − I‖_F drops below 10 % within 100 steps."""
+    """P scaled off the Stiefel manifold (×1.3) returns: ‖PᵀP − I‖_F at least halves within 100 steps."""
     r = data.draw(st.integers(1, min(m, n)))
     lam = data.draw(st.sampled_from([0.1, 1.0]))
     W = torch.nn.Parameter(torch.zeros(m, n))
@@ -65,7 +65,7 @@ def test_osd_basis_returns_to_orthonormal_under_lambda(m, n, data):
     for _ in range(100):
         W.grad = data.draw(spectral_matrix(m, n))
         opt.step()
-    assert float(orthogonality_defect(opt.state[W]["proj"])) < 0.1 * start
+    assert float(orthogonality_defect(opt.state[W]["proj"])) < 0.5 * start
 
 
 @settings(max_examples=10)
