@@ -33,8 +33,12 @@ def summarize(run: dict) -> dict:
     steady = [r["tokens_per_s"] for r in train[1:]] or [r["tokens_per_s"] for r in train]  # step 1 is warm-up
     last = train[-1] if train else {}
     sb = last.get("state_bytes", {})
-    peaks = [r["peak_alloc_gb"] for r in train if "peak_alloc_gb" in r]
-    reserved = [r["peak_reserved_gb"] for r in train if "peak_reserved_gb" in r]
+    # training peak: skip windows that contained an eval pass (logs written before the trainer
+    # reset the peak after eval had eval's logits in the next window)
+    after_eval = {id(b) for a, b in zip(log, log[1:]) if a.get("kind") == "eval" and b.get("kind") == "train"}
+    clean = [r for r in train if id(r) not in after_eval] or train
+    peaks = [r["peak_alloc_gb"] for r in clean if "peak_alloc_gb" in r]
+    reserved = [r["peak_reserved_gb"] for r in clean if "peak_reserved_gb" in r]
     residuals = [r["residual"] for r in train if r.get("residual") is not None]
     return {
         "run": Path(run["dir"]).name,
@@ -88,7 +92,7 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
-    """val loss vs tokens, H-proxy vs steps, tokens/s vs steps, memory; PNGs in ``out_dir``."""
+    """val loss vs tokens, H-proxy, tokens/s, projection residual and drift vs steps, memory; PNGs in ``out_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,20 +104,21 @@ def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
     series = lambda r, kind, x, y: [(e[x], e[y]) for e in r["log"] if e.get("kind") == kind and e.get(y) is not None]  # noqa: E731
     paths = []
 
-    def line_plot(name, kind, x, y, xlabel, ylabel, logy=False, train_overlay=False):
+    def line_plot(name, kind, x, y, xlabel, ylabel, logy=False, train_overlay=False, marker=None):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for r in runs:
             pts = series(r, kind, x, y)
-            (ln,) = ax.plot(*zip(*pts), marker="o" if len(pts) < 30 else None, ms=3, label=label(r)) if pts else (None,)
+            (ln,) = ax.plot(*zip(*pts), marker=marker or ("o" if len(pts) < 30 else None), ms=3, label=label(r)) if pts else (None,)
             if train_overlay:
                 tr = series(r, "train", "tokens", "loss")
                 if tr:
                     ax.plot(*zip(*tr), alpha=0.3, color=ln.get_color() if ln else None, lw=1)
         ax.set(xlabel=xlabel, ylabel=ylabel)
         if logy:
-            ax.set_yscale("log")
+            ax.set_yscale("log", nonpositive="mask")  # GaLore/RSO drift is exactly 0 between refreshes
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
@@ -123,6 +128,9 @@ def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
               train_overlay=True)
     line_plot("h_proxy_vs_steps.png", "train", "step", "H", "step", "H = L + K(S)  (Adam kinetic, THEORY 3.2)")
     line_plot("tokens_per_s.png", "train", "step", "tokens_per_s", "step", "tokens / s")
+    line_plot("residual_vs_steps.png", "train", "step", "residual", "step", "||(I - QQ^T) G|| / ||G||  (P before the step)")
+    line_plot("drift_vs_steps.png", "train", "step", "drift_window", "step", "1 - ||Q_now^T Q_prev||_F^2 / r  (since last log)",
+              logy=True, marker=".")
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     rows = [summarize(r) for r in runs]

@@ -207,7 +207,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
             runlog.write(ev)
             log(f"step {step}: val loss {val:.4f}, ppl {math.exp(val):.2f}")
             summary = {**summary, **ev}
-            window["t"] = time.perf_counter()  # keep eval time out of tokens/s
+            window["t"] = time.perf_counter()  # keep eval time out of tokens/s ...
+            _reset_peak(device)  # ... and eval's logits out of the training peak memory
         if cfg.ckpt_every >= 0 and (step == last or (cfg.ckpt_every and step % cfg.ckpt_every == 0)):
             if info.is_main:
                 save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B)
