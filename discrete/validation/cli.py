@@ -85,8 +85,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def run(args: argparse.Namespace) -> int:
     from discrete.validation.trainer import train
 
+    import os
+
     summary = train(config_from_args(args))
-    if "val_ppl" in summary:
+    if "val_ppl" in summary and os.environ.get("RANK", "0") == "0":
         print(f"done: step {summary['step']}, tokens {summary['tokens']:,}, val ppl {summary['val_ppl']:.3f}")
     return 0
 
