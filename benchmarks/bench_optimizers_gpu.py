@@ -30,7 +30,8 @@ import time
 import torch
 
 from discrete import AdamW as OurAdamW, GaLore, OnlineSubspaceDescent
-from discrete.fused import MATMUL_PRECISION, PCAHyper, _osd_p_step, online_pca_grad_batched
+from discrete import fused
+from discrete.fused import MATMUL_PRECISION, PCAHyper, online_pca_grad_batched
 from discrete.state import basis_rows, side_of
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import LEFT, online_pca_grad, svd_basis
@@ -70,32 +71,48 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 # -- 1. per shape --------------------------------------------------------------------------------
-def per_shape(shapes, device, reps) -> list[dict]:
+PRECISIONS = ("highest", "tf32", "bf16")
+
+
+def per_shape(shapes, device, reps, svd: bool) -> list[dict]:
     rows = []
     g = torch.Generator(device=device).manual_seed(0)
+    pca = PCAHyper(alpha=5.0, pca_lambda=0.1, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8)
     for name, m, n, r in shapes:
         G = torch.randn(m, n, device=device, generator=g)
         P0 = torch.linalg.qr(torch.randn(m, r, device=device, generator=g))[0]
+        U = svd_basis(G, r, LEFT)                                                   # a converged basis, perturbed
+        P_near = torch.linalg.qr(U + 0.05 * torch.randn(m, r, device=device, generator=g) / m ** 0.5)[0]
         row = {"shape": name, "m": m, "n": n, "r": r}
         big = m * n >= 4096 * 4096
-        row["svd_ms"] = time_ms(lambda: torch.linalg.svd(G, full_matrices=False), 3 if big else reps, 1, device)
+        if svd:
+            row["svd_ms"] = time_ms(lambda: torch.linalg.svd(G, full_matrices=False), 3 if big else reps, 1, device)
+        for tag, Pt in (("random", P0), ("near", P_near)):
+            ref = online_pca_grad(Pt.double(), G.double(), 0.1, LEFT)               # float64 reference
+            for prec in PRECISIONS:
+                Gh = (Pt.double().mT @ G.double()).float()
+                grad = online_pca_grad_batched(Pt[None].clone(), Gh[None], [G], LEFT, 0.1, precision=prec)
+                row[f"relerr_{tag}_{prec}"] = rel_err(grad[0], ref)
+        for prec in PRECISIONS:
+            mode = MATMUL_PRECISION.get(prec)
+            states = [{"proj": P0.clone(), "proj_exp_avg": torch.zeros_like(P0), "proj_exp_avg_sq": torch.zeros_like(P0)}]
+            cache: dict = {}
+            P = fused.stacked(states, "proj", cache)
+            with mode.context():
+                Gh = (P[0].to(mode.dtype).mT @ G.to(mode.dtype)).float()[None]
+
+            def p_update():                                       # B pass + r×r algebra + Adam on P (Ĝ given)
+                grad = online_pca_grad_batched(P, Gh, [G], LEFT, 0.1, precision=prec)
+                U_P = fused.P_STEPS.get("adam")(states, cache, grad, 5e-3, 1, pca)
+                P.add_(U_P, alpha=5e-3)
+
+            row[f"p_update_{prec}_ms"] = time_ms(p_update, reps, 3, device)
+            D = torch.randn(r, n, device=device, generator=g)
+            Pc, Gc, Dc = P0.to(mode.dtype), G.to(mode.dtype), D.to(mode.dtype)
+            with mode.context():
+                row[f"project_{prec}_ms"] = time_ms(lambda: Pc.mT @ Gc, reps, 3, device)
+                row[f"back_project_{prec}_ms"] = time_ms(lambda: Pc @ Dc, reps, 3, device)
         G_hat = P0.mT @ G
-        ref = online_pca_grad(P0.double(), G.double(), 0.1, LEFT)                 # float64 reference
-        pca = PCAHyper(alpha=5.0, pca_lambda=0.1, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8)
-        for prec in ("highest", "tf32"):
-            with MATMUL_PRECISION.get(prec)():
-                Gh = P0.mT @ G
-                grad = online_pca_grad_batched(P0[None].clone(), Gh[None], [G], LEFT, 0.1)
-                row[f"pca_grad_relerr_{prec}"] = rel_err(grad[0], ref)
-                states = [{"proj": P0.clone(), "proj_exp_avg": torch.zeros_like(P0),
-                           "proj_exp_avg_sq": torch.zeros_like(P0)}]
-                cache: dict = {}
-                P = states[0]["proj"][None]
-                row[f"p_update_{prec}_ms"] = time_ms(
-                    lambda: _osd_p_step(P, Gh[None], [G], states, cache, side=LEFT, lr=1e-3, step=1, pca=pca), reps, 3, device)
-                D = torch.randn(r, n, device=device, generator=g)
-                row[f"project_{prec}_ms"] = time_ms(lambda: P0.mT @ G, reps, 3, device)
-                row[f"back_project_{prec}_ms"] = time_ms(lambda: P0 @ D, reps, 3, device)
         m_, v_ = torch.zeros_like(P0), torch.zeros_like(P0)
 
         def naive():
@@ -108,9 +125,7 @@ def per_shape(shapes, device, reps) -> list[dict]:
         opt = torch.optim.AdamW([W], lr=1e-3, fused=device.type == "cuda")
         row["fused_adamw_ms"] = time_ms(opt.step, reps, 3, device)
         rows.append(row)
-        print(f"[shape] {name}: svd {row['svd_ms']:.2f} ms, P-update tf32 {row['p_update_tf32_ms']:.3f} ms "
-              f"(err {row['pca_grad_relerr_tf32']:.1e}), fp32 {row['p_update_highest_ms']:.3f} ms, "
-              f"naive {row['p_update_naive_fp32_ms']:.3f} ms, adamw {row['fused_adamw_ms']:.3f} ms", flush=True)
+        print(f"[shape] {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items() if isinstance(v, float)), flush=True)
         del G, W, opt
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -202,13 +217,15 @@ def llama_step(device, smoke: bool, reps: int) -> dict:
     opt = measure("discrete.AdamW (per-tensor path)", OurAdamW(mats + full, lr=1e-3))
     del opt
     for name, kw, pm in [
+        ("OSD bf16, Adam on P", {"matmul_precision": "bf16"}, True),
         ("OSD tf32, Adam on P", {"matmul_precision": "tf32"}, True),
         ("OSD fp32, Adam on P", {"matmul_precision": "highest"}, True),
-        ("OSD tf32, GD on P", {"matmul_precision": "tf32", "proj_optimizer": "gd"}, False),
+        ("OSD bf16, GD on P", {"matmul_precision": "bf16", "proj_optimizer": "gd"}, False),
     ]:
         opt = measure(name, OnlineSubspaceDescent(groups(**kw), lr=1e-3, foreach=True), pm)
         del opt
-    for name, kw in [("GaLore tf32, regular step", {"matmul_precision": "tf32"}),
+    for name, kw in [("GaLore bf16, regular step", {"matmul_precision": "bf16"}),
+                     ("GaLore tf32, regular step", {"matmul_precision": "tf32"}),
                      ("GaLore fp32, regular step", {"matmul_precision": "highest"})]:
         opt = measure(name, GaLore(groups(**kw), lr=1e-3, foreach=True), False)
         del opt
@@ -226,8 +243,8 @@ def llama_step(device, smoke: bool, reps: int) -> dict:
     res["n_layers"] = n_layers
     res["galore_refresh_ms"] = one_layer_ms * n_layers
     res["galore_refresh_one_layer_ms"] = one_layer_ms
-    reg = res["runs"]["GaLore tf32, regular step"]["ms"]
-    res["galore_amortised_ms_gap200"] = reg + res["galore_refresh_ms"] / 200
+    reg = res["runs"]["GaLore bf16, regular step"]["ms"]
+    res["galore_amortised_ms_gap200"] = reg + res["galore_refresh_ms"] / 200   # bf16 regular step + refresh/200
     res["analytic"] = {"adamw": 8 * n_params, "galore": analytic_state_bytes(mats_s, full_s, rank, False),
                        "osd_adam_P": analytic_state_bytes(mats_s, full_s, rank, True)}
     print(f"[1B] GaLore refresh (one layer x {n_layers}): {res['galore_refresh_ms']:.0f} ms; amortised at gap 200: "
@@ -265,14 +282,17 @@ def rso_memory(device, smoke: bool) -> dict:
 # -- report ---------------------------------------------------------------------------------------------
 def markdown(res: dict) -> str:
     L = [f"device: {res['device']}, torch {res['torch']}", "",
-         "| shape | m×n | r | SVD ms | OSD P-update fp32 ms | OSD P-update TF32 ms | naive fp32 ms | grad rel. err fp32 / TF32 "
-         "vs fp64 | project fp32 / TF32 ms | back fp32 / TF32 ms | fused AdamW ms |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| shape | m×n | r | SVD ms | OSD P-update ms fp32 / TF32 / bf16 | naive fp32 ms | ∇_P rel. err vs fp64, random P: "
+         "fp32 / TF32 / bf16 | same, near-converged P | project ms fp32 / TF32 / bf16 | back-project ms fp32 / TF32 / bf16 "
+         "| fused AdamW ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["shapes"]:
-        L.append(f"| {r['shape']} | {r['m']}×{r['n']} | {r['r']} | {r['svd_ms']:.2f} | {r['p_update_highest_ms']:.3f} | "
-                 f"{r['p_update_tf32_ms']:.3f} | {r['p_update_naive_fp32_ms']:.3f} | {r['pca_grad_relerr_highest']:.1e} / "
-                 f"{r['pca_grad_relerr_tf32']:.1e} | {r['project_highest_ms']:.3f} / {r['project_tf32_ms']:.3f} | "
-                 f"{r['back_project_highest_ms']:.3f} / {r['back_project_tf32_ms']:.3f} | {r['fused_adamw_ms']:.3f} |")
+        svd = f"{r['svd_ms']:.2f}" if "svd_ms" in r else "–"
+        L.append(f"| {r['shape']} | {r['m']}×{r['n']} | {r['r']} | {svd} | "
+                 f"{' / '.join(format(r[f'p_update_{p}_ms'], '.3f') for p in PRECISIONS)} | {r['p_update_naive_fp32_ms']:.3f} | "
+                 f"{' / '.join(format(r[f'relerr_random_{p}'], '.1e') for p in PRECISIONS)} | "
+                 f"{' / '.join(format(r[f'relerr_near_{p}'], '.1e') for p in PRECISIONS)} | "
+                 f"{' / '.join(format(r[f'project_{p}_ms'], '.3f') for p in PRECISIONS)} | "
+                 f"{' / '.join(format(r[f'back_project_{p}_ms'], '.3f') for p in PRECISIONS)} | {r['fused_adamw_ms']:.3f} |")
     s = res["llama1b"]
     base = s["runs"]["torch AdamW fused"]
     L += ["", f"LLaMA-1B-shaped set: {s['n_params'] / 1e9:.3f} B parameters, rank {s['rank']}", "",
@@ -304,14 +324,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: shapes,llama,rso")
+    ap.add_argument("--no-svd", action="store_true", help="skip the per-shape SVD timings (slow at 7B)")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = False      # fp32 unless a section asks for TF32
     res = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
            "command": " ".join(sys.argv)}
     skip = set(args.skip.split(","))
-    res["shapes"] = per_shape(SMOKE_SHAPES if args.smoke else SHAPES, device, 3 if args.smoke else args.reps) \
-        if "shapes" not in skip else []
+    res["shapes"] = per_shape(SMOKE_SHAPES if args.smoke else SHAPES, device, 3 if args.smoke else args.reps,
+                              not args.no_svd) if "shapes" not in skip else []
     res["llama1b"] = llama_step(device, args.smoke, 3 if args.smoke else 10)
     res["rso"] = rso_memory(device, args.smoke)
     os.makedirs(args.out, exist_ok=True)

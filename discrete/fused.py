@@ -37,26 +37,32 @@ from osd_theory.kernels import LEFT
 from osd_theory.registry import Registry
 
 
-# -- matmul precision for the three big products (a registry of context managers) ----------------
-@contextlib.contextmanager
-def _highest() -> Iterator[None]:
-    yield
+# -- matmul precision for the products that touch an (m, n) matrix (a registry of modes) -------------
+@dataclass(frozen=True)
+class MatmulMode:
+    """Operand dtype and TF32 switch for the big products; outputs and all state stay float32."""
+
+    dtype: torch.dtype
+    tf32: bool
+
+    @contextlib.contextmanager
+    def context(self) -> Iterator[None]:
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.tf32
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
 
 
-@contextlib.contextmanager
-def _tf32() -> Iterator[None]:
-    """TF32 tensor cores for float32 matmuls on CUDA (10-bit mantissa products, fp32 accumulate)."""
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
+MATMUL_PRECISION: Registry[MatmulMode] = Registry("matmul_precision")
+MATMUL_PRECISION.add("highest", MatmulMode(torch.float32, False))   # float32 products
+MATMUL_PRECISION.add("tf32", MatmulMode(torch.float32, True))       # TF32 tensor cores (CUDA), fp32 accumulate
+MATMUL_PRECISION.add("bf16", MatmulMode(torch.bfloat16, False))     # bf16 operands, fp32 accumulate
 
-
-MATMUL_PRECISION: Registry[Callable[[], contextlib.AbstractContextManager]] = Registry("matmul_precision")
-MATMUL_PRECISION.add("highest", _highest)
-MATMUL_PRECISION.add("tf32", _tf32)
+# Each chunk of a bucket stacks its gradients into one (c, m, n) buffer so the products run as one bmm
+# (one launch, full occupancy); the buffer holds at most this many elements (512 MiB in float32).
+CHUNK_ELEMS = 1 << 27
 
 
 # -- stacked state -----------------------------------------------------------------------------------
@@ -107,49 +113,106 @@ def subspace_adam_bucket(params: list[Tensor], grads: list[Tensor], states: list
     """One step of projected Adam (and, with ``pca``, OSD's P step) for same-shape matrices."""
     for s in states:
         s["step"] += 1
+    mode = MATMUL_PRECISION.get(precision)
     P = stacked(states, "proj", cache)                                # (L, d, r)
     m = stacked(states, "exp_avg", cache)
     v = stacked(states, "exp_avg_sq", cache)
-    G_hat = torch.empty_like(m)                                       # (L, r, n) LEFT, (L, m, r) RIGHT
-    with MATMUL_PRECISION.get(precision)():
-        for i, G in enumerate(grads):                                 # Ĝᵢ = PᵢᵀGᵢ or GᵢPᵢ
-            torch.mm(P[i].mT, G, out=G_hat[i]) if side == LEFT else torch.mm(G, P[i], out=G_hat[i])
+    inv = _inverse_norms(grads, norms) if pca is not None else None   # (L, 1, 1) 1/‖Gᵢ‖, 0 for G = 0
+    with mode.context():
+        G_hat, B = _project_chunks(P, grads, side, mode, inv)         # Ĝ (L, r, n)|(L, m, r); B (L, d, r)
         D = _adam_(m, v, G_hat, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step,
                    bias_correction=bias_correction, torch_eps=torch_eps)
         if weight_decay != 0.0:
             torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        alpha = lr * scale
-        for i, W in enumerate(params):                                # W ← W + lr·scale·P D
-            if W.dtype != torch.float32:                              # low-precision W: update in float32
-                W.add_((P[i] @ D[i] if side == LEFT else D[i] @ P[i].mT).to(W.dtype), alpha=alpha)
-            elif side == LEFT:
-                W.addmm_(P[i], D[i], alpha=alpha)
-            else:
-                W.addmm_(D[i], P[i].mT, alpha=alpha)
-        if pca is not None:
-            _osd_p_step(P, G_hat, grads, states, cache, side=side, lr=lr, step=step, pca=pca, norms=norms)
+        _back_project_chunks(params, P, D, side, mode, lr * scale)    # W ← W + lr·scale·P D
+    if pca is not None:
+        _osd_p_step(P, G_hat, B, inv, states, cache, side=side, lr=lr, step=step, pca=pca, precision=precision)
+
+
+def _inverse_norms(grads: list[Tensor], norms: list[Tensor] | None) -> Tensor:
+    n = torch.stack(norms if norms is not None else torch._foreach_norm(grads)).float()
+    return torch.where(n > 0, 1.0 / n, torch.zeros_like(n))[:, None, None]
+
+
+def _chunks(L: int, numel: int) -> Iterator[slice]:
+    c = max(1, CHUNK_ELEMS // max(1, numel))
+    for i in range(0, L, c):
+        yield slice(i, min(L, i + c))
+
+
+def _stack_cast(grads: list[Tensor], dtype: torch.dtype) -> Tensor:
+    if len(grads) == 1 and grads[0].dtype == dtype:
+        return grads[0][None]                                         # a single matrix: a view, no copy
+    out = torch.empty((len(grads), *grads[0].shape), dtype=dtype, device=grads[0].device)
+    for j, g in enumerate(grads):
+        out[j].copy_(g)                                               # one pass: copy (and cast)
+    return out
+
+
+def _project_chunks(P: Tensor, grads: list[Tensor], side: int, mode: MatmulMode, inv: Tensor | None,
+                    G_hat: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Both passes over G while its chunk is stacked: Ĝ = PᵀG (or GP) and, for OSD, B = G̃Ãᵀ.
+
+    A given ``G_hat`` is reused (only B is computed).
+    """
+    L, d, r = P.shape
+    rows, cols = grads[0].shape
+    given = G_hat is not None
+    if not given:
+        G_hat = torch.empty((L, r, cols) if side == LEFT else (L, rows, r), dtype=torch.float32, device=P.device)
+    B = torch.empty_like(P) if inv is not None else None
+    for sl in _chunks(L, rows * cols):
+        Gs = _stack_cast(grads[sl], mode.dtype)                       # (c, m, n)
+        if not given:
+            Pc = P[sl].to(mode.dtype)
+            G_hat[sl] = torch.bmm(Pc.mT, Gs) if side == LEFT else torch.bmm(Gs, Pc)
+        if B is not None:                                             # Ãᵀ = Ĝᵀ/‖G‖ (LEFT) or Ĝ/‖G‖ (RIGHT)
+            AT = ((G_hat[sl].mT if side == LEFT else G_hat[sl]) * inv[sl]).to(mode.dtype)
+            B[sl] = torch.bmm(Gs if side == LEFT else Gs.mT, AT)      # G̃ Ãᵀ · ‖G‖
+            B[sl] *= inv[sl]
+        del Gs
+    return G_hat, B
+
+
+def _back_project_chunks(params: list[Tensor], P: Tensor, D: Tensor, side: int, mode: MatmulMode,
+                         alpha: float) -> None:
+    for sl in _chunks(len(params), params[0].numel()):
+        Pc, Dc = P[sl].to(mode.dtype), D[sl].to(mode.dtype)
+        U = torch.bmm(Pc, Dc) if side == LEFT else torch.bmm(Dc, Pc.mT)   # (c, m, n): P D
+        torch._foreach_add_(params[sl], list(U.unbind(0)), alpha=alpha)
+        del U
+
+
+def online_pca_grad_from_parts(P: Tensor, G_hat: Tensor, B: Tensor, inv: Tensor, side: int, pca_lambda: float,
+                               mode: MatmulMode) -> Tensor:
+    """∇_P 𝓛_G(P) from Ĝ and B = G̃Ãᵀ (batched :func:`osd_theory.kernels.online_pca_grad`).
+
+    Written as 2P(ÃÃᵀ) − 2B + 2B E + 4λ P E with E = PᵀP − I computed in float32 without TF32:
+    E is a small difference of O(1) numbers, and a TF32 PᵀP would put 1e-3 errors into it.
+    """
+    with MATMUL_PRECISION.get("highest").context():
+        E = torch.bmm(P.mT, P)                                        # PᵀP (L, r, r), exact float32
+        E.diagonal(dim1=-2, dim2=-1).sub_(1.0)                        # E = PᵀP − I
+    with mode.context():
+        AT = (G_hat.mT if side == LEFT else G_hat) * inv              # Ãᵀ (L, k, r)
+        X1 = torch.bmm(AT.mT, AT).mul_(2.0).add_(E, alpha=4.0 * pca_lambda)   # 2ÃÃᵀ + 4λE
+        grad = torch.bmm(P, X1).baddbmm_(B, E, alpha=2.0)             # P X1 + 2 B E
+    return grad.sub_(B, alpha=2.0)                                    # − 2B
 
 
 def online_pca_grad_batched(P: Tensor, G_hat: Tensor, grads: list[Tensor], side: int, pca_lambda: float,
-                            norms: list[Tensor] | None = None) -> Tensor:
+                            norms: list[Tensor] | None = None, precision: str = "highest") -> Tensor:
     """∇_P 𝓛_G(P) for a bucket (L, d, r), two-pass closed form reusing Ĝ (batched kernels.online_pca_grad)."""
-    norms = torch.stack(norms if norms is not None else torch._foreach_norm(grads)).float()   # (L,) ‖Gᵢ‖
-    inv = torch.where(norms > 0, 1.0 / norms, torch.zeros_like(norms))[:, None, None]
-    AT = (G_hat.mT if side == LEFT else G_hat) * inv                  # Ãᵀ (L, k, r), k = n (LEFT) or m (RIGHT)
-    B = torch.empty_like(P)                                           # (L, d, r)
-    for i, G in enumerate(grads):                                     # Bᵢ = G̃ᵢ Ãᵢᵀ (second pass over G)
-        torch.mm(G if side == LEFT else G.mT, AT[i], out=B[i])
-    B.mul_(inv)
-    eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
-    K = torch.bmm(P.mT, P)                                            # PᵀP (L, r, r)
-    X1 = torch.bmm(AT.mT, AT).mul_(2.0).add_(K - eye, alpha=4.0 * pca_lambda)
-    X2 = (K - 2.0 * eye).mul_(2.0)
-    return torch.bmm(P, X1).baddbmm_(B, X2)                           # P(2ÃÃᵀ + 4λ(K−I)) + B·2(K − 2I)
+    mode = MATMUL_PRECISION.get(precision)
+    inv = _inverse_norms(grads, norms)
+    with mode.context():
+        _, B = _project_chunks(P, grads, side, mode, inv, G_hat=G_hat)
+    return online_pca_grad_from_parts(P, G_hat, B, inv, side, pca_lambda, mode)
 
 
-def _osd_p_step(P: Tensor, G_hat: Tensor, grads: list[Tensor], states: list[dict], cache: dict, *,
-                side: int, lr: float, step: int, pca: PCAHyper, norms: list[Tensor] | None = None) -> None:
-    grad_P = online_pca_grad_batched(P, G_hat, grads, side, pca.pca_lambda, norms)
+def _osd_p_step(P: Tensor, G_hat: Tensor, B: Tensor, inv: Tensor, states: list[dict], cache: dict, *,
+                side: int, lr: float, step: int, pca: PCAHyper, precision: str = "highest") -> None:
+    grad_P = online_pca_grad_from_parts(P, G_hat, B, inv, side, pca.pca_lambda, MATMUL_PRECISION.get(precision))
     lr_P = pca.alpha * lr
     U_P = P_STEPS.get(pca.optimizer)(states, cache, grad_P, lr_P, step, pca)
     if pca.weight_decay != 0.0:

@@ -36,6 +36,7 @@ TABLE = [
         {**P2, "proj_optimizer": "lion", "alpha": 0.5}),
     Row("osd_gdP_foreach", OnlineSubspaceDescent, {"lr": 1e-2, "foreach": True}, {**P2, "proj_optimizer": "gd", "alpha": 1.0}),
     Row("osd_foreach", OnlineSubspaceDescent, {"lr": 1e-2, "foreach": True}, {**P2}),
+    Row("osd_foreach_bf16mm", OnlineSubspaceDescent, {"lr": 1e-2, "foreach": True}, {**P2, "matmul_precision": "bf16"}),
     Row("galore_foreach", GaLore, {"lr": 1e-2, "foreach": True}, {**P2, "scale": 0.25}),
     Row("galore_std", GaLore, {"lr": 1e-2}, {**P2, "proj_type": "std", "scale": 0.25}),
     Row("galore_rotate", GaLore, {"lr": 1e-2}, {**P2, "proj_type": "left", "switch": "rotate"}),

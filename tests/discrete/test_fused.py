@@ -78,3 +78,20 @@ def test_fused_bf16_params():
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
     assert all(v.dtype == torch.float32 for st in opt.state.values() for k, v in st.items()
                if torch.is_tensor(v) and k != "step")
+
+
+@pytest.mark.parametrize("side", [0, 1])
+@pytest.mark.parametrize("precision,tol", [("highest", 1e-5), ("bf16", 3e-2)])
+def test_batched_online_pca_grad_matches_kernel(side, precision, tol):
+    from discrete.fused import online_pca_grad_batched
+    from osd_theory.kernels import online_pca_grad, project
+
+    g = torch.Generator().manual_seed(7)
+    grads = [torch.randn(10, 14, generator=g) for _ in range(3)] + [torch.zeros(10, 14)]
+    d = 10 if side == 0 else 14
+    P = torch.stack([torch.linalg.qr(torch.randn(d, 4, generator=g))[0] * 1.1 for _ in grads])
+    G_hat = torch.stack([project(p, G, side) for p, G in zip(P, grads)])
+    got = online_pca_grad_batched(P, G_hat, grads, side, 0.3, precision=precision)
+    for i, G in enumerate(grads):
+        ref = online_pca_grad(P[i].double(), G.double(), 0.3, side)
+        assert float((got[i].double() - ref).norm() / ref.norm()) < tol
