@@ -90,6 +90,25 @@ def test_adam_sign_threshold_b_equals_4a(a, q, e, m):
         assert float(dH) <= 1e-13 * float(Delta.abs().clamp_min(1.0))
 
 
+@settings(max_examples=25)
+@given(a=floats_in(0.05, 10.0), q=floats_in(1e-3, 1.0), e=floats_in(1e-4, 1.0),
+       log_v=st.lists(floats_in(-4.0, 8.0), min_size=1, max_size=4), data=st.data())
+def test_adam_no_state_with_dH_dt_positive_when_b_le_4a(a, q, e, log_v, data):
+    """Searching states (v over 12 decades, ĝ = 0 or not) for dH/dt > 0 at b ≤ 4a finds none;
+    ``target`` steers hypothesis towards the most negative normalised Δ."""
+    from hypothesis import target
+    sys_ = make_system("adam", a=a, b=4 * a * q, e=e)
+    v = torch.tensor([10.0 ** x for x in log_v], dtype=torch.float64)
+    m = torch.tensor(data.draw(st.lists(floats_in(-3.0, 3.0), min_size=len(log_v), max_size=len(log_v))),
+                     dtype=torch.float64)
+    g = torch.zeros_like(m) if data.draw(st.booleans()) else torch.tensor(
+        data.draw(st.lists(floats_in(-3.0, 3.0), min_size=len(log_v), max_size=len(log_v))), dtype=torch.float64)
+    Delta = sys_.dissipation(0.0, (m, v), g)
+    norm = float((m * m / (v.sqrt() + e)).sum()) + 1e-300     # 2a·K: Δ/norm is scale-free
+    target(-float(Delta) / norm)
+    assert float(Delta) >= -1e-13 * norm
+
+
 def _rules(case, data):
     """Several different Γ for the same state: zero, online-PCA, Oja, random smooth, random."""
     m, n = case.W.shape
