@@ -66,6 +66,9 @@ class LionK(HDSystem):
     def __post_init__(self):
         super().__post_init__()
         _require(self.a >= 0, f"lion_k needs a >= 0, got a={self.a}")
+        # b outside (0, 1) is allowed (and reported by condition()), but at b = 0 or 1 the
+        # Hamiltonian and Δ divide by zero: there is nothing to report on.
+        _require(self.b not in (0.0, 1.0), f"lion_k needs b != 0 and b != 1 (H and Delta divide by b and 1-b), got b={self.b}")
         make_convex(self.kinetic_fn, self.delta)  # validates the name and δ
 
     @property
