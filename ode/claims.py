@@ -85,7 +85,10 @@ def _adam_states(n_samples: int, seed: int = 0):
         scale = (0.0, 1e-6, 1e-2, 1.0)[i % 4]
         W = problem.W_star + scale * torch.randn(4, 4, generator=gen, dtype=torch.float64)
         m = torch.randn(4, 4, generator=gen, dtype=torch.float64)
-        v = 10.0 ** (12 * torch.rand(4, 4, generator=gen, dtype=torch.float64) - 2)   # v ∈ [1e-2, 1e10]
+        # v ∈ 10^[c, c+1] with a per-state level c from −2 to 10: some states have *every*
+        # √v ≫ e, which is what makes the g = 0 sum positive as soon as b > 4a(1 + e/√v)
+        c = -2.0 + 12.0 * i / max(n_samples - 1, 1)
+        v = 10.0 ** (c + torch.rand(4, 4, generator=gen, dtype=torch.float64))
         states.append((W, m, v))
     return problem, states
 

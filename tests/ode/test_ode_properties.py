@@ -4,7 +4,7 @@ The central property (THEORY.md §1.2): along any simulation whose HD condition 
 non-increasing between accepted steps within the verdict's tolerance
 (tol_n = max(10 eps |H|, 10 (atol + rtol |H|)): a step's H error is a few local errors at
 most), and the closed-form dH/dt = −Δ equals the autodiff ⟨∇H, F⟩ at every sample.
-Horizons are short (t ≤ 1.5) to keep ~200 simulated cases within tens of seconds.
+Sizes ≤ 8×8 (≤ 12×12 in the slow variant) and horizons short (t ≤ 0.8) to keep ~200 simulated cases within tens of seconds.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ PROBLEMS = ["quadratic", "lowrank_regression", "deep_linear", "box_quadratic", "
 
 
 @st.composite
-def run_specs(draw, max_dim: int = 12):
+def run_specs(draw, max_dim: int = 8):
     opt = draw(st.sampled_from(sorted(OPTIMIZERS)))
     rule = draw(st.sampled_from(sorted(RULES)))
     prob = draw(st.sampled_from(PROBLEMS))
@@ -58,13 +58,13 @@ def run_specs(draw, max_dim: int = 12):
     assume(m >= 1 and n >= 1)
     rank = draw(st.integers(1, min(m, n)))
     side = draw(st.sampled_from(["auto", "left", "right"]))
-    t_end = draw(st.floats(0.3, 1.5))
+    t_end = draw(st.floats(0.2, 0.8))
     return RunSpec(optimizer=opt, hp=draw(OPTIMIZERS[opt]), projection=rule, proj_hp=draw(RULES[rule]),
                    problem=prob, dim=(m, n), rank=rank, side=side, seed=draw(st.integers(0, 1000)),
                    config=SimulationConfig(t_end=t_end, rtol=1e-7, atol=1e-10))
 
 
-@settings(max_examples=150)
+@settings(max_examples=120)
 @given(spec=run_specs())
 def test_H_non_increasing_for_any_rule(spec):
     traj = run_spec(spec)
