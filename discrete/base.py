@@ -87,17 +87,19 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                     check(group[key], group)
 
     def __setstate__(self, state: dict) -> None:
+        """Fill keys that older state dicts lack (torch calls this from load_state_dict too)."""
         super().__setstate__(state)
+        common = dict(maximize=False, foreach=None, nonfinite="raise", momentum=0.0, inner="adamw",
+                      bias_correction=True)
         for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("nonfinite", "raise")
-            group.setdefault("momentum", 0.0)
-            group.setdefault("inner", "adamw")
-            group.setdefault("bias_correction", True)
+            for key, default in common.items():
+                group.setdefault(key, default)
+            for key, (default, _) in self.proj_keys.items():
+                group.setdefault(key, default)
         self.__dict__.setdefault("diagnostics", {})
         self.__dict__.setdefault("_stacks", {})
-        S.install_dtype_hooks(self)      # torch's __setstate__ drops hooks (deepcopy, pickle)
+        if not self.__dict__.get("_dtype_hooks"):      # torch's __getstate__ drops hooks (deepcopy, pickle)
+            S.install_dtype_hooks(self)
 
     # -- step -------------------------------------------------------------------------------
     @torch.no_grad()

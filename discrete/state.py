@@ -145,3 +145,4 @@ def install_dtype_hooks(opt: torch.optim.Optimizer) -> None:
 
     opt.register_load_state_dict_pre_hook(pre)
     opt.register_load_state_dict_post_hook(post)
+    opt._dtype_hooks = True

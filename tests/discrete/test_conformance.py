@@ -249,3 +249,18 @@ def test_empty_group_is_fine(row):
     g = groups(model, row) + [{"params": []}]
     opt = row.cls(g, **row.kwargs)
     train(model, opt, 2)
+
+
+def test_can_load_older_state_dict(row):
+    """A state dict saved before newer group keys existed loads and steps (defaults fill in)."""
+    model = make_model()
+    opt = build(row, model)
+    train(model, opt, 2)
+    sd = copy.deepcopy(opt.state_dict())
+    for g in sd["param_groups"]:
+        for key in ("nonfinite", "bias_correction", "foreach", "matmul_precision", "alpha", "switch", "seed"):
+            g.pop(key, None)
+    opt2 = build(row, model)
+    opt2.load_state_dict(sd)
+    train(model, opt2, 2)
+    assert len(opt2._optimizer_load_state_dict_post_hooks) == 1
