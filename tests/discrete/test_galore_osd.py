@@ -89,3 +89,25 @@ def test_subspace_state_is_never_reset_when_p_moves():
         m = 0.9 * m + 0.1 * (P.mT @ G)
         assert not torch.equal(opt.state[W]["proj"], P)                 # P moved
         torch.testing.assert_close(opt.state[W]["exp_avg"], m, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls,key,value,msg", [
+    (OnlineSubspaceDescent, "pca_lambda", -0.1, "Invalid pca_lambda value"),
+    (OnlineSubspaceDescent, "alpha", -1.0, "Invalid alpha value"),
+    (OnlineSubspaceDescent, "proj_optimizer", "adafactor", "Unknown projection optimizer"),
+    (OnlineSubspaceDescent, "proj_init", "zeros", "Unknown proj_init"),
+    (OnlineSubspaceDescent, "proj_betas", (0.9, 1.5), "Invalid beta parameter at index 1"),
+    (OnlineSubspaceDescent, "matmul_precision", "fp8", "Unknown matmul_precision"),
+    (GaLore, "switch", "swap", "Unknown switch policy"),
+    (GaLore, "inner", "adagrad", "Unknown inner optimizer"),
+])
+def test_projection_key_errors(cls, key, value, msg):
+    W = torch.nn.Parameter(torch.randn(6, 8))
+    with pytest.raises(ValueError, match=msg):
+        cls([{"params": [W], "rank": 2, key: value}], lr=1e-3)
+
+
+def test_unknown_constructor_keyword_is_a_type_error():
+    W = torch.nn.Parameter(torch.randn(6, 8))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        GaLore([W], lr=1e-3, pca_lambda=0.1)
