@@ -215,7 +215,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         P, side = state["proj"], state["proj_side"]
         state["step"] += 1
         G_hat = project(P, G, side)                                  # Ĝ = PᵀG or GP
-        U = inner.step(state, self._subspace_grad(state, G_hat, group), hp, int(state["step"]))
+        U = inner.step(state, self._subspace_grad(state, G_hat, group), hp, self._bias_step(state))
         ds.decoupled_weight_decay_(p, hp.lr, group["weight_decay"])
         update = ds.galore_scale(back_project(P, U, side), group["scale"])   # scale · P U
         p.add_(update.to(p.dtype), alpha=hp.lr)
@@ -229,6 +229,10 @@ class SubspaceOptimizer(torch.optim.Optimizer):
 
     def _subspace_grad(self, state: dict, G_hat: Tensor, group: dict) -> Tensor:
         return G_hat
+
+    def _bias_step(self, state: dict) -> int:
+        """The step count t of the inner optimizer's bias correction (RSO restarts it per subproblem)."""
+        return int(state["step"])
 
     # -- hooks for subclasses ---------------------------------------------------------------
     def _init_proj(self, state: dict, G: Tensor, group: dict, index: int) -> None:

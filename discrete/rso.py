@@ -56,10 +56,8 @@ class RSO(SubspaceOptimizer):
     }
 
     def _init_proj(self, state, G, group, index):
-        rows = S.basis_rows(G.shape, state["proj_side"])
         shape = (group["rank"], G.shape[1]) if state["proj_side"] == 0 else (G.shape[0], group["rank"])
         state["rso_coord"] = torch.zeros(shape, dtype=torch.float32, device=G.device)   # B
-        del rows
 
     def _before_project(self, state, G, group, hp, inner, index):
         t = int(state["step"])
@@ -79,8 +77,8 @@ class RSO(SubspaceOptimizer):
         prox = group["rso_prox"]
         return G_hat if prox == 0 else G_hat + prox * state["rso_coord"]      # ∇_B = PᵀG + B/η
 
-    def _inner_step_count(self, state):
-        return int(state["step"]) - state.get("subproblem_start", 0)
+    def _bias_step(self, state):
+        return int(state["step"]) - state.get("subproblem_start", 0)        # restarts with each subproblem
 
     def _after_update(self, state, G, G_hat, U, group, hp):
         state["rso_coord"].add_(U, alpha=hp.lr * group["scale"])            # W − W_k = P B
