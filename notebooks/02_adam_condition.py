@@ -41,10 +41,11 @@ N_STATES = 4000                               # random states per (a, b) for the
 DIM = (8, 8)                                  # problem size (m, n)
 T_END = 20.0                                  # trajectory length (ODE time)
 E, V0 = 1e-3, 100.0                           # Adam's e, and a large initial second moment
+REFINE_LEVELS = 3                             # refinement test: h, h/2, h/4
 SEED = 0
 
 if SMOKE:
-    A_VALUES, RATIOS, N_STATES, DIM, T_END = [1.0], [0.5, 1.0, 2.0], 200, (4, 4), 4.0
+    A_VALUES, RATIOS, N_STATES, DIM, T_END, REFINE_LEVELS = [1.0], [0.5, 1.0, 2.0], 200, (4, 4), 2.0, 2
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,7 +65,8 @@ torch.manual_seed(SEED)
 # `osd_theory.hd.adam.Adam.dissipation`: $\dot H=-\Delta$. **Look at** the fraction of
 # states where $\dot H>0$: it is exactly zero on and below the dashed line $b=4a$, and becomes
 # positive as soon as $b>4a$ (the worst states have $g=0$ and large $v$, where the bracket in
-# $\dot H$ tends to $1-b/4a$).
+# $\dot H$ tends to $1-b/4a$). The sign of $\dot H$ depends on $a$ and $b$ only through $b/4a$, so
+# the curves for different $a$ lie on top of each other.
 
 # %%
 def random_states(n, d, gen):
@@ -94,6 +96,8 @@ for j, a in enumerate(A_VALUES):
     ax.plot(RATIOS, np.maximum(frac_positive[:, j], 1e-4), "o-", label=f"a = {a:g}")
 ax.axvline(1.0, color="k", ls="--", lw=1, label="b = 4a")
 ax.set_xscale("log"); ax.set_yscale("log")
+TICKS = [q for q in RATIOS if q not in (0.9, 1.1)]   # 0.9, 1, 1.1 would overlap
+ax.set_xticks(TICKS, [f"{q:g}" for q in TICKS]); ax.minorticks_off()
 ax.set_xlabel("b / 4a"); ax.set_ylabel("fraction of random states with dH/dt > 0  (floor 1e-4)")
 ax.set_title("Adam: pointwise sign of dH/dt")
 ax.legend(); plt.show()
@@ -107,71 +111,69 @@ assert frac_positive[np.array(RATIOS) > 1.0].min() > 0.0, "no state with dH/dt >
 # Now integrate Adam on a quadratic (full rank, $P=I$: the condition does not involve $P$) from
 # $m_0=0$, $v_0=100\gg g^2$. While $v$ decays towards $g^2$ the kinetic term
 # $\frac1{2a}\langle m/(\sqrt v+e),m\rangle$ grows for fixed $m$; for $b\le4a$ the dissipation
-# always wins, for $b>4a$ it need not. We record $\max_k\,(H_{k+1}-H_k)^+$ over the accepted steps
-# of a fixed-step RK4 integration in float64, and compare with the round-off scale
-# $10^{-12}\,|H|$. **Look at** the jump at $b/4a=1$: below it the largest increase sits at round-off,
-# above it $H$ increases by orders of magnitude more.
+# always wins, for $b>4a$ it need not. We integrate with the simulator's fixed-step RK4
+# (`ode`, float64, step $h$) and ask `osd_theory.verdicts.lyapunov_verdict` whether $H$ rose
+# between consecutive steps by more than float64 rounding ($10\,\epsilon\,|H|$; a fixed-step run
+# gets no solver allowance). A rise could still be integration error, so for the runs that
+# rise we also run the **refinement test** (`ode.refinement`): halve $h$ twice; solver error
+# shrinks at the method's order, a real violation persists.
+#
+# **Look at** the jump at $b/4a=1$: below it no step raises $H$ at all; above it $H$ rises by
+# orders of magnitude more than rounding, and the refinement test calls it real.
 
 # %%
-def integrate_adam(system, problem, t_end):
-    """Fixed-step RK4 on (W, m, v) in float64; returns t and H at every step."""
-    h = min(0.02, 0.25 / max(system.a, system.b))
-    W = problem.initial_point()
-    S = system.init_state(problem.grad(W))
-
-    def field(W, S):
-        g = problem.grad(W)
-        return system.direction(0.0, S, g), system.state_rate(0.0, S, g)
-
-    def shift(W, S, k, c):
-        return W + c * k[0], tuple(s + c * ds for s, ds in zip(S, k[1]))
-
-    ts, Hs = [0.0], [float(system.hamiltonian(0.0, problem.loss(W), S))]
-    for step in range(int(round(t_end / h))):
-        k1 = field(W, S); k2 = field(*shift(W, S, k1, h / 2))
-        k3 = field(*shift(W, S, k2, h / 2)); k4 = field(*shift(W, S, k3, h))
-        W = W + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-        S = tuple(s + h / 6 * (d1 + 2 * d2 + 2 * d3 + d4) for s, d1, d2, d3, d4 in zip(S, k1[1], k2[1], k3[1], k4[1]))
-        ts.append((step + 1) * h); Hs.append(float(system.hamiltonian(0.0, problem.loss(W), S)))
-    return np.array(ts), np.array(Hs)
+from ode import RunSpec, SimulationConfig, run_spec
+from ode.refinement import refinement_test
+from osd_theory.verdicts import lyapunov_verdict
 
 
-problem = make_problem("quadratic", *DIM, seed=SEED)
-runs = {}
-for a in A_VALUES:
-    for q in RATIOS:
-        runs[a, q] = integrate_adam(make_system("adam", a=a, b=4 * a * q, e=E, v0=V0), problem, T_END)
+def adam_spec(a, q):
+    h = min(0.02, 0.25 / max(a, 4 * a * q))        # RK4 step, well inside its stability region
+    return RunSpec(optimizer="adam", projection="identity", problem="quadratic", dim=DIM, seed=SEED,
+                   hp={"a": a, "b": 4 * a * q, "e": E, "v0": V0},
+                   config=SimulationConfig(t_end=T_END, method="rk4", step_size=h, autodiff=False))
 
-max_increase = {k: max(np.diff(H).max(), 0.0) for k, (t, H) in runs.items()}
-roundoff = {k: 1e-12 * np.abs(H).max() for k, (t, H) in runs.items()}
+
+runs = {(a, q): run_spec(adam_spec(a, q)) for a in A_VALUES for q in RATIOS}
+verdicts = {k: lyapunov_verdict(tr) for k, tr in runs.items()}
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 ax = axes[0]
 for a in A_VALUES:
-    ax.plot(RATIOS, [max(max_increase[a, q], 1e-16) for q in RATIOS], "o-", label=f"a = {a:g}")
-ax.axhline(1e-12 * max(abs(runs[k][1]).max() for k in runs), color="grey", ls=":", label="round-off scale")
+    ax.plot(RATIOS, [max(verdicts[a, q].max_rel_rise, 1e-17) for q in RATIOS], "o-", label=f"a = {a:g}")
+ax.axhline(10 * np.finfo(float).eps, color="grey", ls=":", label="float64 rounding (10 eps)")
 ax.axvline(1.0, color="k", ls="--", lw=1, label="b = 4a")
 ax.set_xscale("log"); ax.set_yscale("log")
-ax.set_xlabel("b / 4a"); ax.set_ylabel("largest step increase of H  (floor 1e-16)")
+ax.set_xticks(TICKS, [f"{q:g}" for q in TICKS]); ax.minorticks_off()
+ax.set_xlabel("b / 4a"); ax.set_ylabel("largest relative step rise of H  (floor 1e-17)")
 ax.set_title("Adam on a quadratic: is H monotone along the run?")
-ax.legend()
+ax.legend(fontsize=8)
 
 ax = axes[1]
 a_mid = A_VALUES[len(A_VALUES) // 2]
 for q in RATIOS:
-    t, H = runs[a_mid, q]
-    ax.plot(t, H - H.min() + 1e-12, label=f"b/4a = {q:g}")
+    tr = runs[a_mid, q]
+    ax.plot(tr["t"], tr["H"], label=f"b/4a = {q:g}")
 ax.set_yscale("log")
-ax.set_xlabel("t"); ax.set_ylabel("H(t) − min H  (+1e-12)")
-ax.set_title(f"H(t), a = {a_mid:g}")
+ax.set_xlabel("t"); ax.set_ylabel("H(t)")
+ax.set_title(f"H(t), a = {a_mid:g}: the wiggles above b = 4a are rises of H")
 ax.legend(fontsize=7); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# The table gives the verdict per run: "monotone" when the largest increase is below the
-# round-off scale.
+# The verdict per run, and the refinement test for one run on each side of the line.
 
 # %%
-print(f"{'a':>5} {'b/4a':>6} {'max increase of H':>18}  verdict")
-for (a, q), inc in max_increase.items():
-    print(f"{a:5g} {q:6g} {inc:18.3e}  {'monotone' if inc <= roundoff[a, q] else 'INCREASES'}")
+print(f"{'a':>5} {'b/4a':>6} {'rel. rise':>10} {'steps that rise':>16}  verdict")
+for (a, q), v in verdicts.items():
+    print(f"{a:5g} {q:6g} {v.max_rel_rise:10.2e} {v.n_violations:>7d} / {v.n_samples - 1:<6d}  "
+          f"{'monotone' if v.holds else 'H RISES'}")
+
+for q in (max(r for r in RATIOS if r <= 1.0), min(r for r in RATIOS if r > 1.0)):
+    ref = refinement_test(adam_spec(a_mid, q), levels=REFINE_LEVELS)
+    print(f"refinement at a = {a_mid:g}, b/4a = {q:g}: {ref.kind}")
+
+below = [v.holds for (a, q), v in verdicts.items() if q <= 1.0]
+above = [v.holds for (a, q), v in verdicts.items() if q > 1.0]
+assert all(below), "H rose along a run with b <= 4a"
+assert not any(above), "H stayed monotone along a run with b > 4a"

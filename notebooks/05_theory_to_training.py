@@ -39,7 +39,7 @@ SMOKE = bool(os.environ.get("SMOKE") or os.environ.get("FAST") or os.environ.get
 
 # where to look for run logs; OSD_VALIDATION_LOGS overrides (e.g. a directory of your own runs)
 LOG_ROOT = Path(os.environ.get("OSD_VALIDATION_LOGS", "../docs/results/validation"))
-MAX_RUNS = 12          # plot at most this many runs
+MAX_RUNS = 24          # read at most this many run logs
 if SMOKE:
     MAX_RUNS = 4
 
@@ -61,26 +61,28 @@ def read_jsonl(path):
     return rows
 
 
-def run_label(path):
-    """'optimizer rank=r (dir)' from the run's config.json when there is one, else the path."""
+def run_info(path):
+    """(model, label) from the run's config.json when there is one, else ('?', the path)."""
     cfg_file = Path(path).parent / "config.json"
     rel = Path(path).parent.relative_to(LOG_ROOT) if LOG_ROOT in Path(path).parents else Path(path).parent
     if cfg_file.is_file():
         cfg = json.loads(cfg_file.read_text())
         rank = "" if cfg.get("optimizer") == "adamw" else f" r={cfg.get('rank')}"
-        return f"{cfg.get('optimizer', '?')}{rank} ({rel})"
-    return str(rel)
+        return str(cfg.get("model", "?")), f"{cfg.get('optimizer', '?')}{rank} ({rel.name})"
+    return "?", str(rel)
 
 
 logs = sorted(LOG_ROOT.glob("**/*.jsonl")) if LOG_ROOT.is_dir() else []
-runs = {}
+by_model = {}          # model size -> {label: records}
 for path in logs[:MAX_RUNS]:
     rows = read_jsonl(path)
     if any(r.get("kind") == "train" for r in rows):
-        runs[run_label(path)] = rows
+        model, label = run_info(path)
+        by_model.setdefault(model, {})[label] = rows
+runs = {f"{model} {label}": rows for model, group in by_model.items() for label, rows in group.items()}
 
 if runs:
-    print(f"found {len(logs)} log file(s) under {LOG_ROOT}; plotting {len(runs)}:")
+    print(f"found {len(logs)} log file(s) under {LOG_ROOT}; using {len(runs)}:")
     for name, rows in runs.items():
         print(f"  {name}: {sum(r.get('kind') == 'train' for r in rows)} train records, "
               f"{sum(r.get('kind') == 'eval' for r in rows)} eval records")
@@ -90,7 +92,7 @@ else:
           "and point OSD_VALIDATION_LOGS at the directory, or see docs/results/validation/.")
 
 # %% [markdown]
-# ## Validation loss, H-proxy and residual, side by side
+# ## Validation loss, H-proxy and residual, side by side (one figure per model size)
 #
 # **Look at:**
 # * left: validation loss (the number users care about);
@@ -107,9 +109,10 @@ def series(rows, kind, key):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-if runs:
+for model, group in sorted(by_model.items()):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for i, (name, rows) in enumerate(runs.items()):
+    fig.suptitle(f"model {model}")
+    for i, (name, rows) in enumerate(group.items()):
         color = f"C{i % 10}"
         axes[0].plot(*series(rows, "eval", "val_loss"), "o-", color=color, ms=3, label=name)
         axes[1].plot(*series(rows, "train", "H"), "-", color=color, label=name)
@@ -124,7 +127,7 @@ if runs:
     for ax, title in zip(axes, titles):
         ax.set_xlabel("optimizer step"); ax.set_yscale("log"); ax.set_title(title)
     axes[0].legend(fontsize=7)
-    if not any(series(rows, "train", "residual")[1] for rows in runs.values()):
+    if not any(series(rows, "train", "residual")[1] for rows in group.values()):
         axes[2].text(0.5, 0.5, "no projected runs in these logs", ha="center", transform=axes[2].transAxes)
     plt.tight_layout(); plt.show()
 
