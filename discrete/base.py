@@ -29,7 +29,11 @@ from discrete.inner import INNER, Hyper
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import LEFT, back_project, project, random_basis
 
-NONFINITE = ("raise", "skip")
+# What to do with a NaN/Inf gradient. "raise" and "skip" need one host sync per param group to
+# look at the flags; "ignore" checks nothing (torch.optim's own behaviour: the non-finite values
+# reach the state), for loops that already guard the gradients (GradScaler, or
+# clip_grad_norm_(error_if_nonfinite=True)) and must not stall the GPU queue.
+NONFINITE = ("raise", "skip", "ignore")
 
 
 class SubspaceOptimizer(torch.optim.Optimizer):
@@ -121,6 +125,9 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         return loss
 
     def _filter_finite(self, params: list[Tensor], group: dict) -> list[Tensor]:
+        if group["nonfinite"] == "ignore":
+            self._grad_norms = dict(zip(map(id, params), S.grad_norms([p.grad for p in params])))
+            return params
         flags, norms = S.finite_flags([p.grad for p in params])
         self._grad_norms = {id(p): n for p, n in zip(params, norms)}   # reused by the fused OSD P step
         if all(flags):

@@ -114,11 +114,18 @@ def check_sparse(name: str, grad: torch.Tensor) -> None:
         raise OptimizerInputError(f"{name} does not support sparse gradients")
 
 
+def grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """‖G‖ per gradient (float32 for low-precision G), on the device: no host sync."""
+    if not grads:
+        return []
+    return list(torch._foreach_norm([g.float() if g.dtype not in (torch.float32, torch.float64) else g for g in grads]))
+
+
 def finite_flags(grads: list[torch.Tensor]) -> tuple[list[bool], list[torch.Tensor]]:
     """One flag per gradient (one host sync for the whole list), and the norms ‖G‖ (float32 for float32 G)."""
     if not grads:
         return [], []
-    norms = torch._foreach_norm([g.float() if g.dtype not in (torch.float32, torch.float64) else g for g in grads])
+    norms = grad_norms(grads)
     dev = norms[0].device
     return torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist(), list(norms)
 

@@ -244,6 +244,28 @@ def test_nonfinite_grad_raises_or_skips(row, bad):
     assert skip.diagnostics["skipped_nonfinite"] == 1
 
 
+def test_nonfinite_ignore_matches_raise_on_finite_grads_and_does_not_check(row):
+    # "ignore" only drops the host-synchronising check: on finite gradients it must follow
+    # the default policy bit for bit, and on a NaN it must not raise (the NaN reaches the state,
+    # as in torch.optim).
+    runs = []
+    for policy in ("raise", "ignore"):
+        torch.manual_seed(0)
+        model = make_model()
+        opt = build(row, model)
+        for g in opt.param_groups:
+            g["nonfinite"] = policy
+        train(model, opt, 3)
+        runs.append(flat(model))
+    assert torch.equal(runs[0], runs[1])
+    for q in model.parameters():
+        q.grad = torch.full_like(q, float("nan"))
+    opt.step()
+    state_values = [v for st in opt.state.values() for v in st.values()
+                    if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    assert not all(torch.isfinite(v).all() for v in state_values + [flat(model)])
+
+
 def test_empty_group_is_fine(row):
     model = make_model()
     g = groups(model, row) + [{"params": []}]
