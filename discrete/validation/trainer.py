@@ -151,13 +151,14 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     if info.enabled:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
 
-    start = 0
+    start, resumed_window = 0, None
     if cfg.resume:
         ck = load_checkpoint(run_dir)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         set_rng_state(ck["rng"])
         start = ck["step"]
+        resumed_window = ck["extra"].get("window_loss"), ck["extra"].get("window_steps", 0)
     elif info.is_main:
         write_provenance(run_dir, cfg.to_json(), device, info.world)
     runlog = JsonlLog(run_dir, info.is_main, resume_step=start if cfg.resume else None)
@@ -168,7 +169,10 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     per_rank, accum = B // info.world, B // info.world // mb
     base_lrs = [g.get("base_lr", cfg.lr) for g in opt.param_groups]
     bar = _progress(cfg, info, start)
-    window = {"t": time.perf_counter(), "steps": 0, "loss": torch.zeros((), device=device)}
+    # steps: timed steps of this window (tokens/s); loss_steps: steps in its loss sum (may predate a resume)
+    window = {"t": time.perf_counter(), "steps": 0, "loss_steps": 0, "loss": torch.zeros((), device=device)}
+    if resumed_window and resumed_window[0] is not None:  # the logged loss is a window mean: continue the window
+        window.update(loss=resumed_window[0].to(device), loss_steps=resumed_window[1])
     window_proj = M.snapshot(opt)
     _reset_peak(device)
     summary: dict = {}
@@ -192,6 +196,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         opt.step()
         extra = bundle.after_step(step) if bundle.after_step else {}
         window["steps"] += 1
+        window["loss_steps"] += 1
 
         if is_log:
             rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm)
@@ -211,7 +216,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
             _reset_peak(device)  # ... and eval's logits out of the training peak memory
         if cfg.ckpt_every >= 0 and (step == last or (cfg.ckpt_every and step % cfg.ckpt_every == 0)):
             if info.is_main:
-                save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B)
+                save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
+                                extra={"window_loss": window["loss"].detach().cpu(), "window_steps": window["loss_steps"]})
             D.barrier(info)
         if bar:
             bar.update(1)
@@ -225,7 +231,7 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - window["t"]
-    loss_t = D.all_reduce_sum(window["loss"].detach().clone().float(), info) / (info.world * window["steps"])
+    loss_t = D.all_reduce_sum(window["loss"].detach().clone().float(), info) / (info.world * window["loss_steps"])
     loss = float(loss_t)
     tokens_window = window["steps"] * cfg.batch_size * cfg.seq_len
     rec = {
@@ -244,7 +250,7 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     _reset_peak(device)
-    window.update(t=time.perf_counter(), steps=0, loss=torch.zeros((), device=device))
+    window.update(t=time.perf_counter(), steps=0, loss_steps=0, loss=torch.zeros((), device=device))
     return rec, window_proj
 
 

@@ -117,11 +117,11 @@ def test_end_to_end_each_optimizer(make_cfg, optimizer):
 @pytest.mark.parametrize("optimizer", ["adamw", *SUBSPACE[:2]])
 def test_resume_is_bit_exact(make_cfg, tmp_path, optimizer):
     # gap 3: GaLore refreshes its SVD basis at the resumed step, so the refresh state must survive too
-    full = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "full"))
+    full = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "full"), log_every=2)
     train(full)
-    part = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "part"), stop_after=3)
+    part = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "part"), log_every=2, stop_after=3)
     train(part)
-    assert [r["step"] for r in read_log(part.out)][-1] == 3
+    assert torch.load(tmp_path / "part" / CHECKPOINT_NAME, weights_only=True)["step"] == 3
     part.stop_after, part.resume = None, True
     train(part)
     a = torch.load(tmp_path / "full" / CHECKPOINT_NAME, weights_only=True)
