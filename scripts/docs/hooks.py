@@ -15,6 +15,10 @@ Notebooks: every ``notebooks/NAME.ipynb`` becomes a generated page ``notebooks/N
 last saved by ``scripts/docs/notebooks.py``), so the site shows the figures without
 executing anything at build time.
 
+API pages: the docstrings are reStructuredText-flavoured in two ways Markdown does not know,
+``.. math::`` blocks and ``:class:`x``` roles; ``on_page_content`` turns the first into MathJax
+display math and drops the role prefix of the second.
+
 Also: docstrings in this project write ``Example:`` (singular) above doctest lines; griffe's
 Google parser only knows ``Examples:`` and would render the ``>>>`` lines as Markdown (where
 ``state[W]["proj"]`` reads as a broken reference link), so the singular title is registered too.
@@ -206,6 +210,21 @@ def on_files(files, config):
         for name, data in images.items():
             files.append(File.generated(config, f"notebooks/{name}", content=data))
     return files
+
+
+# -- reST leftovers in rendered docstrings --------------------------------------------------
+RST_MATH = re.compile(r"<p>\.\. math::\s*(.*?)</p>", re.S)
+RST_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc):(?=<code>|`)")
+TAG = re.compile(r"<[^>]+>")
+
+
+def rst_to_html(html: str) -> str:
+    html = RST_MATH.sub(lambda m: '<div class="arithmatex">\\[' + TAG.sub("", m.group(1)) + "\\]</div>", html)
+    return RST_ROLE.sub("", html)
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    return rst_to_html(html) if page.file.src_uri.startswith("api/") else html
 
 
 # -- the hook ------------------------------------------------------------------------------
