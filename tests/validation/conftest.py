@@ -33,6 +33,12 @@ def synthetic_docs(n_docs: int, words_per_doc: int, seed: int) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def make_docs():
+    """synthetic_docs(n_docs, words_per_doc, seed) as a fixture (no import of a conftest by name)."""
+    return synthetic_docs
+
+
+@pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """train.txt (~150 KB) and valid.txt (~15 KB) in the shared corpus format."""
     root = tmp_path_factory.mktemp("corpus")

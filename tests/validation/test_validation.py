@@ -201,6 +201,18 @@ def test_train_stream_is_a_permutation_per_epoch():
     assert torch.equal(s.sequences(4, 3)[0], x[4:7])  # addressable by position
 
 
+def test_training_on_explicit_jsonl_files(make_cfg, make_docs, tmp_path):
+    import json
+
+    for split, n, seed in (("train", 12, 5), ("valid", 2, 6)):
+        with lzma.open(tmp_path / f"{split}.jsonl.xz", "wt") as f:
+            for doc in make_docs(n, 600, seed):
+                f.write(json.dumps({"text": doc}) + "\n")
+    cfg = make_cfg(steps=2, data="/nonexistent", train_files=[str(tmp_path / "train.jsonl.xz")],
+                   valid_files=[str(tmp_path / "valid.jsonl.xz")], cache_dir=str(tmp_path / "cache"))
+    assert math.isfinite(train(cfg)["val_ppl"])
+
+
 def test_jsonl_and_compressed_corpora(tmp_path):
     import json
 
