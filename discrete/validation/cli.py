@@ -35,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--update-proj-gap", type=int, default=d.update_proj_gap, help="GaLore T / RSO resample period")
     p.add_argument("--scale", type=float, default=d.scale, help="GaLore/OSD update scale (default 0.25)")
-    p.add_argument("--alpha", type=float, default=d.alpha, help="OSD: P lr = alpha * weight lr (default 5)")
+    p.add_argument("--alpha", type=float, default=d.alpha, help=f"OSD: P lr = alpha * weight lr (default {d.alpha})")
     p.add_argument("--pca-lambda", type=float, default=d.pca_lambda, help="OSD orthogonality weight (default 0.1)")
+    p.add_argument("--nonfinite", default=d.nonfinite, choices=["ignore", "raise", "skip"],
+                   help="subspace optimizers' NaN/Inf-gradient check; 'raise'/'skip' cost a host sync per step "
+                        f"(default {d.nonfinite}: no check, the run stops at a non-finite logged loss)")
     p.add_argument("--data", default=d.data, help="corpus dir with train.* and valid.* (default ../shared/data/corpus)")
     p.add_argument("--train-files", nargs="+", default=[], help="explicit train files (.txt/.jsonl[.xz/.gz/.bz2])")
     p.add_argument("--valid-files", nargs="+", default=[], help="explicit valid files")
@@ -70,6 +73,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         seq_len=args.seq_len or shape["seq_len"], lr=args.lr, warmup_frac=args.warmup_frac,
         min_lr_frac=args.min_lr_frac, grad_clip=args.grad_clip, weight_decay=args.weight_decay,
         update_proj_gap=args.update_proj_gap, scale=args.scale, alpha=args.alpha, pca_lambda=args.pca_lambda,
+        nonfinite=args.nonfinite,
         data=args.data, train_files=args.train_files, valid_files=args.valid_files, vocab_size=args.vocab_size,
         max_train_chars=args.max_train_chars, val_tokens=args.val_tokens, cache_dir=args.cache_dir, seed=args.seed,
         out=args.out, log_every=args.log_every, eval_every=args.eval_every, ckpt_every=args.ckpt_every,

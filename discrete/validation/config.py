@@ -37,8 +37,11 @@ class RunConfig:
     # subspace-optimizer knobs (param groups with a rank)
     update_proj_gap: int = 200  # GaLore T (SVD refresh period); RSO resample period
     scale: float = 0.25  # GaLore alpha: the projected update is multiplied by it
-    alpha: float = 5.0  # OSD: P lr = alpha * weight lr (THEORY.md 4.3)
+    alpha: float = 0.5  # OSD: P lr = alpha * weight lr; 0.5 at lr 0.01 is the paper's P lr 0.005 (alpha 5 at
+    # lr 1e-3, THEORY.md 4.3) and the reference code's 1/(gap*lr); alpha 5 at lr 0.01 blew P up (results README)
     pca_lambda: float = 0.1  # OSD orthogonality weight lambda (paper 0.1; reference code 0)
+    nonfinite: str = "ignore"  # discrete optimizers' NaN/Inf-gradient policy: "ignore" has no per-step host
+    # sync; the trainer then stops at the first log step whose loss is not finite
     # data
     data: str = str(DEFAULT_DATA)  # corpus dir with train.* and valid.* (corpus.py)
     train_files: list[str] = field(default_factory=list)  # explicit files instead of --data

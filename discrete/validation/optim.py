@@ -90,7 +90,8 @@ def _build_subspace(name: str, extra: Callable[[RunConfig], dict]):
         check_rank(model, rank)
         proj, full = split_params(model)
         groups = [{"params": full}, {"params": proj, **projected_group_keys(cfg, rank), **extra(cfg)}]
-        opt = _discrete_class(name)(groups, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        opt = _discrete_class(name)(groups, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                    nonfinite=cfg.nonfinite)
         return OptimizerBundle(opt, projected=proj)
 
     return build

@@ -233,6 +233,10 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     elapsed = time.perf_counter() - window["t"]
     loss_t = D.all_reduce_sum(window["loss"].detach().clone().float(), info) / (info.world * window["loss_steps"])
     loss = float(loss_t)
+    if not math.isfinite(loss):
+        # the optimizers run without a per-step finite check (cfg.nonfinite = "ignore"): stop here
+        raise UserError(f"training diverged: non-finite loss ({loss}) in the log window ending at step {step}; "
+                        "lower --lr, or pass --nonfinite skip to skip bad gradients")
     tokens_window = window["steps"] * cfg.batch_size * cfg.seq_len
     rec = {
         "kind": "train", "step": step, "tokens": step * cfg.batch_size * cfg.seq_len,

@@ -237,6 +237,9 @@ def test_jsonl_and_compressed_corpora(tmp_path):
         (["--optimizer", "sgdx"], "unknown optimizer 'sgdx'; expected one of"),
         (["--data", "/nonexistent/corpus"], "does not exist"),
         pytest.param(["--optimizer", "galore", "--rank", "65"], "rank 65 is out of range", marks=needs_discrete),
+        # with the sync-free default (--nonfinite ignore) divergence is caught at the first log step
+        pytest.param(["--optimizer", "osd", "--lr", "1e30", "--steps", "4", "--log-every", "2"],
+                     "training diverged: non-finite loss", marks=needs_discrete),
     ],
 )
 def test_bad_input_is_one_line_exit_2(corpus_dir, cache_dir, tmp_path, capsys, args, message):
