@@ -73,3 +73,55 @@ def test_python_blocks_on_page_run(page, tmp_path):
     proc = subprocess.run([sys.executable, "page.py"], cwd=tmp_path, env=_env(tmp_path),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"the python blocks of {page} failed:\n{proc.stderr[-4000:]}"
+
+
+# -- the generated claims page is current ----------------------------------------------------
+def _claims_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("docs_claims", ROOT / "scripts" / "docs" / "claims.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_claims_json_covers_the_registry():
+    import json
+
+    from osd_theory.claims import CLAIMS, VERDICTS
+    data = json.loads((ROOT / "docs" / "generated" / "claims.json").read_text())
+    assert [c["claim"] for c in data["claims"]] == list(CLAIMS), "claims.json does not list the registry's claims"
+    for c in data["claims"]:
+        assert {"claim", "statement", "verdict", "evidence"} <= set(c), c
+        assert c["verdict"] in VERDICTS, c
+
+
+def test_claims_json_is_current_with_the_claim_sources():
+    """The claim definitions are unchanged since docs/generated/claims.json was produced.
+
+    Re-running every claim takes minutes, so this compares the SHA-256 of the files that define
+    them; `python scripts/docs/claims.py --check` is the full re-run.
+    """
+    import json
+    mod = _claims_module()
+    data = json.loads((ROOT / "docs" / "generated" / "claims.json").read_text())
+    changed = [p for p, digest in mod.sources_digest().items() if data["sources_sha256"].get(p) != digest]
+    assert not changed, f"{changed} changed since docs/generated/claims.json was generated: run `python scripts/docs/claims.py`"
+
+
+def test_your_own_rule_command_line(tmp_path):
+    """The page's `osd-theory simulate --projection myrule.py:gamma --plot ...` works as written."""
+    pytest.importorskip("ode.cli")
+    blocks = code_blocks("your-own-rule.md")
+    for lang, title, body in blocks:
+        if lang == "python" and title:
+            (tmp_path / title).write_text(body)
+    commands = [line.split() for lang, _, body in blocks if lang == "bash"
+                for line in body.splitlines() if line.startswith("osd-theory simulate")]
+    assert commands, "your-own-rule.md shows no `osd-theory simulate` command"
+    for cmd in commands:
+        proc = subprocess.run([sys.executable, "-m", "osd_theory.cli", *cmd[1:]], cwd=tmp_path, env=_env(tmp_path),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        plot = cmd[cmd.index("--plot") + 1] if "--plot" in cmd else None
+        if plot:
+            assert (tmp_path / plot).stat().st_size > 0, f"{plot} was not written"

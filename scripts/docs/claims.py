@@ -1,13 +1,19 @@
 """Regenerate ``docs/generated/claims.json`` from ``osd-theory verify --json``.
 
-The claims page of the docs is rendered from that file by ``scripts/docs/hooks.py``; the file
-is the command's output, parsed and pretty-printed, nothing added. ``tests/test_docs.py``
-re-runs the command and checks the committed file still matches (claim, statement, verdict).
+The claims page of the docs is rendered from that file by ``scripts/docs/hooks.py``. The file
+holds the command's output verbatim under ``"claims"``, plus provenance: the command, the git
+commit it ran at, and the SHA-256 of the files that define the claims (``SOURCES``).
+``tests/test_docs.py`` checks that those files are unchanged since the last regeneration and
+that the claim ids match the registry (``osd_theory.claims.CLAIMS``), so the page cannot
+silently drift from the code. Running the claims themselves takes minutes, which is why the
+test compares sources rather than re-running them; this script is the full check:
 
-usage: python scripts/docs/claims.py [--check] [extra verify flags...]
+    python scripts/docs/claims.py            # regenerate (full verify)
+    python scripts/docs/claims.py --check    # re-run verify and compare claim/statement/verdict
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,42 +21,57 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "generated" / "claims.json"
+COMMAND = ["verify", "--json"]
+# the files whose change can change a claim's statement, method or verdict rule
+SOURCES = ["osd_theory/claims/__init__.py", "osd_theory/claims/cli.py", "osd_theory/verdicts.py",
+           "ode/claims.py", "discrete/claims.py"]
 
 
-def run_verify(extra: list[str] | None = None) -> object:
+def sources_digest() -> dict[str, str]:
+    return {p: hashlib.sha256((ROOT / p).read_bytes()).hexdigest() if (ROOT / p).is_file() else "missing"
+            for p in SOURCES}
+
+
+def git_commit() -> str | None:
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or None
+
+
+def run_verify() -> list:
     """The parsed stdout of ``osd-theory verify --json`` (run as ``python -m osd_theory.cli``)."""
-    cmd = [sys.executable, "-m", "osd_theory.cli", "verify", "--json", *(extra or [])]
+    cmd = [sys.executable, "-m", "osd_theory.cli", *COMMAND]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    # verify exits non-zero when a claim is refuted; the JSON is still the answer
-    try:
+    try:  # verify may exit non-zero when a claim is violated; the JSON is still the answer
         return json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise SystemExit(f"`{' '.join(cmd[1:])}` printed no JSON (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"`osd-theory {' '.join(COMMAND)}` printed no JSON (exit {proc.returncode}):\n"
+                         f"{proc.stderr[-3000:]}") from None
 
 
-def claims_of(data) -> list[dict]:
-    return data["claims"] if isinstance(data, dict) else data
-
-
-def key(data) -> list[tuple]:
-    """What must not drift: each claim's name, statement and verdict."""
-    return [(c.get("claim"), c.get("statement"), c.get("verdict")) for c in claims_of(data)]
+def key(claims: list) -> list[tuple]:
+    """What must not drift: each claim's id, statement and verdict."""
+    return [(c.get("claim"), c.get("statement"), c.get("verdict")) for c in claims]
 
 
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    extra = [a for a in argv if a != "--check"]
-    data = run_verify(extra)
-    if check:
-        old = json.loads(OUT.read_text()) if OUT.is_file() else None
-        if old is None or key(old) != key(data):
+    claims = run_verify()
+    if "--check" in argv:
+        old = json.loads(OUT.read_text())["claims"] if OUT.is_file() else None
+        if old is None or key(old) != key(claims):
             print(f"{OUT.relative_to(ROOT)} is out of date: run `python scripts/docs/claims.py`", file=sys.stderr)
             return 1
-        print(f"{OUT.relative_to(ROOT)} is current ({len(claims_of(data))} claims)")
+        print(f"{OUT.relative_to(ROOT)} is current ({len(claims)} claims)")
         return 0
+    commit = git_commit()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *SOURCES],
+                           capture_output=True, text=True).stdout.strip()
+    data = {"command": "osd-theory " + " ".join(COMMAND), "generated_by": "python scripts/docs/claims.py",
+            "git_commit": commit, "claim_sources_modified": bool(dirty), "sources_sha256": sources_digest(),
+            "claims": claims}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)} ({len(claims_of(data))} claims)")
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(claims)} claims: "
+          f"{', '.join(str(c.get('claim')) + '=' + str(c.get('verdict')) for c in claims)})")
     return 0
 
 

@@ -51,8 +51,9 @@ _singular_example_sections()
 
 # -- claims --------------------------------------------------------------------------------
 def _cell(text) -> str:
-    """One Markdown table cell: no newlines, no bare pipes."""
-    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+    """One Markdown table cell: no newlines, no bare pipes, no raw HTML (``<m, v>`` is text)."""
+    import html
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").strip()
 
 
 def _evidence_text(evidence) -> str:
