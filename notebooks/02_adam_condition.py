@@ -84,7 +84,6 @@ def dHdt(system, m, v, g):
 
 gen = torch.Generator().manual_seed(SEED)
 m, v, g = random_states(N_STATES, 6, gen)
-a_grid = np.array(A_VALUES)
 frac_positive = np.zeros((len(RATIOS), len(A_VALUES)))
 for j, a in enumerate(A_VALUES):
     for i, q in enumerate(RATIOS):
