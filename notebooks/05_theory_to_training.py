@@ -132,6 +132,24 @@ for model, group in sorted(by_model.items()):
     plt.tight_layout(); plt.show()
 
 # %% [markdown]
+# **What the committed runs show** (60M: 1000 steps, 130M: 500 steps, one H100, 2026-11-22; see
+# `docs/results/validation/README.md` for the setting). These remarks are about those logs; rerun
+# the notebook on new logs and check they still hold.
+#
+# * **RSO's residual sits near 0.87** the whole run. That is what a *random* subspace gives: it
+#   captures on average a fraction $r/n$ of the gradient energy, so the residual is about
+#   $\sqrt{1-r/n}=\sqrt{1-128/512}pprox0.87$. The subspace is blind to most of the gradient, and the
+#   loss is correspondingly slower.
+# * **RSO's H-proxy jumps at every resample** (steps 200, 400, 600, 800): its inner Adam state is
+#   reset with each new subspace, a jump of $H$ of the kind THEORY.md §6 predicts for RSO. GaLore
+#   keeps its moments at a refresh, and its $H$ shows no such jump.
+# * **GaLore's residual climbs between refreshes** (the gradient drifts away from the frozen SVD
+#   basis) and drops at each refresh; **OSD with $lpha=0.5$** tracks continuously and has the
+#   lowest residual; OSD with $lpha=5$ is noisier.
+# * The dips of the training loss near steps 400 and 800 at 60M are epoch boundaries
+#   (26.4 M train tokens / 65,536 tokens per step ≈ 403 steps per epoch), not optimizer events.
+
+# %% [markdown]
 # ## A small table: the last logged values
 #
 # `K/H` is the share of the kinetic term in the H-proxy at the end of the run.
