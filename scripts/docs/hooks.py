@@ -8,7 +8,7 @@ replaces at build time:
   ``scripts/docs/claims.py`` (a test checks it is current);
 * ``<!-- osd:results DIR -->`` — an index of what the other tracks recorded under
   ``docs/results/DIR/``: Markdown reports (linked), figures (embedded), validation run
-  directories (a summary table read from their ``log.jsonl``), other files (linked).
+  directories (the summary of ``osd-theory report``), other files (linked).
 
 Notebooks: every ``notebooks/NAME.ipynb`` becomes a generated page ``notebooks/NAME.md``
 (Markdown cells as prose, code cells as code, recorded text and PNG outputs as they were
@@ -88,36 +88,14 @@ def claims_markdown() -> str:
 
 
 # -- results -------------------------------------------------------------------------------
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # blank or truncated line
-    return rows
-
-
 def _fmt(x, spec=".4g") -> str:
     return "–" if x is None else format(x, spec) if isinstance(x, (int, float)) else _cell(x)
 
 
-def run_summary(run_dir: Path) -> dict:
-    """The last logged numbers of a validation run directory (config.json + log.jsonl)."""
-    cfg_path = run_dir / "config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-    rows = _read_jsonl(run_dir / "log.jsonl")
-    train = [r for r in rows if r.get("kind") == "train"]
-    evals = [r for r in rows if r.get("kind") == "eval"]
-    last = train[-1] if train else {}
-    return {
-        "optimizer": cfg.get("optimizer"), "model": cfg.get("model"),
-        "rank": None if cfg.get("optimizer") == "adamw" else cfg.get("rank"),
-        "steps": last.get("step"), "train_loss": last.get("loss"),
-        "val_loss": evals[-1].get("val_loss") if evals else None,
-        "val_ppl": evals[-1].get("val_ppl") if evals else None,
-        "H": last.get("H"), "residual": last.get("residual"),
-    }
+def run_rows(run_dirs: list[Path]) -> list[dict]:
+    """``osd-theory report``'s summary of each validation run directory (the same numbers as its table)."""
+    from discrete.validation.report import load_run, summarize   # imported only when there are runs
+    return [summarize(load_run(d)) for d in run_dirs]
 
 
 def _rel(path: Path, page_dir: Path) -> str:
@@ -134,13 +112,16 @@ def results_markdown(sub: str, page_dir: Path) -> str:
     run_dirs = sorted({p.parent for p in files if p.name == "log.jsonl"})
     if run_dirs:
         out += ["### Runs", "",
-                "| run | optimizer | model | rank | steps | train loss | val loss | val ppl | H-proxy | residual |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for d in run_dirs:
-            s = run_summary(d)
+                "The numbers of `osd-theory report` (`discrete.validation.report.summarize`) for each run "
+                "directory: the last eval, the median tokens/s, the final H-proxy and the mean projection residual.", "",
+                "| run | optimizer | model | rank | steps | tokens | val loss | val ppl | tokens/s | optimizer state (MB) | H-proxy | residual (mean) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for d, s in zip(run_dirs, run_rows(run_dirs)):
+            state_mb = None if s["optimizer_state_gb"] is None else s["optimizer_state_gb"] * 1024
             out.append(f"| [`{_cell(d.relative_to(root))}`]({_rel(d / 'log.jsonl', page_dir)}) | {_fmt(s['optimizer'])} | "
-                       f"{_fmt(s['model'])} | {_fmt(s['rank'])} | {_fmt(s['steps'])} | {_fmt(s['train_loss'])} | "
-                       f"{_fmt(s['val_loss'])} | {_fmt(s['val_ppl'], '.1f')} | {_fmt(s['H'])} | {_fmt(s['residual'], '.3f')} |")
+                       f"{_fmt(s['model'])} | {_fmt(s['rank'])} | {_fmt(s['steps'])} | {_fmt(s['tokens'], ',')} | "
+                       f"{_fmt(s['val_loss'])} | {_fmt(s['val_ppl'], '.2f')} | {_fmt(s['tokens_per_s'], ',.0f')} | "
+                       f"{_fmt(state_mb, '.1f')} | {_fmt(s['H_final'])} | {_fmt(s['residual_mean'], '.3f')} |")
         out.append("")
     in_runs = {p for p in files if p.parent in run_dirs}
     reports = [p for p in files if p.suffix == ".md" and p not in in_runs]
