@@ -221,13 +221,19 @@ def llama_step(device, smoke: bool, reps: int) -> dict:
         ("OSD tf32, Adam on P", {"matmul_precision": "tf32"}, True),
         ("OSD fp32, Adam on P", {"matmul_precision": "highest"}, True),
         ("OSD bf16, GD on P", {"matmul_precision": "bf16", "proj_optimizer": "gd"}, False),
+        # without the per-group host sync of the non-finite check (torch.optim's behaviour)
+        ("OSD tf32, Adam on P, nonfinite=ignore", {"matmul_precision": "tf32", "nonfinite": "ignore"}, True),
+        ("OSD bf16, Adam on P, nonfinite=ignore", {"matmul_precision": "bf16", "nonfinite": "ignore"}, True),
     ]:
-        opt = measure(name, OnlineSubspaceDescent(groups(**kw), lr=1e-3, foreach=True), pm)
+        nf = kw.pop("nonfinite", "raise")
+        opt = measure(name, OnlineSubspaceDescent(groups(**kw), lr=1e-3, foreach=True, nonfinite=nf), pm)
         del opt
     for name, kw in [("GaLore bf16, regular step", {"matmul_precision": "bf16"}),
                      ("GaLore tf32, regular step", {"matmul_precision": "tf32"}),
-                     ("GaLore fp32, regular step", {"matmul_precision": "highest"})]:
-        opt = measure(name, GaLore(groups(**kw), lr=1e-3, foreach=True), False)
+                     ("GaLore fp32, regular step", {"matmul_precision": "highest"}),
+                     ("GaLore bf16, regular step, nonfinite=ignore", {"matmul_precision": "bf16", "nonfinite": "ignore"})]:
+        nf = kw.pop("nonfinite", "raise")
+        opt = measure(name, GaLore(groups(**kw), lr=1e-3, foreach=True, nonfinite=nf), False)
         del opt
     # GaLore refresh: the SVDs of one layer (7 matrices), timed once, times the number of layers
     layer = mats[:7]
