@@ -23,7 +23,7 @@ from ode.refinement import refinement_test
 from ode.spec import RunSpec, run_spec
 from ode.system import CoupledField
 
-CLAIM_CONFIG = SimulationConfig(t_end=4.0, rtol=1e-7, atol=1e-10)
+CLAIM_CONFIG = SimulationConfig(t_end=2.0, rtol=1e-7, atol=1e-10)
 
 
 def _result(cid, statement, verdict, evidence, **details):
@@ -42,7 +42,7 @@ C1_RUNS = [  # (optimizer, hp, projection, proj_hp, problem, dim, rank, side)
     ("heavy_ball", {"a": 0.5}, "random_jump", {"tau": 0.5, "distribution": "gaussian"}, "lowrank_regression", (5, 4), 2, "left"),
     ("adam", {"a": 2.0, "b": 8.0}, "random_smooth", {"coef_seed": 5, "scale": 0.5}, "quadratic", (4, 4), 3, "auto"),
     ("lion_k", {"a": 2.0, "b": 0.3, "kinetic_fn": "pseudo_huber"}, "oja", {"alpha": 2.0}, "lowrank_regression", (6, 4), 2, "auto"),
-    ("heavy_ball", {"a": 1.0}, "adversarial", {"alpha": 30.0}, "quadratic", (8, 8), 2, "auto"),
+    ("heavy_ball", {"a": 1.0}, "adversarial", {"alpha": 10.0}, "quadratic", (6, 6), 2, "auto"),
     ("lion_k_wd", {"wd": 0.5}, "identity", {}, "box_quadratic", (3, 4), 3, "left"),
 ]
 
@@ -66,7 +66,8 @@ def c1(quick: bool = False) -> dict:
     opts = sorted({r[0] for r in runs})
     flagged = sum(1 for x in rows if not x["lyapunov"])
     evidence = (f"{len(runs)} runs ({', '.join(opts)} x {', '.join(rules)}): "
-                f"{len(runs) - len(bad)}/{len(runs)} H non-increasing ({flagged} flagged, refinement: solver error); "
+                f"{len(runs) - len(bad)}/{len(runs)} H non-increasing"
+                + (f" ({flagged} flagged, refinement: solver error)" if flagged - len(bad) > 0 else " (0 rises above tol)") + "; "
                 f"max pointwise autodiff dH/dt {worst_pt:.2g}; |closed form - autodiff| <= {worst_mism:.1g} rel")
     verdict = "holds" if not bad else "violated"
     if bad:
@@ -130,7 +131,7 @@ def adam_boundary(n_samples: int = 48, iters: int = 24, lo: float = 1.0, hi: flo
 def c2(quick: bool = False) -> dict:
     statement = "Adam's H = L + <m/(sqrt v + e), m>/2a is a Lyapunov function iff b <= 4a (THEORY §3.2)"
     ratio, trace = adam_boundary(n_samples=24 if quick else 48, iters=16 if quick else 24)
-    cfg = SimulationConfig(t_end=10.0, rtol=1e-6, atol=1e-8)
+    cfg = SimulationConfig(t_end=10.0, rtol=1e-5, atol=1e-7)   # refinement goes to rtol 1e-7
     base = dict(optimizer="adam", projection="online_pca", config=cfg)
     ok_run = lyapunov_verdict(run_spec(RunSpec(hp={"a": 1.0, "b": 4.0}, **base)))
     bad_spec = RunSpec(hp={"a": 1.0, "b": 8.0}, **base)
@@ -153,15 +154,18 @@ C3_RUNS = [  # (problem, dim, rank, side, problem_hp)
     ("lowrank_regression", (4, 4), 2, "auto", {}),
     ("deep_linear", (4, 4), 2, "auto", {}),
     ("box_quadratic", (4, 4), 2, "auto", {}),
-    ("rosenbrock", (1, 2), 1, "right", {}),
+    ("rosenbrock", (1, 2), 1, "left", {}),
 ]
 
 
 def c3(quick: bool = False) -> dict:
     statement = ("Theorem 4.5: along bounded solutions, accumulation points of W_t are stationary "
-                 "(Adam + online-PCA flow, alpha = 5 as the paper recommends)")
-    cfg = SimulationConfig(t_end=80.0, rtol=1e-6, atol=1e-9, stop_residual=1e-7, autodiff=False)
-    runs = C3_RUNS[:3] if quick else C3_RUNS
+                 "(Adam e = 0.1 + online-PCA flow, alpha = 5 as the paper recommends; the Rosenbrock run projects "
+                 "its 1-dimensional side, i.e. P is 1x1)")
+    # stop at the stationarity verdict's own tolerance (1e-6 absolute); rtol 1e-5 is enough here:
+    # this claim is about where the run goes, not about the sign of dH/dt
+    cfg = SimulationConfig(t_end=150.0, rtol=1e-5, atol=1e-8, stop_residual=1e-6, autodiff=False)
+    runs = [C3_RUNS[i] for i in (0, 1, 3)] if quick else C3_RUNS
     rows, ok = [], True
     for prob, dim, r, side, php in runs + [("logistic", (2, 2), 1, "auto", {})]:
         spec = RunSpec(optimizer="adam", hp={"e": 0.1}, projection="online_pca", proj_hp={"alpha": 5.0},
