@@ -35,6 +35,10 @@ CASES = {
                      problem="quadratic", problem_hp={"condition": 10.0}, dim=(100, 100), rank=50),
     "heavy_ball_r20": dict(optimizer="heavy_ball", hp={"a": 2.0}, projection="online_pca", proj_hp={"alpha": 1.0},
                            problem="quadratic", problem_hp={"condition": 10.0}, dim=(100, 100), rank=20),
+    # full rank (r = 100): the online-PCA flow only keeps P orthonormal; measures the simulator's
+    # cost at 10⁴ parameters on a run that does reach the tolerance
+    "gd_r100": dict(optimizer="gd", projection="online_pca", proj_hp={"alpha": 1.0},
+                    problem="quadratic", problem_hp={"condition": 10.0}, dim=(100, 100), rank=100),
     "gd_r10": dict(optimizer="gd", projection="online_pca", proj_hp={"alpha": 1.0},
                    problem="quadratic", problem_hp={"condition": 10.0}, dim=(100, 100), rank=10),
 }
