@@ -61,10 +61,10 @@ def run_specs(draw, max_dim: int = 8):
     t_end = draw(st.floats(0.2, 0.6))
     return RunSpec(optimizer=opt, hp=draw(OPTIMIZERS[opt]), projection=rule, proj_hp=draw(RULES[rule]),
                    problem=prob, dim=(m, n), rank=rank, side=side, seed=draw(st.integers(0, 1000)),
-                   config=SimulationConfig(t_end=t_end, rtol=1e-7, atol=1e-10))
+                   config=SimulationConfig(t_end=t_end, rtol=1e-6, atol=1e-9))
 
 
-@settings(max_examples=120)
+@settings(max_examples=110)
 @given(spec=run_specs())
 def test_H_non_increasing_for_any_rule(spec):
     traj = run_spec(spec)
@@ -86,8 +86,8 @@ def test_H_non_increasing_for_any_rule(spec):
 @settings(max_examples=30)
 @given(spec=run_specs(max_dim=6), data=st.data())
 def test_energy_defect_is_solver_error(spec, data):
-    """δ_n = Δ(H + E) per step is discretisation error: at rtol 1e-7 it stays within
+    """δ_n = Δ(H + E) per step is discretisation error: at rtol 1e-6 it stays within
     100 (atol + rtol (|H| + |E|)) per step (a loose bound: the solver controls each component)."""
     traj = run_spec(spec)
     HE = (traj["H"].abs() + traj["E"].abs())[1:]
-    assert bool((traj.energy_defect.abs() <= 100 * (1e-10 + 1e-7 * HE) + 1e-12).all())
+    assert bool((traj.energy_defect.abs() <= 100 * (1e-9 + 1e-6 * HE) + 1e-12).all())
