@@ -7,7 +7,7 @@ replaces at build time:
   which is the verbatim output of ``osd-theory verify --json`` written by
   ``scripts/docs/claims.py`` (a test checks it is current);
 * ``<!-- osd:results DIR -->`` — an index of what the other tracks recorded under
-  ``docs/results/DIR/``: Markdown reports (linked), figures (embedded), validation run
+  ``docs/results/DIR/``: its README (inlined), other Markdown reports (linked), figures (embedded), validation run
   directories (the summary of ``osd-theory report``), other files (linked).
 
 Notebooks: every ``notebooks/NAME.ipynb`` becomes a generated page ``notebooks/NAME.md``
@@ -103,12 +103,40 @@ def _rel(path: Path, page_dir: Path) -> str:
     return os.path.relpath(path, page_dir).replace(os.sep, "/")
 
 
+MD_LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+
+
+def embed_markdown(path: Path, page_dir: Path, demote: int = 2) -> str:
+    """A results README inlined into a page: headings demoted, relative links re-rooted at ``page_dir``."""
+    def relink(m: re.Match) -> str:
+        target = m.group(2)
+        if re.match(r"^([a-z]+:|#|/)", target):
+            return m.group(0)
+        return m.group(1) + _rel(path.parent / target, page_dir) + m.group(3)
+
+    out, fenced = [], False
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced:
+            if line.startswith("#"):
+                line = "#" * demote + line
+            line = MD_LINK.sub(relink, line)
+        out.append(line)
+    return "\n".join(out)
+
+
 def results_markdown(sub: str, page_dir: Path) -> str:
     root = DOCS / "results" / sub
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) if root.is_dir() else []
     if not files:
         return (f"!!! note \"Nothing recorded yet\"\n    `docs/results/{sub}/` is empty in this checkout.")
     out = []
+    readme = root / "README.md"
+    if readme.is_file():
+        out += [f"!!! quote \"From `docs/results/{sub}/README.md`\"", "    Written by the track that recorded these results; "
+                f"inlined here. [Open it as a page]({_rel(readme, page_dir)}).", "",
+                embed_markdown(readme, page_dir), ""]
     run_dirs = sorted({p.parent for p in files if p.name == "log.jsonl"})
     if run_dirs:
         out += ["### Runs", "",
@@ -124,7 +152,7 @@ def results_markdown(sub: str, page_dir: Path) -> str:
                        f"{_fmt(state_mb, '.1f')} | {_fmt(s['H_final'])} | {_fmt(s['residual_mean'], '.3f')} |")
         out.append("")
     in_runs = {p for p in files if p.parent in run_dirs}
-    reports = [p for p in files if p.suffix == ".md" and p not in in_runs]
+    reports = [p for p in files if p.suffix == ".md" and p not in in_runs and p != readme]
     if reports:
         out += ["### Reports", ""] + [f"* [{_cell(p.relative_to(root))}]({_rel(p, page_dir)})" for p in reports] + [""]
     images = [p for p in files if p.suffix.lower() in IMAGES]
