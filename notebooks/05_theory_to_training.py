@@ -37,8 +37,12 @@ from pathlib import Path
 
 SMOKE = bool(os.environ.get("SMOKE") or os.environ.get("FAST") or os.environ.get("CI"))
 
-# where to look for run logs; OSD_VALIDATION_LOGS overrides (e.g. a directory of your own runs)
-LOG_ROOT = Path(os.environ.get("OSD_VALIDATION_LOGS", "../docs/results/validation"))
+# where to look for run logs: docs/results/validation of this checkout (found from the working
+# directory upwards, so it works from notebooks/ and from the repository root);
+# OSD_VALIDATION_LOGS overrides (e.g. a directory of your own runs)
+_committed = next((d / "docs/results/validation" for d in (Path.cwd(), *Path.cwd().parents)
+                   if (d / "docs/results/validation").is_dir()), Path("docs/results/validation"))
+LOG_ROOT = Path(os.environ.get("OSD_VALIDATION_LOGS", _committed))
 MAX_RUNS = 24          # read at most this many run logs
 if SMOKE:
     MAX_RUNS = 4

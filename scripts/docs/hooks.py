@@ -186,7 +186,7 @@ def render_notebook(path: Path) -> tuple[str, dict[str, bytes]]:
     md, images, n_img = [], {}, 0
     md.append(f"!!! info \"Source\"\n    `notebooks/{stem}.py` (jupytext, the reviewed source) and "
               f"`notebooks/{stem}.ipynb` (generated, with the outputs shown here). Run it with "
-              f"`jupyter lab notebooks/{stem}.ipynb`, or `SMOKE=1` for the tiny sizes the tests use.\n")
+              f"`python notebooks/{stem}.py` or in any Jupyter front end; `SMOKE=1` gives the tiny sizes the tests use.\n")
     for cell in nb.get("cells", []):
         src = _text(cell.get("source", "")).rstrip()
         if cell.get("cell_type") == "markdown":
