@@ -86,12 +86,12 @@ for path in logs[:MAX_RUNS]:
 runs = {f"{model} {label}": rows for model, group in by_model.items() for label, rows in group.items()}
 
 if runs:
-    print(f"found {len(logs)} log file(s) under {LOG_ROOT}; using {len(runs)}:")
+    print(f"found {len(logs)} log file(s) under {os.path.relpath(LOG_ROOT)}; using {len(runs)}:")
     for name, rows in runs.items():
         print(f"  {name}: {sum(r.get('kind') == 'train' for r in rows)} train records, "
               f"{sum(r.get('kind') == 'eval' for r in rows)} eval records")
 else:
-    print(f"No validation logs (*.jsonl with train records) under {LOG_ROOT.resolve()} yet.\n"
+    print(f"No validation logs (*.jsonl with train records) under {os.path.relpath(LOG_ROOT)} yet.\n"
           "Produce some with `osd-theory validate --model tiny --optimizer osd --steps 50 --out runs/osd-tiny`\n"
           "and point OSD_VALIDATION_LOGS at the directory, or see docs/results/validation/.")
 
