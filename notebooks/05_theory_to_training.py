@@ -66,23 +66,25 @@ def read_jsonl(path):
 
 
 def run_info(path):
-    """(model, label) from the run's config.json when there is one, else ('?', the path)."""
-    cfg_file = Path(path).parent / "config.json"
-    rel = Path(path).parent.relative_to(LOG_ROOT) if LOG_ROOT in Path(path).parents else Path(path).parent
+    """(group, label): runs are grouped by model size and by the directory that holds them."""
+    run_dir = Path(path).parent
+    rel = run_dir.relative_to(LOG_ROOT) if LOG_ROOT in run_dir.parents else run_dir
+    where = f" in {rel.parts[0]}/" if len(rel.parts) > 1 else ""
+    cfg_file = run_dir / "config.json"
     if cfg_file.is_file():
         cfg = json.loads(cfg_file.read_text())
         rank = "" if cfg.get("optimizer") == "adamw" else f" r={cfg.get('rank')}"
-        return str(cfg.get("model", "?")), f"{cfg.get('optimizer', '?')}{rank} ({rel.name})"
-    return "?", str(rel)
+        return f"{cfg.get('model', '?')}{where}", f"{cfg.get('optimizer', '?')}{rank} ({run_dir.name})"
+    return f"?{where}", str(rel)
 
 
 logs = sorted(LOG_ROOT.glob("**/*.jsonl")) if LOG_ROOT.is_dir() else []
-by_model = {}          # model size -> {label: records}
+by_model = {}          # "model size in directory/" -> {label: records}
 for path in logs[:MAX_RUNS]:
     rows = read_jsonl(path)
     if any(r.get("kind") == "train" for r in rows):
-        model, label = run_info(path)
-        by_model.setdefault(model, {})[label] = rows
+        group, label = run_info(path)
+        by_model.setdefault(group, {})[label] = rows
 runs = {f"{model} {label}": rows for model, group in by_model.items() for label, rows in group.items()}
 
 if runs:
@@ -96,7 +98,7 @@ else:
           "and point OSD_VALIDATION_LOGS at the directory, or see docs/results/validation/.")
 
 # %% [markdown]
-# ## Validation loss, H-proxy and residual, side by side (one figure per model size)
+# ## Validation loss, H-proxy and residual, side by side (one figure per model size and directory)
 #
 # **Look at:**
 # * left: validation loss (the number users care about);
@@ -160,7 +162,7 @@ for model, group in sorted(by_model.items()):
 
 # %%
 if runs:
-    print(f"{'run':<48} {'step':>6} {'val loss':>9} {'H':>8} {'K/H':>6} {'residual':>9}")
+    print(f"{'run':<58} {'step':>6} {'val loss':>9} {'H':>8} {'K/H':>6} {'residual':>9}")
     for name, rows in runs.items():
         train = [r for r in rows if r.get("kind") == "train"]
         evals = [r for r in rows if r.get("kind") == "eval"]
@@ -169,4 +171,4 @@ if runs:
         H = last.get("H")
         share = f"{last['K'] / H:.3f}" if H and last.get("K") is not None else "-"
         res = f"{last['residual']:.3f}" if last.get("residual") is not None else "-"
-        print(f"{name[:48]:<48} {last['step']:>6} {val:>9} {H if H is None else round(H, 4)!s:>8} {share:>6} {res:>9}")
+        print(f"{name[:58]:<58} {last['step']:>6} {val:>9} {H if H is None else round(H, 4)!s:>8} {share:>6} {res:>9}")
