@@ -185,8 +185,11 @@ def stationarity_verdict(traj, *, atol: float = 1e-6, rtol: float = 1e-6) -> Sta
         return StationarityVerdict(False, "the trajectory is not bounded (Theorem 4.5 assumes bounded solutions)", **v)
     if r1 <= tol:
         return StationarityVerdict(True, f"{measure} {r0:.3g} -> {r1:.3g} <= tol {tol:.1g}", **v)
-    stall = "stalls" if r1 > 0.5 * float(r[len(r) // 2]) else "still decreasing"
-    return StationarityVerdict(False, f"{measure} {r0:.3g} -> {r1:.3g} > tol {tol:.1g} ({stall} at t={float(traj['t'][-1]):.4g})", **v)
+    # Say what the second half of the run did; whether a slow fall is a stall needs a longer run.
+    fall = float(r[len(r) // 2]) / r1 if r1 > 0 else math.inf
+    trend = (f"fell only {fall:.3g}x over the second half: stalled or slow" if fall < 2
+             else f"still decreasing, {fall:.3g}x over the second half")
+    return StationarityVerdict(False, f"{measure} {r0:.3g} -> {r1:.3g} > tol {tol:.1g} at t={float(traj['t'][-1]):.4g} ({trend})", **v)
 
 
 @dataclass(frozen=True)
