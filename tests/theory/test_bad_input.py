@@ -91,10 +91,17 @@ def test_non_finite_or_non_numeric_hyperparameters(name, value):
         make_system(name, **{_first_float_field(name): value})
 
 
-@pytest.mark.parametrize("b", [0.0, 1.0, 1.5, -0.2])
+@pytest.mark.parametrize("b", [1.5, -0.2])
 def test_lion_b_outside_unit_interval_is_reported_by_condition(b):
     cond = make_system("lion_k", b=b).condition()
     assert not cond.holds and "0 < b < 1" in cond.statement and "VIOLATED" in str(cond)
+
+
+@pytest.mark.parametrize("b", [0.0, 1.0])
+def test_lion_b_where_H_is_undefined_is_refused(b):
+    # H has K((1-b)M)/(1-b) and Delta has a/b: at b = 0 or 1 there is no H to report on
+    with pytest.raises(UserError, match="b != 0 and b != 1"):
+        make_system("lion_k", b=b)
 
 
 def test_adam_condition_reports_b_above_4a_with_numbers():
