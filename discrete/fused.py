@@ -95,14 +95,9 @@ class PCAHyper:
 
 def _adam_(m: Tensor, v: Tensor, g: Tensor, *, lr: float, beta1: float, beta2: float, eps: float, step: int,
            bias_correction: bool, torch_eps: bool) -> Tensor:
-    """Batched :func:`osd_theory.discrete_steps.adam_step` (same Euler weights, same op order)."""
-    h = ds.time_step(lr)
-    field = ds.adam_system(h, beta1, beta2, eps)
-    m.lerp_(g, h * field.a)                                           # m ← m + hρ₁(ĝ − m)
-    v.lerp_(g * g, h * field.b)                                       # v ← v + hρ₂(ĝ² − v)
-    factor, e = ds.adam_bias_correction(step, beta1, beta2, eps, torch_eps=torch_eps) if bias_correction else (1.0, eps)
-    D = -m / (v.sqrt() + e)                                           # Adam.direction
-    return D if factor == 1.0 else D.mul_(factor)
+    """:func:`osd_theory.discrete_steps.adam_step` on stacked (L, …) buffers (it is elementwise)."""
+    return ds.adam_step([m, v], g, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step,
+                        bias_correction=bias_correction, torch_eps=torch_eps)
 
 
 def subspace_adam_bucket(params: list[Tensor], grads: list[Tensor], states: list[dict], cache: dict, *,
