@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 import torch
 
-from osd_theory.kernels import LEFT, RIGHT
+from osd_theory.kernels import LEFT, SIDE_RULES, parse_side
+from osd_theory.kernels import check_rank as kernels_check_rank
 from osd_theory.registry import Registry
 
 
@@ -35,19 +36,14 @@ class OptimizerInputError(ValueError, RuntimeError):
     """
 
 
-# -- the projection side, from GaLore's proj_type and the shape -----------------------------
-# galore-torch: "std" projects the smaller side, and for a square matrix the right one
-# (its test is ``shape[0] >= shape[1]``); "reverse_std" the larger one.
+# -- the projection side: galore-torch's proj_type names, one vocabulary with the simulator ----
 PROJ_TYPES: Registry[Callable[[int, int], int]] = Registry("proj_type")
-PROJ_TYPES.add("std", lambda m, n: RIGHT if m >= n else LEFT)
-PROJ_TYPES.add("reverse_std", lambda m, n: LEFT if m >= n else RIGHT)
-PROJ_TYPES.add("left", lambda m, n: LEFT)
-PROJ_TYPES.add("right", lambda m, n: RIGHT)
+for _name in ("std", "reverse_std", "left", "right"):
+    PROJ_TYPES.add(_name, SIDE_RULES[_name])
 
 
 def side_of(proj_type: str, shape: torch.Size) -> int:
-    m, n = shape
-    return PROJ_TYPES.get(proj_type)(m, n)
+    return parse_side(PROJ_TYPES.get(proj_type) and proj_type, *shape)
 
 
 def basis_rows(shape: torch.Size, side: int) -> int:
@@ -101,11 +97,11 @@ def check_choice(registry: Registry, value: Any) -> None:
 
 
 def check_rank(rank: Any, p: torch.Tensor) -> None:
-    """1 <= rank <= min(m, n) for every 2-D parameter of a projected group."""
+    """1 <= rank <= min(m, n) for every 2-D parameter of a projected group (the kernels' one rank check)."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"Invalid rank: {rank!r}; expected an integer >= 1")
-    if p.ndim == 2 and rank > min(p.shape):
-        raise ValueError(f"Invalid rank: {rank} > min(m, n) = {min(p.shape)} for a parameter of shape {tuple(p.shape)}")
+    if p.ndim == 2:
+        kernels_check_rank(rank, tuple(p.shape))
 
 
 # -- gradients -----------------------------------------------------------------------------

@@ -16,27 +16,39 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from typing import Callable
+
 from osd_theory.errors import UserError
 
 LEFT = 0
 RIGHT = 1
-SIDES = {"left": LEFT, "right": RIGHT}
+
+# -- which side is projected: one vocabulary for the simulator and the optimizers -------------
+# The names are galore-torch's ``proj_type``: "std" projects the smaller dimension, and for a
+# square matrix the right one (galore-torch tests ``shape[0] >= shape[1]``); "reverse_std" the
+# larger one. "auto" is the simulator's historical name for "std".
+SIDE_RULES: dict[str, Callable[[int, int], int]] = {
+    "std": lambda m, n: RIGHT if m >= n else LEFT,
+    "auto": lambda m, n: RIGHT if m >= n else LEFT,
+    "reverse_std": lambda m, n: LEFT if m >= n else RIGHT,
+    "left": lambda m, n: LEFT,
+    "right": lambda m, n: RIGHT,
+}
 
 
 def side_for_shape(m: int, n: int) -> int:
-    """Project the smaller dimension (GaLore's ``std``): LEFT if m <= n, else RIGHT."""
-    return LEFT if m <= n else RIGHT
+    """Project the smaller dimension (GaLore's ``std``): LEFT if m < n, else RIGHT (square: RIGHT)."""
+    return SIDE_RULES["std"](m, n)
 
 
 def parse_side(side: str | int, m: int, n: int) -> int:
-    """Resolve ``"auto" | "left" | "right" | 0 | 1`` to ``LEFT``/``RIGHT`` for an (m, n) matrix."""
-    if side in (LEFT, RIGHT):
+    """Resolve a side name (:data:`SIDE_RULES`) or ``LEFT``/``RIGHT`` (0/1) for an (m, n) matrix."""
+    if not isinstance(side, bool) and side in (LEFT, RIGHT):
         return int(side)
-    if side == "auto":
-        return side_for_shape(m, n)
-    if side in SIDES:
-        return SIDES[side]
-    raise UserError(f"unknown projection side {side!r}; expected one of ['auto', 'left', 'right']")
+    rule = SIDE_RULES.get(side) if isinstance(side, str) else None
+    if rule is None:
+        raise UserError(f"unknown projection side {side!r}; expected one of {sorted(SIDE_RULES)} or 0/1")
+    return rule(m, n)
 
 
 def basis_dim(shape: tuple[int, int], side: int) -> int:
@@ -45,10 +57,10 @@ def basis_dim(shape: tuple[int, int], side: int) -> int:
 
 
 def check_rank(rank: int, shape: tuple[int, int]) -> int:
-    """Validate ``1 <= rank <= min(m, n)``; return it as an int."""
+    """Validate ``1 <= rank <= min(m, n)`` (the one rank check of simulator and optimizers); return it."""
     m, n = shape
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or rank > min(m, n):
-        raise UserError(f"rank must be an integer in [1, min(m, n)] = [1, {min(m, n)}] for a {m}x{n} matrix, got {rank!r}")
+        raise UserError(f"Invalid rank: {rank!r}; expected an integer in [1, min(m, n)] = [1, {min(m, n)}] for a {m}x{n} matrix")
     return rank
 
 

@@ -49,7 +49,7 @@ def test_unknown_name_lists_valid_names(registry, build):
 
 
 def test_unknown_side_lists_valid_sides():
-    with pytest.raises(UserError, match="'auto', 'left', 'right'"):
+    with pytest.raises(UserError, match="'auto', 'left', 'reverse_std', 'right', 'std'"):
         parse_side("top", 3, 4)
 
 
