@@ -1,21 +1,16 @@
-"""The shared optimizer shell: validate, create state, call the pure steps.
+"""The optimizer shell: validate groups, own the state, call the pure steps.
 
 :class:`SubspaceOptimizer` runs, for each parameter with a gradient, either
 
 * the **full-rank path** (no ``rank`` in its group, or not 2-D): ``U = inner(G)``,
   ``W ← (1 − lr·λ)W + lr·U``; or
-* the **projected path**, written once (THEORY.md §4.2 step 1, §5):
+* the **projected path**: the subspace step of :mod:`discrete.subspace` with the group's projection
+  rule (``projection``: any rule of ``osd_theory.projections.PROJECTIONS`` or a user
+  ``path/to/file.py:function``), per matrix or batched (:mod:`discrete.batched`, the default on CUDA).
 
-      (subclass) refresh P if due         GaLore: SVD every T steps; RSO: resample
-      Ĝ = project(P, G)                   Ĝ = PᵀG (LEFT) or GP (RIGHT)
-      U = inner(Ĝ)                        e.g. the Adam Euler step (osd_theory.discrete_steps)
-      W ← (1 − lr·λ)W + lr·scale·back_project(P, U)
-      (subclass) after the update         OSD: one P-optimizer step on the online-PCA loss
-
-Subclasses only say how P is created and changed (:meth:`_init_proj`, :meth:`_before_project`,
-:meth:`_after_update`) and which extra group keys they take. The maths is in
-:mod:`osd_theory.discrete_steps` and :mod:`osd_theory.kernels`; diagnostics are returned in
-``self.diagnostics`` (a dict rebuilt by every ``step``), never logged.
+GaLore, OSD and RSO are presets: a few group defaults over this one class (``preset``). The maths
+is in :mod:`discrete.subspace`, :mod:`osd_theory.discrete_steps`, :mod:`osd_theory.kernels` and the
+rules; diagnostics are returned in ``self.diagnostics`` (rebuilt by every ``step``), never logged.
 """
 from __future__ import annotations
 
@@ -24,10 +19,16 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor
 
+from discrete import keys as K
 from discrete import state as S
-from discrete.inner import INNER, Hyper
+from discrete.batched import bucket_step_
+from discrete.inner import INNER, PROJ_OPTIMIZERS, Hyper
+from discrete.precision import MATMUL_PRECISION
+from discrete.projection import group_rule, rule_kwargs
+from discrete.subspace import Plan, init_state, refresh_, subspace_step_
 from osd_theory import discrete_steps as ds
-from osd_theory.kernels import LEFT, back_project, project, random_basis
+from osd_theory.kernels import inverse_norm
+from osd_theory.projections import ProjectionRule
 
 # What to do with a NaN/Inf gradient. "raise" and "skip" need one host sync per param group to
 # look at the flags; "ignore" checks nothing (torch.optim's own behaviour: the non-finite values
@@ -37,10 +38,15 @@ NONFINITE = ("raise", "skip", "ignore")
 
 
 class SubspaceOptimizer(torch.optim.Optimizer):
-    """Base class (see module docstring). Not registered; use its subclasses."""
+    """One optimizer for every (projection rule × inner optimizer); presets set its defaults.
 
-    # extra keys of projected groups: name -> (default, validator(value, group) or None)
-    proj_keys: ClassVar[dict[str, tuple[Any, Callable | None]]] = {}
+    Symbols → group keys: r ``rank``, T ``update_proj_gap``, GaLore's α ``scale``, side
+    ``proj_type``, the rule ``projection`` (+ ``proj_options``), OSD's α ``alpha`` (ε^P = α·ε), λ
+    ``pca_lambda``, λ^P ``proj_weight_decay``, Opt_W ``inner``, Opt_P ``proj_optimizer`` (None: the
+    rule's own, e.g. Adam for online PCA, the Euler step ``gd`` otherwise), the jump policy ``switch``.
+    """
+
+    preset: ClassVar[dict[str, Any]] = {}     # group defaults of a preset (GaLore, OSD, RSO)
     projects: ClassVar[bool] = True
     torch_eps: ClassVar[bool] = True
 
@@ -48,47 +54,49 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, *, momentum: float = 0.0, inner: str = "adamw",
                  bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None,
                  nonfinite: str = "raise", **proj_defaults):
-        S.check_lr(lr)
-        S.check_betas(betas)
-        S.check_nonneg("epsilon", eps)
-        S.check_nonneg("weight_decay", weight_decay)
-        S.check_momentum(momentum)
-        S.check_choice(INNER, inner)
-        if foreach is not None and not isinstance(foreach, bool):
-            raise ValueError(f"Invalid foreach value: {foreach!r}; expected None, True or False")
-        if nonfinite not in NONFINITE:
-            raise ValueError(f"Unknown nonfinite policy {nonfinite!r}; expected one of {list(NONFINITE)}")
+        defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas, eps=eps,
+                        weight_decay=weight_decay, momentum=momentum, inner=inner, bias_correction=bias_correction,
+                        maximize=maximize, foreach=foreach, nonfinite=nonfinite)
+        K.check_common(defaults)
         unknown = set(proj_defaults) - set(self.proj_keys)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
                             f"its projection keys are {sorted(self.proj_keys)}")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, momentum=momentum, inner=inner,
-                        bias_correction=bias_correction, maximize=maximize, foreach=foreach, nonfinite=nonfinite)
-        for key, (default, _) in self.proj_keys.items():
-            defaults[key] = proj_defaults.get(key, default)
+        if self.projects:
+            defaults.update(self.proj_keys)
+            defaults.update(proj_defaults)
         self.diagnostics: dict[str, Any] = {}
-        self._stacks: dict = {}          # fused path: stacked state buffers (a cache, not state)
+        self._stacks: dict = {}          # batched path: stacked state buffers (a cache, not state)
+        self._rules: dict = {}           # bound rules per (group options, shape) (a cache, not state)
         super().__init__(params, defaults)
         S.install_dtype_hooks(self)
 
+    # the projected-group keys this optimizer takes, with its defaults (the preset's over the common)
+    proj_keys: ClassVar[dict[str, Any]] = {k: default for k, (default, _) in K.PROJ_KEYS.items()}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        unknown = set(cls.preset) - set(K.PROJ_KEYS)
+        if unknown:
+            raise TypeError(f"{cls.__name__}.preset has keys that are no group keys: {sorted(unknown)}")
+        cls.proj_keys = {**{k: d for k, (d, _) in K.PROJ_KEYS.items()}, **cls.preset} if cls.projects else {}
+
     # -- torch plumbing -----------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        S.check_lr(group["lr"])
-        S.check_betas(group["betas"])
-        S.check_nonneg("epsilon", group["eps"])
-        S.check_nonneg("weight_decay", group["weight_decay"])
-        S.check_momentum(group["momentum"])
-        S.check_choice(INNER, group["inner"])
-        if "rank" in group:
+        """Validate a group completely before torch adds it (a failed group never half-exists)."""
+        candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        K.check_common(candidate)
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        if "rank" in param_group:
             if not self.projects:
                 raise ValueError(f"{type(self).__name__} is a full-rank optimizer: remove 'rank' from the param group")
-            for p in group["params"]:
-                S.check_rank(group["rank"], p)
-            for key, (_, check) in self.proj_keys.items():
-                if check is not None:
-                    check(group[key], group)
+            K.check_projected(candidate)
+            for p in params:
+                S.check_rank(candidate["rank"], p)
+                if p.ndim == 2:
+                    self._bound_rule(candidate, tuple(p.shape))      # the rule and its options must build
+        super().add_param_group(param_group)
 
     def __setstate__(self, state: dict) -> None:
         """Fill keys that older state dicts lack (torch calls this from load_state_dict too)."""
@@ -98,12 +106,44 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, default in common.items():
                 group.setdefault(key, default)
-            for key, (default, _) in self.proj_keys.items():
+            for key, default in self.proj_keys.items():
                 group.setdefault(key, default)
         self.__dict__.setdefault("diagnostics", {})
         self.__dict__.setdefault("_stacks", {})
+        self.__dict__.setdefault("_rules", {})
         if not self.__dict__.get("_dtype_hooks"):      # torch's __getstate__ drops hooks (deepcopy, pickle)
             S.install_dtype_hooks(self)
+
+    # -- the rule of a group -----------------------------------------------------------------------
+    def _bound_rule(self, group: dict, shape: tuple[int, int]) -> ProjectionRule:
+        opts = rule_kwargs(group, None)
+        key = (group["projection"], tuple(sorted((k, repr(v)) for k, v in opts.items())), group["proj_type"],
+               group["rank"], shape)
+        rule = self._rules.get(key)
+        if rule is None:
+            rule = self._rules[key] = group_rule(group, shape, group["rank"])
+        return rule
+
+    def _plan(self, group: dict, rule: ProjectionRule | None) -> Plan:
+        hp = self._hyper(group)
+        p_opt = hp_p = None
+        if rule is not None and rule.smooth:
+            p_opt = PROJ_OPTIMIZERS.get(group["proj_optimizer"] or rule.p_optimizer)
+            b1, b2 = group["proj_betas"]
+            hp_p = Hyper(lr=float(rule.alpha) * hp.lr, beta1=float(b1), beta2=float(b2), eps=float(group["proj_eps"]),
+                         momentum=float(group["proj_momentum"]))
+        return Plan(hp=hp, inner=INNER.get(group["inner"]), weight_decay=float(group["weight_decay"]),
+                    scale=float(group.get("scale", 1.0)), gap=int(group.get("update_proj_gap", 1)),
+                    switch=group.get("switch", "keep"), prox=float(group.get("rso_prox", 0.0)),
+                    seed=int(group.get("seed", 0)), p_opt=p_opt, hp_p=hp_p,
+                    proj_weight_decay=float(group.get("proj_weight_decay", 0.0)),
+                    mode=MATMUL_PRECISION.get(group.get("matmul_precision", "highest")))
+
+    def _hyper(self, group: dict) -> Hyper:
+        b1, b2 = group["betas"]
+        return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]),
+                     momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
+                     torch_eps=self.torch_eps)
 
     # -- step -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -129,7 +169,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             self._grad_norms = dict(zip(map(id, params), S.grad_norms([p.grad for p in params])))
             return params
         flags, norms = S.finite_flags([p.grad for p in params])
-        self._grad_norms = {id(p): n for p, n in zip(params, norms)}   # reused by the fused OSD P step
+        self._grad_norms = {id(p): n for p, n in zip(params, norms)}   # reused as 1/‖G‖ by the rule's field
         if all(flags):
             return params
         if group["nonfinite"] == "raise":
@@ -138,115 +178,74 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         self.diagnostics["skipped_nonfinite"] += flags.count(False)
         return [p for p, ok in zip(params, flags) if ok]
 
-    def _hyper(self, group: dict) -> Hyper:
-        b1, b2 = group["betas"]
-        return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]),
-                     momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
-                     torch_eps=self.torch_eps)
-
     def _step_group(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
-        hp = self._hyper(group)
-        inner = INNER.get(group["inner"])
-        if self._use_fused(group, params):
-            params = self._fused_step(group, params, hp, inner, indices)
+        plan = self._plan(group, None)
+        projected = [p for p in params if "rank" in group and p.ndim == 2]
         for p in params:
-            grad = -p.grad if group["maximize"] else p.grad
-            if "rank" in group and p.ndim == 2:
-                self._projected_step(p, grad, group, hp, inner, indices[id(p)])
-            else:
-                self._full_rank_step(p, grad, group, hp, inner)
+            if not ("rank" in group and p.ndim == 2):
+                self._full_rank_step(p, self._grad(p, group), plan)
+        if projected:
+            self._projected_steps(group, projected, indices)
 
-    def _full_rank_step(self, p: Tensor, grad: Tensor, group: dict, hp: Hyper, inner) -> None:
+    @staticmethod
+    def _grad(p: Tensor, group: dict) -> Tensor:
+        G = p.grad.float()                                           # float32 work copy (a view for float32)
+        return -G if group["maximize"] else G
+
+    def _full_rank_step(self, p: Tensor, grad: Tensor, plan: Plan) -> None:
         state = self.state[p]
         if not state:
             state["step"] = torch.zeros((), dtype=torch.float32)
-            state.update(inner.init_state(p))
+            state.update(plan.inner.init_state(p))
         state["step"] += 1
-        U = inner.step(state, grad.float(), hp, int(state["step"]))
-        ds.decoupled_weight_decay_(p, hp.lr, group["weight_decay"])
-        p.add_(U.to(p.dtype), alpha=hp.lr)
+        U = plan.inner.step(state, grad, plan.hp, int(state["step"]))
+        ds.decoupled_weight_decay_(p, plan.hp.lr, plan.weight_decay)
+        p.add_(U.to(p.dtype), alpha=plan.hp.lr)
 
-    # -- the batched path (discrete.fused): same equations, buckets of same-shape matrices ---------
-    def _use_fused(self, group: dict, params: list[Tensor]) -> bool:
-        if "rank" not in group or not params or not self._fused_ok(group):
-            return False
+    # -- the projected path ------------------------------------------------------------------------
+    def _projected_steps(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
+        """Step 1 (refresh) per matrix, then steps 2–5 per matrix or per bucket of same-shape matrices."""
+        buckets: dict[tuple, list] = {}
+        batched = self._use_batched(group, params)
+        for p in params:
+            rule = self._bound_rule(group, tuple(p.shape))
+            plan = self._plan(group, rule)
+            G = self._grad(p, group)
+            state = self.state[p]
+            if not state:
+                state.update(init_state(p, rule, plan, indices[id(p)]))
+            event, overlap = refresh_(state, G, rule, plan, indices[id(p)])
+            self._note(event, overlap, indices[id(p)])
+            if batched and rule.batchable:
+                key = (id(rule), p.dtype, p.device, int(state["step"]), state.get("subproblem_start", 0))
+                buckets.setdefault(key, []).append((p, G, state))
+            else:
+                inv = inverse_norm_from([p], [G], getattr(self, "_grad_norms", {}))[0] if rule.smooth else None
+                subspace_step_(p, G, state, rule, plan, inv=inv)
+        for items in buckets.values():
+            ps, gs, sts = (list(x) for x in zip(*items))
+            rule = self._bound_rule(group, tuple(ps[0].shape))
+            inv = inverse_norm_from(ps, gs, getattr(self, "_grad_norms", {})) if rule.smooth else None
+            bucket_step_(ps, gs, sts, rule, self._plan(group, rule), self._stacks, inv=inv)
+
+    def _use_batched(self, group: dict, params: list[Tensor]) -> bool:
         if group["foreach"] is None:                  # as torch: batched by default on CUDA
             return all(p.is_cuda for p in params)
-        return group["foreach"]
+        return bool(group["foreach"])
 
-    def _fused_ok(self, group: dict) -> bool:
-        return False
+    def _note(self, event: str | None, overlap: float | None, index: int) -> None:
+        d = self.diagnostics
+        if event in ("init", "jump"):
+            d["refreshes"] = d.get("refreshes", 0) + 1
+        elif event == "skipped":
+            d["refresh_skipped"] = d.get("refresh_skipped", 0) + 1
+        if overlap is not None:
+            d.setdefault("overlap", {})[index] = overlap
 
-    def _pca_hyper(self, group: dict, hp: Hyper):
-        return None
 
-    def _fused_step(self, group: dict, params: list[Tensor], hp: Hyper, inner, indices: dict[int, int]) -> list[Tensor]:
-        """Step every ready projected matrix in buckets; return the parameters left for the per-matrix path."""
-        from discrete.fused import subspace_adam_bucket
-        rest, buckets = [], {}
-        for p in params:
-            st = self.state[p]
-            if p.ndim != 2 or not st or st["last_refresh_step"] < 0:
-                rest.append(p)
-                continue
-            G = p.grad.float()
-            G = -G if group["maximize"] else G
-            self._before_project(st, G, group, hp, inner, indices[id(p)])
-            key = (tuple(p.shape), st["proj_side"], p.dtype, p.device, int(st["step"]))
-            buckets.setdefault(key, []).append((p, G, st))
-        norms = getattr(self, "_grad_norms", {})
-        for (shape, side, _, _, step), items in buckets.items():
-            ps, gs, sts = (list(x) for x in zip(*items))
-            ns = [norms[id(p)] for p in ps] if all(id(p) in norms for p in ps) else None
-            subspace_adam_bucket(ps, gs, sts, self._stacks, norms=ns, side=side, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2,
-                                 eps=hp.eps, weight_decay=group["weight_decay"], scale=group["scale"], step=step + 1,
-                                 bias_correction=hp.bias_correction, torch_eps=hp.torch_eps,
-                                 pca=self._pca_hyper(group, hp), precision=group.get("matmul_precision", "highest"))
-        return rest
-
-    # -- the projected path (written once) --------------------------------------------------
-    def _projected_step(self, p: Tensor, grad: Tensor, group: dict, hp: Hyper, inner, index: int) -> None:
-        state = self.state[p]
-        G = grad.float()                                             # (m, n), float32 work copy
-        if not state:
-            side = S.side_of(group["proj_type"], p.shape)
-            state["step"] = torch.zeros((), dtype=torch.float32)
-            state["proj"] = self._placeholder_basis(p, group, side, index)
-            state["proj_side"] = side
-            state["last_refresh_step"] = -1
-            self._init_proj(state, G, group, index)
-            m, n = p.shape
-            g_hat_shape = (group["rank"], n) if side == LEFT else (m, group["rank"])
-            state.update(inner.init_state(torch.empty(g_hat_shape, device=p.device)))
-        self._before_project(state, G, group, hp, inner, index)
-        P, side = state["proj"], state["proj_side"]
-        state["step"] += 1
-        G_hat = project(P, G, side)                                  # Ĝ = PᵀG or GP
-        U = inner.step(state, self._subspace_grad(state, G_hat, group), hp, self._bias_step(state))
-        ds.decoupled_weight_decay_(p, hp.lr, group["weight_decay"])
-        update = ds.galore_scale(back_project(P, U, side), group["scale"])   # scale · P U
-        p.add_(update.to(p.dtype), alpha=hp.lr)
-        self._after_update(state, G, G_hat, U, group, hp)
-
-    def _placeholder_basis(self, p: Tensor, group: dict, side: int, index: int) -> Tensor:
-        """A seeded Haar basis, used until a non-zero gradient gives a real one (never SVD of zeros)."""
-        gen = torch.Generator().manual_seed(1_000_003 * int(group.get("seed", 0)) + index)
-        P = random_basis(S.basis_rows(p.shape, side), group["rank"], generator=gen, dtype=torch.float64)
-        return P.to(device=p.device, dtype=torch.float32)
-
-    def _subspace_grad(self, state: dict, G_hat: Tensor, group: dict) -> Tensor:
-        return G_hat
-
-    def _bias_step(self, state: dict) -> int:
-        """The step count t of the inner optimizer's bias correction (RSO restarts it per subproblem)."""
-        return int(state["step"])
-
-    # -- hooks for subclasses ---------------------------------------------------------------
-    def _init_proj(self, state: dict, G: Tensor, group: dict, index: int) -> None:
-        """Replace the placeholder P on the first step, if the method builds P from G."""
-
-    def _before_project(self, state: dict, G: Tensor, group: dict, hp: Hyper, inner, index: int) -> None:
-        """Refresh P before it is used (GaLore, RSO)."""
-
-    def _after_update(self, state: dict, G: Tensor, G_hat: Tensor, U: Tensor, group: dict, hp: Hyper) -> None:
-        """Change P after the weight update (OSD's P step)."""
+def inverse_norm_from(params: list[Tensor], grads: list[Tensor], norms: dict[int, Tensor]) -> Tensor:
+    """(L, 1, 1) 1/‖Gᵢ‖ (0 for G = 0), from the norms the non-finite check computed when it has them."""
+    if all(id(p) in norms for p in params):
+        n = torch.stack([norms[id(p)].float() for p in params])[:, None, None]
+        return torch.where(n > 0, 1.0 / n, torch.zeros_like(n))
+    return torch.stack([inverse_norm(G) for G in grads])

@@ -25,38 +25,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from discrete import checks
 from discrete.base import SubspaceOptimizer
-from discrete.projection import SWITCH, try_svd_basis
-from osd_theory.kernels import subspace_overlap
 
 
 class GaLore(SubspaceOptimizer):
     torch_eps: ClassVar[bool] = False   # galore-torch's AdamW is HF's: ε added to √v, not √v̂
-    proj_keys: ClassVar[dict] = {
-        **checks.GALORE_KEYS,
-        "switch": ("keep", checks.switch),
-        "seed": (0, checks.seed),
-        "matmul_precision": ("highest", checks.matmul_precision),
-    }
-
-    def _fused_ok(self, group):
-        return group["inner"] == "adamw"
-
-    def _before_project(self, state, G, group, hp, inner, index):
-        t = int(state["step"])
-        if t % group["update_proj_gap"] != 0 and state["last_refresh_step"] >= 0:
-            return
-        P_new = try_svd_basis(G, group["rank"], state["proj_side"])
-        d = self.diagnostics
-        if P_new is None:                                     # zero / non-finite G or SVD failure: keep P
-            d["refresh_skipped"] = d.get("refresh_skipped", 0) + 1
-            return
-        P_old = state["proj"]
-        P_new = P_new.to(P_old.device)
-        if state["last_refresh_step"] >= 0:
-            d.setdefault("overlap", {})[index] = float(subspace_overlap(P_new, P_old))
-            SWITCH.get(group["switch"])(state, P_old, P_new, inner.state_names)
-        state["proj"] = P_new
-        state["last_refresh_step"] = t
-        d["refreshes"] = d.get("refreshes", 0) + 1
+    preset: ClassVar[dict] = {"projection": "periodic_svd", "switch": "keep"}

@@ -1,58 +1,75 @@
-"""How P is created and changed at events, as registries (no string if/elif chains).
+"""The optimizers' side of the projection rules: which rule a param group trains with, and what a jump
+does to the subspace state.
 
-* ``PROJ_INIT`` — OSD's P₀: ``svd`` (top-r basis of the first non-zero gradient, as the OSD
-  reference code) or ``random`` (Haar orthonormal, seeded).
-* ``SWITCH`` — what GaLore does to the subspace moments when P jumps (ECOSYSTEM.md §2.9):
-  ``keep`` (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = P_newᵀP_old;
-  v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation).
-
-All functions are pure in the sense of :mod:`discrete`: they take and mutate the state dict.
+* :func:`group_rule` — the bound :class:`~osd_theory.projections.ProjectionRule` of a group for one
+  matrix shape. The rule is the simulator's own object (``osd_theory.projections``: a registered
+  name or ``path/to/file.py:function``); the group only supplies its options. Group keys that name
+  rule fields (:data:`RULE_FIELDS`) are passed when the rule has that field and the key is set;
+  ``proj_options`` may set any field of the rule.
+* ``SWITCH`` — what a jump does to the subspace moments (ECOSYSTEM.md §2.9): ``keep``
+  (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = P_newᵀP_old;
+  v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation), ``restart`` (RSO: a fresh
+  subproblem: moments and the accumulated coordinate B zeroed, bias correction restarted).
+* :func:`basis_generator` — every random draw of P depends only on (seed, parameter index, step),
+  so a resumed run draws the same P.
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from osd_theory.kernels import LEFT, svd_basis
+from osd_theory.errors import UserError
+from osd_theory.kernels import LEFT
+from osd_theory.projections import PROJECTIONS, CallableRule, ProjectionRule, make_rule
+from osd_theory.projections.user import load_user_object
 from osd_theory.registry import Registry
 
-
-def usable(G: Tensor) -> bool:
-    """A gradient a basis may be built from: finite and non-zero (one host sync)."""
-    norm = torch.linalg.matrix_norm(G)
-    return bool(torch.isfinite(norm) & (norm > 0))
+# group key -> rule field it sets (when the rule has that field and the key is not None)
+RULE_FIELDS = {"alpha": "alpha", "pca_lambda": "pca_lambda", "proj_init": "init", "proj_dist": "distribution",
+               "seed": "seed"}
 
 
-def try_svd_basis(G: Tensor, rank: int, side: int) -> Tensor | None:
-    """Top-r basis of G, or None when G is zero/non-finite or the SVD fails (keep the old basis)."""
-    if not usable(G):
-        return None
-    try:
-        return svd_basis(G, rank, side).float()
-    except (torch.linalg.LinAlgError, RuntimeError):   # LAPACK/cuSOLVER failed to converge
-        return None
+def rule_kwargs(group: dict, cls: type | None) -> dict:
+    """The rule options a group gives: its aliased keys (:data:`RULE_FIELDS`), then ``proj_options``."""
+    fields = {f.name for f in dataclasses.fields(cls) if f.init} if cls is not None else set(RULE_FIELDS.values())
+    out = {field: group[key] for key, field in RULE_FIELDS.items()
+           if group.get(key) is not None and field in fields}
+    out.update(group.get("proj_options") or {})
+    return out
 
 
-# -- P₀ for OSD ---------------------------------------------------------------------------------
-def _init_svd(state: dict, G: Tensor, rank: int) -> None:
-    P = try_svd_basis(G, rank, state["proj_side"])
-    if P is not None:
-        state["proj"] = P.to(state["proj"].device)
-        state["last_refresh_step"] = int(state["step"])
+def _rule_class(spec: Any) -> type:
+    """The class a spec builds: a registered rule, a user ProjectionRule subclass, or CallableRule."""
+    if isinstance(spec, str) and spec in PROJECTIONS:
+        return PROJECTIONS.get(spec)
+    obj = load_user_object(spec)
+    return obj if isinstance(obj, type) and issubclass(obj, ProjectionRule) else CallableRule
 
 
-def _init_random(state: dict, G: Tensor, rank: int) -> None:
-    state["last_refresh_step"] = int(state["step"])     # the seeded Haar placeholder is P₀
+def group_rule(group: dict, shape: tuple[int, int], rank: int) -> ProjectionRule:
+    """The group's projection rule bound to an (m, n) matrix (side from ``proj_type``, rank ``rank``).
+
+    Raises UserError for an unknown rule, a bad option or a bad rank.
+    """
+    spec = group["projection"]
+    opts = rule_kwargs(group, _rule_class(spec))
+    opts.pop("rank", None)
+    opts.pop("side", None)
+    rule = make_rule(spec, rank=rank, side=group["proj_type"], **opts)
+    if spec == "identity":
+        raise UserError("projection 'identity' is the full-rank system: train without 'rank' instead")
+    return rule.bind(tuple(shape))
 
 
-PROJ_INIT: Registry[Callable[[dict, Tensor, int], None]] = Registry("proj_init")
-PROJ_INIT.add("svd", _init_svd)
-PROJ_INIT.add("random", _init_random)
+def basis_generator(seed: int, index: int, step: int) -> torch.Generator:
+    """A generator that depends only on (seed, parameter index, step): resumable draws."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + index) * 1_000_033 + step)
 
 
-# -- GaLore's switch policy ---------------------------------------------------------------------
+# -- what a jump does to the subspace state ---------------------------------------------------
 def _keep(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
     pass
 
@@ -70,7 +87,14 @@ def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, .
         x.copy_(M @ x if state["proj_side"] == LEFT else x @ M.mT)
 
 
+def _restart(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
+    _reset(state, P_old, P_new, moment_keys)
+    state["rso_coord"].zero_()
+    state["subproblem_start"] = int(state["step"])
+
+
 SWITCH: Registry[Callable[[dict, Tensor, Tensor, tuple[str, ...]], None]] = Registry("switch policy")
 SWITCH.add("keep", _keep)
 SWITCH.add("reset", _reset)
 SWITCH.add("rotate", _rotate)
+SWITCH.add("restart", _restart)

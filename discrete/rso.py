@@ -25,60 +25,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
-from discrete import checks, state as S
 from discrete.base import SubspaceOptimizer
-from osd_theory.kernels import random_basis
-from osd_theory.registry import Registry
-
-PROJ_DISTS: Registry[str] = Registry("proj_dist")
-PROJ_DISTS.add("haar", "haar")
-PROJ_DISTS.add("gaussian", "gaussian")
-
-
-def rso_generator(seed: int, index: int, step: int) -> torch.Generator:
-    """A generator that depends only on (seed, parameter index, step): resumable draws."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + index) * 1_000_033 + step)
-
-
-def draw_basis(rows: int, rank: int, dist: str, gen: torch.Generator, device) -> torch.Tensor:
-    return random_basis(rows, rank, generator=gen, distribution=PROJ_DISTS.get(dist), dtype=torch.float64).to(
-        device=device, dtype=torch.float32)
 
 
 class RSO(SubspaceOptimizer):
-    proj_keys: ClassVar[dict] = {
-        **checks.GALORE_KEYS,
-        "proj_dist": ("haar", lambda v, g: S.check_choice(PROJ_DISTS, v)),
-        "rso_prox": (0.0, checks.nonneg("rso_prox")),
-        "seed": (0, checks.seed),
-    }
-
-    def _init_proj(self, state, G, group, index):
-        shape = (group["rank"], G.shape[1]) if state["proj_side"] == 0 else (G.shape[0], group["rank"])
-        state["rso_coord"] = torch.zeros(shape, dtype=torch.float32, device=G.device)   # B
-
-    def _before_project(self, state, G, group, hp, inner, index):
-        t = int(state["step"])
-        if t % group["update_proj_gap"] != 0:
-            return
-        rows = S.basis_rows(G.shape, state["proj_side"])
-        state["proj"] = draw_basis(rows, group["rank"], group["proj_dist"],
-                                   rso_generator(group["seed"], index, t), G.device)   # resample P_k
-        for k in inner.state_names:                                                     # fresh subproblem
-            state[k].zero_()
-        state["rso_coord"].zero_()
-        state["subproblem_start"] = t
-        state["last_refresh_step"] = t
-        self.diagnostics["resamples"] = self.diagnostics.get("resamples", 0) + 1
-
-    def _subspace_grad(self, state, G_hat, group):
-        prox = group["rso_prox"]
-        return G_hat if prox == 0 else G_hat + prox * state["rso_coord"]      # ∇_B = PᵀG + B/η
-
-    def _bias_step(self, state):
-        return int(state["step"]) - state.get("subproblem_start", 0)        # restarts with each subproblem
-
-    def _after_update(self, state, G, G_hat, U, group, hp):
-        state["rso_coord"].add_(U, alpha=hp.lr * group["scale"])            # W − W_k = P B
+    preset: ClassVar[dict] = {"projection": "random_jump", "switch": "restart"}

@@ -29,7 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from discrete.rso import draw_basis, rso_generator
+from discrete.projection import basis_generator
+from osd_theory.projections import make_rule
 
 
 class ProjectedLinearFunction(torch.autograd.Function):
@@ -65,6 +66,9 @@ class RSOLinear(nn.Module):
             raise ValueError(f"Invalid rank: {rank}; expected 1 <= rank <= {min(linear.in_features, linear.out_features)}")
         self.in_features, self.out_features, self.rank = linear.in_features, linear.out_features, rank
         self.dist, self.seed, self.index = dist, seed, index
+        # the same rule as the optimizer form: a Haar (or Gaussian) P on the input side, one per subproblem
+        self._rule = make_rule("random_jump", rank=rank, side="left", distribution=dist).bind(
+            (linear.in_features, linear.out_features))
         self.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
         w = self.weight
@@ -85,9 +89,8 @@ class RSOLinear(nn.Module):
     @torch.no_grad()
     def resample_(self) -> None:
         """Draw a fresh P for the next subproblem (call after :meth:`merge_`)."""
-        gen = rso_generator(self.seed, self.index, int(self.subproblem))
-        P = draw_basis(self.in_features, self.rank, self.dist, gen, self.weight.device)
-        self.proj.copy_(P.to(self.proj.dtype))
+        gen = basis_generator(self.seed, self.index, int(self.subproblem))
+        self.proj.copy_(self._rule.jump_basis(self.proj, None, gen).to(self.proj.dtype))
         self.subproblem += 1
 
     def extra_repr(self) -> str:

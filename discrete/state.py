@@ -91,6 +91,16 @@ def check_int(name: str, value: Any, low: int) -> None:
         raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= {low}")
 
 
+def check_optional_bool(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"Invalid {name} value: {value!r}; expected None, True or False")
+
+
+def check_member(name: str, value: Any, allowed: tuple) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"Unknown {name} {value!r}; expected one of {sorted(allowed)}")
+
+
 def check_choice(registry: Registry, value: Any) -> None:
     if not isinstance(value, str) or value not in registry:
         raise ValueError(f"Unknown {registry.kind} {value!r}; expected one of {registry.names()}")

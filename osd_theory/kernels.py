@@ -74,10 +74,70 @@ def back_project(P: Tensor, D: Tensor, side: int) -> Tensor:
     return P @ D if side == LEFT else D @ P.mT
 
 
+def back_project_add_(W: Tensor, P: Tensor, D: Tensor, side: int, alpha: float) -> Tensor:
+    """W ← W + alpha·back_project(P, D, side), in place (one ``addmm_`` when the dtypes agree).
+
+    ``addmm_`` reads and writes W once and never materialises the (m, n) product; for a W of
+    another dtype (bf16 weights, float32 P) the product is formed in P's dtype and cast once.
+    """
+    if W.dtype != P.dtype:
+        return W.add_(back_project(P, D, side).to(W.dtype), alpha=alpha)
+    return W.addmm_(P, D, alpha=alpha) if side == LEFT else W.addmm_(D, P.mT, alpha=alpha)
+
+
 def orthogonality_defect(P: Tensor) -> Tensor:
     """‖PᵀP − I‖_F (scalar)."""
     r = P.shape[-1]
     return torch.linalg.matrix_norm(P.mT @ P - torch.eye(r, dtype=P.dtype, device=P.device))
+
+
+def oriented(G: Tensor, side: int) -> Tensor:
+    """G as (d, k) with P (d, r) spanning its columns: G (LEFT) or Gᵀ (RIGHT). Works on (…, m, n)."""
+    return G if side == LEFT else G.mT
+
+
+def inverse_norm(G: Tensor) -> Tensor:
+    """1/‖G‖_F over the last two dims, shape (…, 1, 1); 0 where G = 0 (no host synchronisation).
+
+    A zero gradient has no direction: with 1/‖G‖ := 0 every G̃ = G/‖G‖ term vanishes, which is
+    the convention of every rule that normalises G (online PCA, Oja, adversarial).
+    """
+    norm = torch.linalg.matrix_norm(G)[..., None, None]
+    return torch.where(norm > 0, 1.0 / norm, torch.zeros_like(norm))
+
+
+def online_pca_parts(P: Tensor, G: Tensor, side: int, G_hat: Tensor | None = None,
+                     inv: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The two passes over G of the online-PCA gradient: A = Pᵀ G̃ (r, k) and B = G̃ Aᵀ (d, r).
+
+    G̃ = G/‖G‖ oriented to the projected side (:func:`oriented`). ``G_hat`` (= project(P, G, side),
+    which the weight update computes anyway) saves the first pass; ``inv`` = 1/‖G‖ (:func:`inverse_norm`)
+    may be given when known. Batched over leading dims. These two products are the only ones that
+    touch an (m, n) matrix (≈ 4mnr flops); the rest is r×r algebra (:func:`online_pca_grad_from_parts`).
+    """
+    Gs = oriented(G, side)                                         # (…, d, k)
+    inv = inverse_norm(G) if inv is None else inv
+    A = (oriented(G_hat, side) if G_hat is not None else P.mT @ Gs) * inv   # Pᵀ G̃   (…, r, k)
+    B = (Gs @ A.mT) * inv                                          # G̃ Aᵀ   (…, d, r)
+    return A, B
+
+
+def online_pca_grad_from_parts(P: Tensor, A: Tensor, B: Tensor, pca_lambda: float) -> Tensor:
+    """∇_P 𝓛_G(P) = 2P(AAᵀ) + 2B(PᵀP − 2I) + 4λP(PᵀP − I) from the two passes (THEORY.md §4.1).
+
+    Written with E = PᵀP − I as 2P(AAᵀ + 2λE) + 2BE − 2B. E is a small difference of O(1)
+    numbers, so PᵀP is formed in full float32 even when the caller allows TF32 for the big
+    products (a TF32 PᵀP would put ~1e-3 errors into E). Batched over leading dims.
+    """
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        E = P.mT @ P                                               # PᵀP (…, r, r)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    E.diagonal(dim1=-2, dim2=-1).sub_(1.0)                         # E = PᵀP − I
+    X = (A @ A.mT).add_(E, alpha=2.0 * pca_lambda)                 # AAᵀ + 2λE
+    return (P @ X).add_(B @ E).sub_(B).mul_(2.0)
 
 
 def online_pca_grad(P: Tensor, G: Tensor, pca_lambda: float, side: int, G_hat: Tensor | None = None) -> Tensor:
@@ -87,17 +147,17 @@ def online_pca_grad(P: Tensor, G: Tensor, pca_lambda: float, side: int, G_hat: T
         \\mathcal L_G(P) = \\|PP^\\top\\tilde G-\\tilde G\\|^2 + λ\\|P^\\top P-I\\|^2,\\qquad \\tilde G = G/\\|G\\|
 
     evaluated in the two-pass form (never forming ``G̃G̃ᵀ`` or the residual R):
-    with ``A = Pᵀ G̃`` (r, n) and ``B = G̃ Aᵀ`` (m, r),
+    with ``A = Pᵀ G̃`` (r, k) and ``B = G̃ Aᵀ`` (d, r),
 
     .. math::
         \\nabla_P = 2\\big(P (AA^\\top) + B (P^\\top P - 2I)\\big) + 4λ P (P^\\top P - I).
 
-    For the RIGHT side the objective is applied to ``Gᵀ``. A zero gradient has no
-    direction: then only the orthogonality term acts (no division by ‖G‖ = 0).
+    For the RIGHT side the objective is applied to ``Gᵀ``. A zero gradient has no direction:
+    then only the orthogonality term acts (1/‖G‖ := 0; no host synchronisation).
 
     Args:
-        P: (m, r) for LEFT, (n, r) for RIGHT.
-        G: (m, n) gradient.
+        P: (m, r) for LEFT, (n, r) for RIGHT; or a batch (L, ·, r).
+        G: (m, n) gradient, or (L, m, n).
         pca_lambda: λ ≥ 0, weight of the orthogonality penalty.
         side: LEFT or RIGHT.
         G_hat: optional, the already computed ``project(P, G, side)``; saves one
@@ -105,18 +165,18 @@ def online_pca_grad(P: Tensor, G: Tensor, pca_lambda: float, side: int, G_hat: T
     Returns:
         (same shape as P) the gradient.
     """
-    r = P.shape[-1]
-    eye = torch.eye(r, dtype=P.dtype, device=P.device)
-    PtP = P.mT @ P
-    grad = 4.0 * pca_lambda * (P @ (PtP - eye))
-    norm = torch.linalg.matrix_norm(G)
-    if not bool(norm > 0):
-        return grad
-    Gs = G if side == LEFT else G.mT                     # (d, k): P spans its columns
-    A = (G_hat if side == LEFT else G_hat.mT) if G_hat is not None else P.mT @ Gs
-    A = A / norm                                          # Pᵀ G̃   (r, k)
-    B = (Gs / norm) @ A.mT                                # G̃ Aᵀ   (d, r)
-    return grad + 2.0 * (P @ (A @ A.mT) + B @ (PtP - 2.0 * eye))
+    A, B = online_pca_parts(P, G, side, G_hat=G_hat)
+    return online_pca_grad_from_parts(P, A, B, pca_lambda)
+
+
+def gram_apply(G: Tensor, P: Tensor, side: int, inv: Tensor | None = None) -> Tensor:
+    """G̃ G̃ᵀ P (d, r) without forming G̃ G̃ᵀ; zero when G = 0. Batched over leading dims.
+
+    ``inv`` = 1/‖G‖ (:func:`inverse_norm`) when already known.
+    """
+    Gs = oriented(G, side)
+    inv = inverse_norm(G) if inv is None else inv
+    return (Gs @ (Gs.mT @ P)) * (inv * inv)
 
 
 def online_pca_loss(P: Tensor, G: Tensor, pca_lambda: float, side: int) -> Tensor:
@@ -139,6 +199,21 @@ def svd_basis(G: Tensor, rank: int, side: int) -> Tensor:
     work = G if G.dtype in (torch.float32, torch.float64) else G.float()
     U, _, Vh = torch.linalg.svd(work, full_matrices=False)
     return U[:, :rank].contiguous() if side == LEFT else Vh[:rank].mT.contiguous()
+
+
+def svd_refresh(G: Tensor, rank: int, side: int) -> Tensor | None:
+    """GaLore's refresh, guarded: the top-r basis of G (float32 or wider), or None when G is zero or
+    non-finite or the SVD fails to converge — then the caller keeps its old basis (no basis from zeros).
+
+    One host synchronisation (the finiteness test); refreshes are rare (every T steps).
+    """
+    norm = torch.linalg.matrix_norm(G.float() if G.dtype not in (torch.float32, torch.float64) else G)
+    if not bool(torch.isfinite(norm) & (norm > 0)):
+        return None
+    try:
+        return svd_basis(G, rank, side)
+    except (torch.linalg.LinAlgError, RuntimeError):   # LAPACK/cuSOLVER failed to converge
+        return None
 
 
 def random_basis(dim: int, rank: int, *, generator: torch.Generator | None = None,

@@ -21,19 +21,9 @@ import torch
 from torch import Tensor
 
 from osd_theory.errors import UserError
-from osd_theory.kernels import LEFT, online_pca_grad, random_basis
-from osd_theory.projections.base import ProjectionRule, normalized, periodic_times
-
-
-def _oriented(G: Tensor, side: int) -> Tensor:
-    """G as (dim, k), so that P (dim, r) spans its columns."""
-    return G if side == LEFT else G.mT
-
-
-def _gram_apply(G: Tensor, P: Tensor, side: int) -> Tensor:
-    """G̃ G̃ᵀ P (dim, r) without forming G̃ G̃ᵀ; zero when G = 0."""
-    Gt, _ = normalized(_oriented(G, side))
-    return Gt @ (Gt.mT @ P)
+from osd_theory.kernels import (online_pca_parts, online_pca_grad_from_parts, oriented, random_basis,
+                                svd_refresh)
+from osd_theory.projections.base import ProjectionRule, SmoothRule, periodic_times
 
 
 def _positive(name: str, value: float, rule: str) -> None:
@@ -77,16 +67,21 @@ class RandomJump(ProjectionRule):
         if self.distribution not in ("haar", "gaussian"):
             raise UserError(f"unknown distribution {self.distribution!r}; expected one of ['gaussian', 'haar']")
 
-    def initial(self, G0):
-        P = super().initial(G0)
-        return random_basis(self.dim, self.rank, generator=self.gen, distribution=self.distribution,
-                            dtype=G0.dtype) if self.init == "random" else P
+    def initial_basis(self, G, gen):
+        if self.init != "random":
+            return super().initial_basis(G, gen)
+        return self._draw(G, gen)
+
+    def _draw(self, like: Tensor, gen: torch.Generator) -> Tensor:
+        dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+        P = random_basis(self.dim, self.rank, generator=gen, distribution=self.distribution, dtype=torch.float64)
+        return P.to(like.device, dtype)
 
     def jump_times(self, t0, t1):
         return periodic_times(t0, t1, self.tau)
 
-    def jump(self, t, P, G):
-        return random_basis(self.dim, self.rank, generator=self.gen, distribution=self.distribution, dtype=P.dtype)
+    def jump_basis(self, P, G, gen):
+        return self._draw(P, gen)
 
 
 @dataclass
@@ -103,62 +98,66 @@ class PeriodicSVD(ProjectionRule):
     def jump_times(self, t0, t1):
         return periodic_times(t0, t1, self.tau)
 
-    def jump(self, t, P, G):
-        if not bool(torch.linalg.matrix_norm(G) > 0):
-            return P  # no direction to refresh from: keep the old basis
-        from osd_theory.kernels import svd_basis
-        return svd_basis(G, self.rank, self.side_).to(P.dtype)
+    def jump_basis(self, P, G, gen):
+        P_new = svd_refresh(G, self.rank, self.side_)   # None (keep P) for a zero or non-finite G
+        return None if P_new is None else P_new.to(P.dtype)
 
 
 @dataclass
-class OnlinePCA(ProjectionRule):
-    alpha: float = 1.0        # rate of the P flow relative to W's (ε^P/ε^W)
+class OnlinePCA(SmoothRule):
+    """OSD's flow Ṗ = −α ∇_P 𝓛_G(P) (arXiv:2408.12857 Eq. (6); closed form, THEORY.md §4.1)."""
+
     pca_lambda: float = 0.1   # λ of the orthogonality term λ‖PᵀP − I‖²
 
     name = "online_pca"
-    smooth = True
+    p_optimizer = "adam"      # the paper's P update: one Adam step on 𝓛_G per iteration
 
     def __post_init__(self):
         super().__post_init__()
-        _positive("alpha", self.alpha, self.name)
         if not self.pca_lambda >= 0:
             raise UserError(f"online_pca needs pca_lambda >= 0, got {self.pca_lambda!r}")
 
-    def rate(self, t, P, G):
-        return -self.alpha * online_pca_grad(P, G, self.pca_lambda, self.side_)
+    def field_parts(self, t, P, G, G_hat=None, inv=None):
+        return online_pca_parts(P, G, self.side_, G_hat=G_hat, inv=inv)      # A = PᵀG̃, B = G̃Aᵀ
+
+    def field_from_parts(self, t, P, parts):
+        A, B = parts
+        return -online_pca_grad_from_parts(P, A, B, self.pca_lambda)
 
 
 @dataclass
-class Oja(ProjectionRule):
-    alpha: float = 1.0
+class Oja(SmoothRule):
+    """Oja's subspace rule Ṗ = α (I − PPᵀ) G̃G̃ᵀ P."""
 
     name = "oja"
-    smooth = True
 
-    def __post_init__(self):
-        super().__post_init__()
-        _positive("alpha", self.alpha, self.name)
-
-    def rate(self, t, P, G):
-        CP = _gram_apply(G, P, self.side_)
-        return self.alpha * (CP - P @ (P.mT @ CP))
+    def field_from_parts(self, t, P, parts):
+        (CP,) = parts
+        return CP - P @ (P.mT @ CP)
 
 
 @dataclass
-class Adversarial(ProjectionRule):
-    """Drives PᵀG → 0 while keeping P near-orthonormal: the worst case for the rate."""
+class Adversarial(SmoothRule):
+    """Drives PᵀG → 0 while keeping P near-orthonormal: the worst case for the rate.
+
+    Ṗ = −α G̃G̃ᵀP − μ P(PᵀP − I), i.e. field = −G̃G̃ᵀP − (μ/α) P(PᵀP − I).
+    """
 
     alpha: float = 10.0   # strength of the push away from G
     mu: float = 1.0       # strength of the orthonormality term
     init: str = "random"
 
     name = "adversarial"
-    smooth = True
 
-    def initial(self, G0):
+    def __post_init__(self):
+        super().__post_init__()
+        _positive("alpha", self.alpha, self.name)   # the field divides μ by α
+
+    def initial_basis(self, G0, gen):
         # start blind to G₀: a random basis of the orthogonal complement of col(G₀) when it exists
-        P = random_basis(self.dim, self.rank, generator=(self.reset() or self.gen), dtype=G0.dtype)
-        Gs = _oriented(G0, self.side_)
+        dtype = G0.dtype if G0.dtype in (torch.float32, torch.float64) else torch.float32
+        P = random_basis(self.dim, self.rank, generator=gen, dtype=torch.float64).to(G0.device, dtype)
+        Gs = oriented(G0, self.side_).to(dtype)
         k = int(torch.linalg.matrix_rank(Gs)) if bool(torch.linalg.matrix_norm(Gs) > 0) else 0
         if 0 < k and self.dim - k >= self.rank:
             Q = torch.linalg.qr(Gs)[0][:, :k]
@@ -166,16 +165,17 @@ class Adversarial(ProjectionRule):
         # else col(G₀) leaves no r-dimensional complement: start random and let the flow push
         return P
 
-    def rate(self, t, P, G):
-        eye = torch.eye(P.shape[-1], dtype=P.dtype)
-        return -self.alpha * _gram_apply(G, P, self.side_) - self.mu * P @ (P.mT @ P - eye)
+    def field_from_parts(self, t, P, parts):
+        (CP,) = parts
+        eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
+        return -CP - (self.mu / self.alpha) * (P @ (P.mT @ P - eye))
 
 
 @dataclass
-class RandomSmooth(ProjectionRule):
+class RandomSmooth(SmoothRule):
     """An arbitrary smooth Γ from seeded random coefficients (for property tests and C1).
 
-    Ṗ = scale · tanh(A P + P B) + c G̃G̃ᵀ P, with A (dim, dim), B (r, r) Gaussian and c ∈ [−1, 1].
+    Ṗ = α(scale · tanh(A P + P B) + c G̃G̃ᵀ P), with A (dim, dim), B (r, r) Gaussian and c ∈ [−1, 1].
     """
 
     scale: float = 1.0
@@ -186,7 +186,6 @@ class RandomSmooth(ProjectionRule):
     c: float = field(default=0.0, init=False, repr=False)
 
     name = "random_smooth"
-    smooth = True
 
     def bind(self, shape):
         super().bind(shape)
@@ -196,9 +195,10 @@ class RandomSmooth(ProjectionRule):
         self.c = float(2 * torch.rand((), generator=g, dtype=torch.float64) - 1)
         return self
 
-    def rate(self, t, P, G):
-        A, B = self.A.to(P.dtype), self.B.to(P.dtype)
-        return self.scale * torch.tanh(A @ P + P @ B) + self.c * _gram_apply(G, P, self.side_)
+    def field_from_parts(self, t, P, parts):
+        (CP,) = parts
+        A, B = self.A.to(P.device, P.dtype), self.B.to(P.device, P.dtype)
+        return self.scale * torch.tanh(A @ P + P @ B) + self.c * CP
 
 
 BUILTIN_RULES = (Constant, Identity, RandomJump, PeriodicSVD, OnlinePCA, Oja, Adversarial, RandomSmooth)

@@ -1,7 +1,11 @@
 """User projection rules: any callable Γ(t, P, G) -> Ṗ, or a ProjectionRule subclass,
-loaded from ``path/to/file.py:function`` (the CLI's ``--projection``).
+loaded from ``path/to/file.py:function`` (the CLI's ``--projection``; the file is imported,
+i.e. executed as Python).
 
-The returned Ṗ is checked at every call: wrong shape or non-finite values raise a
+A callable is a smooth rule with field = Γ (so Ṗ = α·Γ, α = 1 by default). It trains too: the
+optimizers' discrete face takes the Euler step P ← P + αε·Γ(k, P, G) after each weight update
+(k the iteration count), one matrix at a time (a user Γ sees one (dim, r) P and its (m, n) G).
+The returned value is checked at every call: wrong shape or non-finite values raise a
 :class:`UserError` naming the rule, so a broken rule never silently corrupts a run.
 """
 from __future__ import annotations
@@ -15,11 +19,11 @@ from typing import Callable
 import torch
 
 from osd_theory.errors import UserError
-from osd_theory.projections.base import ProjectionRule
+from osd_theory.projections.base import ProjectionRule, SmoothRule
 
 
 @dataclass
-class CallableRule(ProjectionRule):
+class CallableRule(SmoothRule):
     """Wrap a user function ``gamma(t, P, G) -> Ṗ`` (P (dim, r), G (m, n)) as a smooth rule."""
 
     fn: Callable = None
@@ -27,14 +31,20 @@ class CallableRule(ProjectionRule):
     init: str = "random"
 
     name = "user"
-    smooth = True
+    batchable = False   # a user Γ is written for one matrix
 
     def __post_init__(self):
         super().__post_init__()
         if not callable(self.fn):
             raise UserError(f"user projection rule {self.label!r} is not callable")
 
-    def rate(self, t, P, G):
+    def field_parts(self, t, P, G, G_hat=None, inv=None):
+        return (self.field(t, P, G),)
+
+    def field_from_parts(self, t, P, parts):
+        return parts[0]
+
+    def field(self, t, P, G, G_hat=None):
         out = self.fn(t, P, G)
         if not isinstance(out, torch.Tensor):
             raise UserError(f"user projection rule {self.label!r} returned {type(out).__name__}, expected a tensor of shape {tuple(P.shape)}")

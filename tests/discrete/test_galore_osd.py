@@ -110,4 +110,4 @@ def test_projection_key_errors(cls, key, value, msg):
 def test_unknown_constructor_keyword_is_a_type_error():
     W = torch.nn.Parameter(torch.randn(6, 8))
     with pytest.raises(TypeError, match="unexpected keyword"):
-        GaLore([W], lr=1e-3, pca_lambda=0.1)
+        GaLore([W], lr=1e-3, pca_lambdaa=0.1)

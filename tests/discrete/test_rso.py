@@ -20,7 +20,7 @@ def test_rso_subproblem_structure():
         st = opt.state[W]
         if t % 4 == 0:
             projs.append(st["proj"].clone())
-            assert opt.diagnostics["resamples"] == 1 and st["subproblem_start"] == t
+            assert opt.diagnostics["refreshes"] == 1 and st["subproblem_start"] == t
         W_k = starts[t - t % 4]
         torch.testing.assert_close(W.detach(), W_k + back_project(st["proj"], st["rso_coord"], 0), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(projs[0], projs[1])

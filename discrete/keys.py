@@ -1,0 +1,96 @@
+"""The param-group keys of the optimizers, as data: name -> (default, validator).
+
+Validators raise ValueError in torch's wording (a :class:`~osd_theory.errors.UserError` is one).
+``COMMON_KEYS`` apply to every group; ``PROJ_KEYS`` to groups with a ``rank``. Presets
+(GaLore, OSD, RSO) override defaults, never the validators.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from discrete import state as S
+from discrete.inner import INNER, PROJ_OPTIMIZERS
+from discrete.precision import MATMUL_PRECISION
+from discrete.projection import SWITCH
+from osd_theory.errors import UserError
+
+
+def _nonneg(name: str) -> Callable[[Any], None]:
+    return lambda v: S.check_nonneg(name, v)
+
+
+def _choice(registry, optional: bool = False) -> Callable[[Any], None]:
+    def check(v):
+        if not (optional and v is None):
+            S.check_choice(registry, v)
+    return check
+
+
+def _projection(v: Any) -> None:
+    if not (isinstance(v, str) and v):
+        raise UserError(f"Invalid projection {v!r}: expected a rule name of osd_theory.projections.PROJECTIONS "
+                        "or 'path/to/file.py:function'")
+
+
+def _proj_options(v: Any) -> None:
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise UserError(f"Invalid proj_options {v!r}: expected a dict of rule option names to values")
+
+
+def _optional_nonneg(name: str) -> Callable[[Any], None]:
+    def check(v):
+        if v is not None:
+            S.check_nonneg(name, v)
+    return check
+
+
+def _proj_init(v: Any) -> None:
+    from osd_theory.projections.base import INITS
+    if v is not None and v not in INITS:
+        raise ValueError(f"Unknown proj_init {v!r}; expected one of {sorted(INITS)} or None (the rule's own)")
+
+
+COMMON_KEYS: dict[str, Callable[[Any], None]] = {
+    "lr": S.check_lr,
+    "betas": S.check_betas,
+    "eps": _nonneg("epsilon"),
+    "weight_decay": _nonneg("weight_decay"),
+    "momentum": S.check_momentum,
+    "inner": _choice(INNER),
+    "foreach": lambda v: S.check_optional_bool("foreach", v),
+    "nonfinite": lambda v: S.check_member("nonfinite policy", v, ("raise", "skip", "ignore")),
+}
+
+PROJ_KEYS: dict[str, tuple[Any, Callable[[Any], None] | None]] = {
+    "update_proj_gap": (200, lambda v: S.check_int("update_proj_gap", v, 1)),
+    "scale": (1.0, _nonneg("scale")),
+    "proj_type": ("std", _choice(S.PROJ_TYPES)),
+    "projection": ("online_pca", _projection),
+    "proj_options": ({}, _proj_options),
+    "alpha": (None, _optional_nonneg("alpha")),
+    "pca_lambda": (0.1, _nonneg("pca_lambda")),
+    "proj_init": (None, _proj_init),
+    "proj_optimizer": (None, _choice(PROJ_OPTIMIZERS, optional=True)),
+    "proj_betas": ((0.9, 0.999), lambda v: S.check_betas(v, "proj_betas")),
+    "proj_eps": (1e-8, _nonneg("proj_eps")),
+    "proj_momentum": (0.0, S.check_momentum),
+    "proj_weight_decay": (0.0, _nonneg("proj_weight_decay")),
+    "switch": ("keep", _choice(SWITCH)),
+    "proj_dist": ("haar", lambda v: S.check_member("proj_dist", v, ("haar", "gaussian"))),
+    "rso_prox": (0.0, _nonneg("rso_prox")),
+    "seed": (0, lambda v: S.check_int("seed", v, 0)),
+    "matmul_precision": ("auto", _choice(MATMUL_PRECISION)),
+}
+
+
+def check_common(group: dict) -> None:
+    for key, check in COMMON_KEYS.items():
+        check(group[key])
+
+
+def check_projected(group: dict) -> None:
+    for key, (_, check) in PROJ_KEYS.items():
+        if check is not None and key in group:
+            check(group[key])
+    if float(group.get("rso_prox", 0.0)) > 0 and group.get("switch") != "restart":
+        raise ValueError("rso_prox (RSO's proximal term 1/eta) needs switch='restart' (a subproblem per subspace)")

@@ -1,0 +1,168 @@
+"""The subspace step, written once (DESIGN.md; THEORY.md §1.2, §4.2, §5, §6).
+
+For one projected matrix W (m, n) with gradient G, projection rule Γ (bound to W's shape, side
+and rank) and inner optimizer Opt_W, an optimizer step is, in the order of the equations:
+
+    1. P, rule state ← refresh(step, P, G)            P₀ from the first usable G; a jump every T steps
+    2. Ĝ = project(P, G, side)                        PᵀG (LEFT, (r, n)) or GP (RIGHT, (m, r))
+    3. U, S ← Opt_W(Ĝ [+ B/η], S)                     the Euler step of the HD system (+ named departures)
+    4. W ← (1 − ελ)W + ε·scale·back_project(P, U)      decoupled decay, GaLore's scale
+    5. P ← (1 − αελ^P)P + αε·Opt_P(−field(t, P, G))    smooth rules only (Ṗ = α·field)
+
+ε is the group's current lr (one scheduler drives W and P: ε^P = α·ε). The [+ B/η] term and the
+bookkeeping of B = Σ ε·scale·U are RSO's proximal subproblem (arXiv:2502.07222); with
+``switch="restart"`` a jump starts a fresh subproblem.
+
+Each numbered line is one function below. :func:`subspace_step_` runs them for one matrix (the
+reference path); :mod:`discrete.batched` runs the *same functions* on stacked (L, ·, ·) views of
+same-shape matrices. State tensors are float32 and mutated in place (they are the optimizer
+state, :mod:`discrete.state`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from discrete.inner import Hyper, InnerRule
+from discrete.precision import MatmulMode
+from discrete.projection import SWITCH, basis_generator
+from osd_theory import discrete_steps as ds
+from osd_theory.kernels import LEFT, back_project_add_, basis_dim, project, random_basis, subspace_overlap
+from osd_theory.projections import ProjectionRule
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a step needs from a param group, resolved once per group and step (plain numbers)."""
+
+    hp: Hyper                   # Opt_W's hyperparameters (lr = ε)
+    inner: InnerRule            # Opt_W
+    weight_decay: float         # λ (decoupled)
+    scale: float                # GaLore's α
+    gap: int                    # T: steps between jumps
+    switch: str                 # what a jump does to the subspace state (discrete.projection.SWITCH)
+    prox: float                 # RSO's 1/η (0: none)
+    seed: int
+    p_opt: InnerRule | None     # Opt_P (smooth rules)
+    hp_p: Hyper | None          # Opt_P's hyperparameters (lr = α·ε)
+    proj_weight_decay: float    # λ^P
+    mode: MatmulMode            # precision of the products that touch an (m, n) matrix
+
+
+# -- state -----------------------------------------------------------------------------------
+def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[str, Any]:
+    """The state of a projected matrix before its first step.
+
+    P starts as a seeded Haar stand-in, replaced by the rule's P₀ on the first usable gradient
+    (:func:`refresh_`), so that no basis is ever built from a zero gradient.
+    """
+    side, rank = rule.side_, rule.rank
+    m, n = p.shape
+    dev = p.device
+    stand_in = random_basis(basis_dim((m, n), side), rank, generator=basis_generator(plan.seed, index, -1),
+                            dtype=torch.float64)
+    state: dict[str, Any] = {
+        "step": torch.zeros((), dtype=torch.float32),
+        "proj": stand_in.to(device=dev, dtype=torch.float32),
+        "proj_side": side,
+        "last_refresh_step": -1,
+    }
+    g_hat = torch.empty((rank, n) if side == LEFT else (m, rank), device=dev)
+    state.update(plan.inner.init_state(g_hat))
+    if rule.smooth and plan.p_opt is not None:
+        state.update(plan.p_opt.init_state(state["proj"], prefix="proj_"))
+    if plan.switch == "restart":
+        state["rso_coord"] = torch.zeros(g_hat.shape, dtype=torch.float32, device=dev)   # B
+        state["subproblem_start"] = 0
+    return state
+
+
+def bias_step(state: dict) -> int:
+    """t of Opt_W's bias correction: steps since the subproblem began (RSO restarts it; 0 otherwise)."""
+    return int(state["step"]) - state.get("subproblem_start", 0)
+
+
+# -- 1. refresh ---------------------------------------------------------------------------------
+def refresh_(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> tuple[str | None, float | None]:
+    """P₀ on the first usable gradient, then a jump every T steps (jump rules); returns the event.
+
+    Until P₀ exists (``last_refresh_step`` = −1) the stand-in of :func:`init_state` is used. A jump
+    that yields no basis (zero or non-finite G, SVD failure) keeps the old P. Events: None, "init", "jump", "skipped"; with "jump" the state also
+    gets what the switch policy does. One host sync at most (the SVD guard), only on event steps.
+    """
+    t = int(state["step"])
+    first = state["last_refresh_step"] < 0
+    if not first and not (rule.jumps and t % plan.gap == 0):
+        return None, None
+    gen = basis_generator(plan.seed, index, t)
+    P_old = state["proj"]
+    P_new = rule.initial_basis(G, gen) if first else rule.jump_basis(P_old, G, gen)
+    if P_new is None:
+        return "skipped", None
+    P_new = P_new.to(device=P_old.device, dtype=torch.float32)
+    overlap = None
+    if not first:
+        overlap = float(subspace_overlap(P_new, P_old))
+        SWITCH.get(plan.switch)(state, P_old, P_new, plan.inner.state_names)
+    elif plan.switch == "restart":
+        state["subproblem_start"] = t
+    P_old.copy_(P_new)
+    state["last_refresh_step"] = t
+    return ("init" if first else "jump"), overlap
+
+
+# -- 2. project, 3. inner step ------------------------------------------------------------------
+def subspace_grad(state: dict, G_hat: Tensor, prox: float) -> Tensor:
+    """∇_B of RSO's subproblem, Ĝ + B/η (arXiv:2502.07222 Eq. (4)); Ĝ itself when 1/η = 0."""
+    return G_hat if prox == 0.0 else G_hat + prox * state["rso_coord"]
+
+
+def inner_step(state: dict, g: Tensor, plan: Plan, step: int) -> Tensor:
+    """U, S ← Opt_W(g, S): the Euler step of the inner HD system with its departures (in place)."""
+    return plan.inner.step(state, g, plan.hp, step)
+
+
+# -- 4. the weight update -------------------------------------------------------------------------
+def update_weights_(W: Tensor, P: Tensor, U: Tensor, side: int, plan: Plan) -> None:
+    """W ← (1 − ελ)W + ε·scale·back_project(P, U)  (decay before the update, as torch's AdamW)."""
+    ds.decoupled_weight_decay_(W, plan.hp.lr, plan.weight_decay)
+    back_project_add_(W, P, U, side, plan.hp.lr * plan.scale)
+
+
+def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:
+    """RSO: B ← B + ε·scale·U, so that W − W_k = P B at all times (the merge is implicit)."""
+    if "rso_coord" in state:
+        state["rso_coord"].add_(U, alpha=plan.hp.lr * plan.scale)
+
+
+# -- 5. the P step of a smooth rule ---------------------------------------------------------------
+def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int) -> None:
+    """P ← (1 − αελ^P)P + αε·Opt_P(−field), in place (THEORY.md §4.2: OSD's P update when Opt_P is Adam
+    on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``)."""
+    U_P = plan.p_opt.step(state, -field, plan.hp_p, step, prefix="proj_")
+    ds.decoupled_weight_decay_(P, plan.hp_p.lr, plan.proj_weight_decay)
+    P.add_(U_P, alpha=plan.hp_p.lr)
+
+
+# -- one matrix, 1–5 in order -----------------------------------------------------------------------
+def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan: Plan,
+                   inv: Tensor | None = None) -> None:
+    """Steps 2–5 for one projected matrix (the reference path; step 1, :func:`refresh_`, comes first).
+
+    G is the float32 (m, n) gradient; ``inv`` = 1/‖G‖ when known. The field's t is the iteration count k.
+    """
+    P, side = state["proj"], state["proj_side"]
+    state["step"] += 1
+    step = int(state["step"])
+    with plan.mode.context():
+        G_hat = project(P, G, side)                                                 # 2
+        U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state))   # 3
+        update_weights_(W, P, U, side, plan)                                        # 4
+        track_coordinate_(state, U, plan)
+        if rule.smooth:
+            t = float(step - 1)
+            field = rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))
+            p_step_(P, field, state, plan, step)                                    # 5
