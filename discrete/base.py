@@ -207,26 +207,32 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         """Step 1 (refresh) per matrix, then steps 2–5 per matrix or per bucket of same-shape matrices."""
         buckets: dict[tuple, list] = {}
         batched = self._use_batched(group, params)
+        norms = getattr(self, "_grad_norms", {})
+        plans: dict[tuple, tuple[ProjectionRule, Plan]] = {}       # one rule and plan per shape in this step
         for p in params:
-            rule = self._bound_rule(group, tuple(p.shape))
-            plan = self._plan(group, rule)
+            shape = tuple(p.shape)
+            if shape not in plans:
+                rule = self._bound_rule(group, shape)
+                plans[shape] = (rule, self._plan(group, rule))
+            rule, plan = plans[shape]
             G = self._grad(p, group)
             state = self.state[p]
             if not state:
                 state.update(init_state(p, rule, plan, indices[id(p)]))
             event, overlap = refresh_(state, G, rule, plan, indices[id(p)])
-            self._note(event, overlap, indices[id(p)])
+            if event is not None:
+                self._note(event, overlap, indices[id(p)])
             if batched and rule.batchable:
-                key = (id(rule), p.dtype, p.device, int(state["step"]), state.get("subproblem_start", 0))
+                key = (shape, p.dtype, p.device, int(state["step"]), state.get("subproblem_start", 0))
                 buckets.setdefault(key, []).append((p, G, state))
             else:
-                inv = inverse_norm_from([p], [G], getattr(self, "_grad_norms", {}))[0] if rule.smooth else None
+                inv = inverse_norm_from([p], [G], norms)[0] if rule.smooth else None
                 subspace_step_(p, G, state, rule, plan, inv=inv)
-        for items in buckets.values():
+        for (shape, *_), items in buckets.items():
             ps, gs, sts = (list(x) for x in zip(*items))
-            rule = self._bound_rule(group, tuple(ps[0].shape))
-            inv = inverse_norm_from(ps, gs, getattr(self, "_grad_norms", {})) if rule.smooth else None
-            bucket_step_(ps, gs, sts, rule, self._plan(group, rule), self._stacks, inv=inv)
+            rule, plan = plans[shape]
+            inv = inverse_norm_from(ps, gs, norms) if rule.smooth else None
+            bucket_step_(ps, gs, sts, rule, plan, self._stacks, inv=inv)
 
     def _use_batched(self, group: dict, params: list[Tensor]) -> bool:
         if group["foreach"] is None:                  # as torch: batched by default on CUDA
