@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from discrete.subspace import Plan, bias_step, inner_step, p_step_, subspace_grad, track_coordinate_, update_weights_
-from osd_theory.kernels import project
+from osd_theory.kernels import LEFT, project
 from osd_theory.projections import ProjectionRule
 
 
@@ -61,7 +61,11 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
     S = stacked_state(states, keys, cache)
     P = S["proj"]                                                               # (L, d, r)
     with plan.mode.context():
-        G_hat = torch.stack([project(P[i], G, side) for i, G in enumerate(grads)])   # 2: (L, r, n) | (L, m, r)
+        m, n = grads[0].shape
+        r = P.shape[-1]
+        G_hat = P.new_empty((len(grads), r, n) if side == LEFT else (len(grads), m, r))
+        for i, G in enumerate(grads):
+            project(P[i], G, side, out=G_hat[i])                                   # 2: (L, r, n) | (L, m, r)
         U = inner_step(S, subspace_grad(S, G_hat, plan.prox), plan, t_bias)        # 3
         for i, W in enumerate(params):
             update_weights_(W, P[i], U[i], side, plan)                              # 4

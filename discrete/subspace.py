@@ -142,7 +142,7 @@ def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:
 def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int) -> None:
     """P ← (1 − αελ^P)P + αε·Opt_P(−field), in place (THEORY.md §4.2: OSD's P update when Opt_P is Adam
     on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``)."""
-    U_P = plan.p_opt.step(state, -field, plan.hp_p, step, prefix="proj_")
+    U_P = plan.p_opt.step(state, field.neg_(), plan.hp_p, step, prefix="proj_")   # a fresh field: negated in place
     ds.decoupled_weight_decay_(P, plan.hp_p.lr, plan.proj_weight_decay)
     P.add_(U_P, alpha=plan.hp_p.lr)
 

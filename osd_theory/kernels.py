@@ -64,9 +64,9 @@ def check_rank(rank: int, shape: tuple[int, int]) -> int:
     return rank
 
 
-def project(P: Tensor, G: Tensor, side: int) -> Tensor:
-    """Ĝ = Pᵀ G (LEFT, (r, n)) or G P (RIGHT, (m, r))."""
-    return P.mT @ G if side == LEFT else G @ P
+def project(P: Tensor, G: Tensor, side: int, out: Tensor | None = None) -> Tensor:
+    """Ĝ = Pᵀ G (LEFT, (r, n)) or G P (RIGHT, (m, r)); written into ``out`` when given."""
+    return torch.matmul(P.mT, G, out=out) if side == LEFT else torch.matmul(G, P, out=out)
 
 
 def back_project(P: Tensor, D: Tensor, side: int) -> Tensor:
@@ -122,22 +122,43 @@ def online_pca_parts(P: Tensor, G: Tensor, side: int, G_hat: Tensor | None = Non
     return A, B
 
 
+def gram_float32(P: Tensor, split: bool | None = None) -> Tensor:
+    """PᵀP (…, r, r) to float32 accuracy, also where TF32 products are allowed.
+
+    With TF32 on (CUDA), a plain PᵀP has ~1e-3 relative error: too much for E = PᵀP − I, a small
+    difference of O(1) numbers. The split P = P_hi + P_lo (P_hi: P with the 13 low mantissa bits
+    cleared, exact in TF32) gives PᵀP = P_hiᵀP_hi + P_hiᵀP_lo + (P_hiᵀP_lo)ᵀ + O(2⁻²⁰|P|²) with three
+    TF32 products (~2e-7 relative), several times faster than one float32 product on tensor-core-less
+    paths. ``split`` None: split exactly when TF32 would otherwise be used.
+    """
+    if split is None:
+        split = P.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    if not split or P.dtype != torch.float32:
+        return P.mT @ P
+    Pc = P.contiguous()
+    hi = (Pc.view(torch.int32) & -8192).view(torch.float32)     # 0xFFFFE000: TF32's 10-bit mantissa
+    lo = Pc - hi
+    cross = hi.mT @ lo
+    return (hi.mT @ hi).add_(cross).add_(cross.mT)
+
+
+def _add_matmul_(out: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """out += a @ b in place (addmm_ for matrices, baddbmm_ for batches)."""
+    return out.addmm_(a, b) if out.dim() == 2 else out.baddbmm_(a, b)
+
+
 def online_pca_grad_from_parts(P: Tensor, A: Tensor, B: Tensor, pca_lambda: float) -> Tensor:
     """∇_P 𝓛_G(P) = 2P(AAᵀ) + 2B(PᵀP − 2I) + 4λP(PᵀP − I) from the two passes (THEORY.md §4.1).
 
-    Written with E = PᵀP − I as 2P(AAᵀ + 2λE) + 2BE − 2B. E is a small difference of O(1)
-    numbers, so PᵀP is formed in full float32 even when the caller allows TF32 for the big
-    products (a TF32 PᵀP would put ~1e-3 errors into E). Batched over leading dims.
+    Written with E = PᵀP − I as P·(2AAᵀ + 4λE) + B·2(E − I): two r×r matrices, then two products
+    that touch P's size. E comes from :func:`gram_float32`. Batched over leading dims.
     """
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        E = P.mT @ P                                               # PᵀP (…, r, r)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    E = gram_float32(P)                                            # PᵀP (…, r, r)
     E.diagonal(dim1=-2, dim2=-1).sub_(1.0)                         # E = PᵀP − I
-    X = (A @ A.mT).add_(E, alpha=2.0 * pca_lambda)                 # AAᵀ + 2λE
-    return (P @ X).add_(B @ E).sub_(B).mul_(2.0)
+    X = (A @ A.mT).mul_(2.0).add_(E, alpha=4.0 * pca_lambda)      # 2AAᵀ + 4λE
+    F = E.mul_(2.0)
+    F.diagonal(dim1=-2, dim2=-1).sub_(2.0)                         # 2(E − I) = 2(PᵀP − 2I)
+    return _add_matmul_(B @ F, P, X)
 
 
 def online_pca_grad(P: Tensor, G: Tensor, pca_lambda: float, side: int, G_hat: Tensor | None = None) -> Tensor:

@@ -122,7 +122,7 @@ class OnlinePCA(SmoothRule):
 
     def field_from_parts(self, t, P, parts):
         A, B = parts
-        return -online_pca_grad_from_parts(P, A, B, self.pca_lambda)
+        return online_pca_grad_from_parts(P, A, B, self.pca_lambda).neg_()
 
 
 @dataclass

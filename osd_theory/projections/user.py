@@ -52,7 +52,7 @@ class CallableRule(SmoothRule):
             raise UserError(f"user projection rule {self.label!r} returned shape {tuple(out.shape)}, expected {tuple(P.shape)} (the shape of P)")
         if not bool(torch.isfinite(out).all()):
             raise UserError(f"user projection rule {self.label!r} returned non-finite values at t={float(t):.6g}")
-        return out.to(P.dtype)
+        return out.to(P.dtype, copy=True)   # a fresh tensor: the optimizer negates it in place
 
     def describe(self):
         return f"user:{self.label}(rank={self.rank}, side={self.side}, init={self.init})"
