@@ -9,7 +9,8 @@ are built with no precision or speed option at all (what a new user gets).
 
 Writes ``step_1b.jsonl`` (one object per row: name, step_ms, x_fused_adamw, state_bytes,
 state_vs_adamw, device, defaults, …), ``pgrad_error.jsonl`` (relative error of the online-PCA
-P-gradient against float64 per shape and precision) and ``profile_osd.txt`` (where an OSD step's
+P-gradient against float64 per shape and precision), ``refresh.jsonl`` (ways to compute GaLore's
+top-r basis: time and overlap with the float64 SVD basis) and ``profile_osd.txt`` (where an OSD step's
 milliseconds go: torch.profiler's table of the default OSD step) to ``--out``.
 
     PYTHONPATH=. python3 benchmarks/step_1b.py --out $OUT                 # one H100/H200, ~3 min
@@ -102,6 +103,45 @@ def pgrad_errors(device, smoke: bool) -> list[dict]:
     return rows
 
 
+def refresh_methods(device, smoke: bool) -> list[dict]:
+    """GaLore's refresh: time and accuracy of ways to get the top-r singular basis of one G.
+
+    Accuracy is the subspace overlap ‖P̂ᵀP‖²_F/r with the float64 SVD basis (1 = same subspace).
+    """
+    mats, _, rank, _ = shapes(smoke)
+    cuda = device.type == "cuda"
+    g = torch.Generator(device=device).manual_seed(5)
+    rows = []
+
+    def gram_eigh(G, dtype):
+        C = (G @ G.mT).to(dtype)                     # (d, d), G oriented with d ≤ k
+        return torch.linalg.eigh(C)[1][:, -rank:].flip(-1).float()
+
+    methods = {"svd": lambda G: torch.linalg.svd(G, full_matrices=False)[0][:, :rank],
+               "gram_eigh_fp32": lambda G: gram_eigh(G, torch.float32),
+               "gram_eigh_fp64": lambda G: gram_eigh(G.double(), torch.float64),
+               "svd_lowrank_niter2": lambda G: torch.svd_lowrank(G, q=min(rank + 64, min(G.shape)), niter=2)[0][:, :rank]}
+    if cuda:
+        for drv in ("gesvdj", "gesvda"):
+            methods[f"svd_{drv}"] = (lambda d: lambda G: torch.linalg.svd(G, full_matrices=False, driver=d)[0][:, :rank])(drv)
+    for m, n in sorted(set(mats)):
+        G = torch.randn(min(m, n), max(m, n), device=device, generator=g)
+        G = G * torch.logspace(0, -3, G.shape[1], device=device)                    # a decaying spectrum
+        ref = torch.linalg.svd(G.double(), full_matrices=False)[0][:, :rank]
+        for name, fn in methods.items():
+            try:
+                ms = time_ms(lambda: fn(G), 3, 1, cuda)
+                P = fn(G).double()
+                overlap = float((P.mT @ ref).pow(2).sum() / rank)
+            except Exception as exc:                                              # a driver may be missing
+                rows.append({"shape": [m, n], "method": name, "error": str(exc)[:200]})
+                continue
+            rows.append({"shape": [m, n], "rank": rank, "method": name, "ms": round(ms, 2),
+                         "overlap_vs_fp64_svd": round(overlap, 6), "device": device_name(device)})
+            print(f"[refresh] {m}x{n} {name}: {ms:.1f} ms, overlap {overlap:.6f}", flush=True)
+    return rows
+
+
 def device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -185,6 +225,8 @@ def main(argv=None) -> int:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     with open(os.path.join(args.out, "pgrad_error.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in pgrad_errors(device, args.smoke))
+    with open(os.path.join(args.out, "refresh.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in refresh_methods(device, args.smoke))
     return 0
 
 
