@@ -130,7 +130,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         if rule is not None and rule.smooth:
             p_opt = PROJ_OPTIMIZERS.get(group["proj_optimizer"] or rule.p_optimizer)
             b1, b2 = group["proj_betas"]
-            hp_p = Hyper(lr=float(rule.alpha) * hp.lr, beta1=float(b1), beta2=float(b2), eps=float(group["proj_eps"]),
+            lr_w = hp.lr if group.get("proj_lr", "follow") == "follow" else float(group.get("initial_lr", group["lr"]))
+            hp_p = Hyper(lr=float(rule.alpha) * lr_w, beta1=float(b1), beta2=float(b2), eps=float(group["proj_eps"]),
                          momentum=float(group["proj_momentum"]))
         return Plan(hp=hp, inner=INNER.get(group["inner"]), weight_decay=float(group["weight_decay"]),
                     scale=float(group.get("scale", 1.0)), gap=int(group.get("update_proj_gap", 1)),

@@ -41,7 +41,7 @@ def stacked(states: list[dict], key: str, cache: dict) -> Tensor:
 def stacked_state(states: list[dict], keys: list[str], cache: dict) -> dict:
     """A state dict of the bucket: each key maps to its stacked buffer (plus the shared scalars)."""
     out = {k: stacked(states, k, cache) for k in keys}
-    for k in ("step", "subproblem_start"):
+    for k in ("step", "subproblem_start", "proj_side"):
         if k in states[0]:
             out[k] = states[0][k]
     return out
@@ -74,4 +74,4 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
             t = float(step - 1)
             parts = [rule.field_parts(t, P[i], G, G_hat[i], None if inv is None else inv[i]) for i, G in enumerate(grads)]
             field = rule.field_from_parts(t, P, tuple(torch.stack(x) for x in zip(*parts)))
-            p_step_(P, field, S, plan, step)
+            p_step_(P, field, S, plan, step, rule)

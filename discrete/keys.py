@@ -80,6 +80,9 @@ PROJ_KEYS: dict[str, tuple[Any, Callable[[Any], None] | None]] = {
     "rso_prox": (0.0, _nonneg("rso_prox")),
     "seed": (0, lambda v: S.check_int("seed", v, 0)),
     "matmul_precision": ("auto", _choice(MATMUL_PRECISION)),
+    "proj_retract": (None, lambda v: S.check_optional_bool("proj_retract", v)),
+    # ε^P = α·ε_t ("follow": one scheduler drives W and P, OSD) or α·ε₀ with ε₀ the group's initial lr
+    "proj_lr": ("follow", lambda v: S.check_member("proj_lr", v, ("follow", "constant"))),
 }
 
 

@@ -29,7 +29,7 @@ from osd_theory.registry import Registry
 
 # group key -> rule field it sets (when the rule has that field and the key is not None)
 RULE_FIELDS = {"alpha": "alpha", "pca_lambda": "pca_lambda", "proj_init": "init", "proj_dist": "distribution",
-               "seed": "seed"}
+               "seed": "seed", "proj_retract": "retract"}
 
 
 def rule_kwargs(group: dict, cls: type | None) -> dict:

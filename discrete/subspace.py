@@ -32,6 +32,7 @@ from discrete.projection import SWITCH, basis_generator
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import LEFT, back_project_add_, basis_dim, project, random_basis, subspace_overlap
 from osd_theory.projections import ProjectionRule
+from osd_theory.projections.base import retract_qr, tangent
 
 
 @dataclass(frozen=True)
@@ -139,12 +140,24 @@ def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:
 
 
 # -- 5. the P step of a smooth rule ---------------------------------------------------------------
-def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int) -> None:
+def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, rule: ProjectionRule) -> None:
     """P ← (1 − αελ^P)P + αε·Opt_P(−field), in place (THEORY.md §4.2: OSD's P update when Opt_P is Adam
-    on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``)."""
+    on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``).
+
+    A rule with ``retract`` steps along the tangent part of its field and then retracts P onto
+    orthonormal columns (QR). With ``switch="rotate"`` the subspace moments are transported to the
+    new basis after the step, as at a jump (m ← Rm, R = P_newᵀP_old; discrete.projection.SWITCH).
+    """
+    if rule.retract:
+        field = tangent(P, field)
+    P_old = P.clone() if plan.switch == "rotate" else None
     U_P = plan.p_opt.step(state, field.neg_(), plan.hp_p, step, prefix="proj_")   # a fresh field: negated in place
     ds.decoupled_weight_decay_(P, plan.hp_p.lr, plan.proj_weight_decay)
     P.add_(U_P, alpha=plan.hp_p.lr)
+    if rule.retract:
+        P.copy_(retract_qr(P))
+    if P_old is not None:
+        SWITCH.get("rotate")(state, P_old, P, plan.inner.state_names)
 
 
 # -- one matrix, 1–5 in order -----------------------------------------------------------------------
@@ -165,4 +178,4 @@ def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan
         if rule.smooth:
             t = float(step - 1)
             field = rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))
-            p_step_(P, field, state, plan, step)                                    # 5
+            p_step_(P, field, state, plan, step, rule)                              # 5

@@ -133,6 +133,7 @@ class SmoothRule(ProjectionRule):
     """A rule with a flow Ṗ = α·field(t, P, G); α is the rate of P relative to W (ε^P = α·ε)."""
 
     alpha: float = 1.0
+    retract: bool = False    # keep P on the Stiefel manifold: tangent field (continuous), QR after each step (discrete)
 
     smooth = True
     p_optimizer: ClassVar[str] = "gd"   # discrete face: the Euler step of the flow, unless a rule says otherwise
@@ -162,7 +163,25 @@ class SmoothRule(ProjectionRule):
         raise NotImplementedError
 
     def rate(self, t, P, G):
-        return self.alpha * self.field(t, P, G)
+        F = self.field(t, P, G)
+        return self.alpha * (tangent(P, F) if self.retract else F)
+
+
+def tangent(P: Tensor, F: Tensor) -> Tensor:
+    """F − P·sym(PᵀF): the part of F tangent to the Stiefel manifold at an orthonormal P (…, d, r).
+
+    A flow along it keeps PᵀP = I; the discrete face of a rule with ``retract`` takes the step along
+    the same tangent field and then :func:`retract_qr`, whose first-order term is that step.
+    """
+    S = P.mT @ F
+    return F - P @ (0.5 * (S + S.mT))
+
+
+def retract_qr(P: Tensor) -> Tensor:
+    """The Q factor of P = QR with diag(R) > 0 (a retraction onto orthonormal columns), batched."""
+    Q, R = torch.linalg.qr(P)
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
+    return Q * torch.where(d < 0, -1.0, 1.0).to(Q.dtype).unsqueeze(-2)
 
 
 def periodic_times(t0: float, t1: float, tau: float) -> list[float]:

@@ -1,0 +1,95 @@
+"""Options of the smooth rules' P step: retraction, moment transport, the P step size's schedule.
+
+Tolerances: float32 state; orthonormality to 1e-5 after QR; the transport and the lr checks compare
+the same arithmetic done by hand (rtol 1e-5).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from discrete import OnlineSubspaceDescent
+from osd_theory.projections import make_rule
+from osd_theory.projections.base import retract_qr, tangent
+
+
+def _opt(W, **kw):
+    return OnlineSubspaceDescent([{"params": [W], "rank": 3, "proj_type": "left", **kw}], lr=1e-2)
+
+
+def _grads(n, shape=(10, 14), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=g) for _ in range(n)]
+
+
+def test_tangent_field_keeps_orthonormality_to_first_order():
+    g = torch.Generator().manual_seed(1)
+    P = retract_qr(torch.randn(3, 12, 4, generator=g, dtype=torch.float64))
+    T = tangent(P, torch.randn(3, 12, 4, generator=g, dtype=torch.float64))
+    S = P.mT @ T
+    assert float((S + S.mT).abs().max()) < 1e-12              # d(PᵀP)/dt = PᵀṖ + ṖᵀP = 0
+    assert torch.allclose(P.mT @ P, torch.eye(4, dtype=torch.float64).expand(3, 4, 4), atol=1e-12)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_retract_keeps_p_orthonormal_every_step(foreach):
+    W = torch.nn.Parameter(torch.randn(10, 14))
+    W2 = torch.nn.Parameter(W.detach().clone())
+    opt = OnlineSubspaceDescent([{"params": [W], "rank": 3, "proj_retract": True, "pca_lambda": 0.0}], lr=1e-1,
+                                foreach=foreach)
+    plain = OnlineSubspaceDescent([{"params": [W2], "rank": 3, "pca_lambda": 0.0}], lr=1e-1, foreach=foreach)
+    for G in _grads(6):
+        W.grad, W2.grad = G.clone(), G.clone()
+        opt.step()
+        plain.step()
+        P = opt.state[W]["proj"]
+        assert float((P.mT @ P - torch.eye(3)).abs().max()) < 1e-5
+    Q = plain.state[W2]["proj"]
+    assert float((Q.mT @ Q - torch.eye(3)).abs().max()) > 1e-3    # without it, P leaves the manifold
+
+
+def test_retract_rule_continuous_face_is_tangent():
+    rule = make_rule("online_pca", rank=3, retract=True, alpha=2.0).bind((10, 14))
+    g = torch.Generator().manual_seed(2)
+    P = retract_qr(torch.randn(10, 3, generator=g, dtype=torch.float64))
+    G = torch.randn(10, 14, generator=g, dtype=torch.float64)
+    Pdot = rule.rate(0.0, P, G)
+    S = P.mT @ Pdot
+    assert float((S + S.mT).abs().max()) < 1e-12
+    assert torch.allclose(Pdot, 2.0 * tangent(P, rule.field(0.0, P, G)))
+
+
+def test_rotate_transports_moments_at_every_p_step():
+    W = torch.nn.Parameter(torch.randn(10, 14))
+    opt = _opt(W, switch="rotate", proj_optimizer="gd", proj_init="random")
+    G0, G1 = _grads(2)
+    W.grad = G0
+    opt.step()
+    st = opt.state[W]
+    m_before, P_before = st["exp_avg"].clone(), st["proj"].clone()
+    W.grad = G1
+    opt.step()
+    # by hand: the inner step on Ĝ with P_before, then the P step, then m ← R m with R = P_newᵀP_old
+    m = 0.9 * m_before + 0.1 * (P_before.mT @ G1)
+    R = st["proj"].mT @ P_before
+    torch.testing.assert_close(st["exp_avg"], R @ m, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(R @ m, m, atol=1e-4)                 # the transport did something
+
+
+def test_constant_proj_lr_ignores_the_schedule():
+    out = {}
+    for mode in ("follow", "constant"):
+        W = torch.nn.Parameter(torch.randn(10, 14, generator=torch.Generator().manual_seed(3)))
+        opt = _opt(W, proj_optimizer="gd", proj_init="random", proj_lr=mode, alpha=1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.1)   # ε_t = 0.1·ε₀ from the start
+        W.grad = _grads(1)[0]
+        P0 = opt.state[W]["proj"].clone() if opt.state[W] else None
+        opt.step()
+        out[mode] = opt.state[W]["proj"].clone()
+        assert P0 is None and sched.get_last_lr()[0] == pytest.approx(1e-3)
+    rule = make_rule("online_pca", rank=3, side="left", init="random").bind((10, 14))
+    from discrete.projection import basis_generator
+    P0 = rule.initial_basis(_grads(1)[0], basis_generator(0, 0, 0)).float()
+    field = rule.field(0.0, P0, _grads(1)[0])
+    torch.testing.assert_close(out["follow"], P0 + 1e-3 * field, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(out["constant"], P0 + 1e-2 * field, rtol=1e-5, atol=1e-7)
