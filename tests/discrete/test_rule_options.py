@@ -61,7 +61,7 @@ def test_retract_rule_continuous_face_is_tangent():
 
 def test_rotate_transports_moments_at_every_p_step():
     W = torch.nn.Parameter(torch.randn(10, 14))
-    opt = _opt(W, switch="rotate", proj_optimizer="gd", proj_init="random")
+    opt = _opt(W, switch="rotate", proj_optimizer="gd", proj_init="random", alpha=50.0)   # P lr 0.5: R far from I
     G0, G1 = _grads(2)
     W.grad = G0
     opt.step()
