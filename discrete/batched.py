@@ -5,9 +5,10 @@ state of the bucket lives in one stacked (L, ·, ·) buffer per key; each parame
 is a view of its slice, so the state contract is unchanged (a loaded or replaced entry is
 detected and the bucket re-stacked). Then:
 
-* the products that touch an (m, n) matrix run per matrix — ``project``, the rule's
-  ``field_parts`` (online PCA's second pass G̃Aᵀ), ``update_weights_`` (one ``addmm_`` that reads
-  and writes W once) — so no (L, m, n) copy of the gradients or of the update is ever made;
+* the products that touch an (m, n) matrix run per matrix — ``project`` and the rule's
+  ``field_parts`` (online PCA's second pass G̃Aᵀ) back to back while Gᵢ is hot, ``update_weights_``
+  (one ``addmm_`` that reads and writes W once) — so no (L, m, n) copy of the gradients or of the
+  update is ever made; with ``matmul_precision="bf16"`` their operands are cast per matrix;
 * everything else — Opt_W on Ĝ, the rule's r-sized ``field_from_parts``, Opt_P — is called once
   on the stacked buffers, since those functions are elementwise or batched over leading dims.
 
@@ -60,18 +61,26 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
     keys = [k for k in states[0] if torch.is_tensor(states[0][k]) and k != "step"]
     S = stacked_state(states, keys, cache)
     P = S["proj"]                                                               # (L, d, r)
-    with plan.mode.context():
+    mode = plan.mode
+    with mode.context():
         m, n = grads[0].shape
         r = P.shape[-1]
+        t = float(step - 1)
         G_hat = P.new_empty((len(grads), r, n) if side == LEFT else (len(grads), m, r))
-        for i, G in enumerate(grads):
-            project(P[i], G, side, out=G_hat[i])                                   # 2: (L, r, n) | (L, m, r)
+        parts = []
+        for i, G in enumerate(grads):        # both passes over Gᵢ while it is hot (the rule's parts use P_t, G, Ĝ)
+            Gc, Pc = mode.cast(G), mode.cast(P[i])
+            if Gc is G:
+                project(Pc, Gc, side, out=G_hat[i])                                 # 2: (L, r, n) | (L, m, r)
+            else:
+                G_hat[i].copy_(project(Pc, Gc, side))
+            if rule.smooth:
+                inv_i = None if inv is None else mode.cast(inv[i])
+                parts.append(tuple(x.float() for x in rule.field_parts(t, Pc, Gc, mode.cast(G_hat[i]), inv_i)))
         U = inner_step(S, subspace_grad(S, G_hat, plan.prox), plan, t_bias)        # 3
         for i, W in enumerate(params):
-            update_weights_(W, P[i], U[i], side, plan)                              # 4
+            update_weights_(W, mode.cast(P[i]), mode.cast(U[i]), side, plan)       # 4
         track_coordinate_(S, U, plan)
         if rule.smooth:                                                             # 5
-            t = float(step - 1)
-            parts = [rule.field_parts(t, P[i], G, G_hat[i], None if inv is None else inv[i]) for i, G in enumerate(grads)]
             field = rule.field_from_parts(t, P, tuple(torch.stack(x) for x in zip(*parts)))
             p_step_(P, field, S, plan, step, rule)

@@ -8,11 +8,10 @@ particular, a small difference of O(1) numbers) runs in full float32.
 |-----------|--------------------------------------------------------|
 | highest   | float32 products                                       |
 | tf32      | TF32 tensor cores on CUDA (10-bit mantissa inputs, float32 accumulate); float32 on CPU |
+| bf16      | batched path: bf16 operands (each Gᵢ cast once per step), float32 accumulate and state; the W update is formed in bf16 and added to W |
 | auto      | the default: ``tf32`` on CUDA, ``highest`` on CPU (docs/results/benchmarks/README.md says why) |
 
-``bf16`` (bf16 operands) was offered by the first release's batched path; it is accepted and
-mapped to ``tf32``, because an in-place ``W.addmm_`` needs operands of W's dtype and a bf16
-copy of each G costs a full extra pass over it.
+The per-matrix reference path honours the TF32 switch but never casts operands.
 """
 from __future__ import annotations
 
@@ -27,9 +26,13 @@ from osd_theory.registry import Registry
 
 @dataclass(frozen=True)
 class MatmulMode:
-    """Whether the big products may use TF32 on CUDA."""
+    """Whether the big products may use TF32 on CUDA, and the operand dtype of the batched path."""
 
     tf32: bool
+    dtype: torch.dtype | None = None     # None: the tensors' own (float32)
+
+    def cast(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.dtype is None or x.dtype == self.dtype else x.to(self.dtype)
 
     @contextlib.contextmanager
     def context(self) -> Iterator[None]:
@@ -44,7 +47,7 @@ class MatmulMode:
 MATMUL_PRECISION: Registry[MatmulMode] = Registry("matmul_precision")
 MATMUL_PRECISION.add("highest", MatmulMode(False))
 MATMUL_PRECISION.add("tf32", MatmulMode(True))
-MATMUL_PRECISION.add("bf16", MatmulMode(True))      # accepted for old state dicts; see the module docstring
+MATMUL_PRECISION.add("bf16", MatmulMode(True, torch.bfloat16))
 MATMUL_PRECISION.add("auto", MatmulMode(True))      # TF32 only matters on CUDA: CPU matmuls are float32 anyway
 
 

@@ -78,10 +78,11 @@ def back_project_add_(W: Tensor, P: Tensor, D: Tensor, side: int, alpha: float) 
     """W ← W + alpha·back_project(P, D, side), in place (one ``addmm_`` when the dtypes agree).
 
     ``addmm_`` reads and writes W once and never materialises the (m, n) product; for a W of
-    another dtype (bf16 weights, float32 P) the product is formed in P's dtype and cast once.
+    another dtype (bf16 weights and float32 P, or bf16 operands for a float32 W) the product is
+    formed in P's dtype and added with type promotion (no separate cast pass).
     """
     if W.dtype != P.dtype:
-        return W.add_(back_project(P, D, side).to(W.dtype), alpha=alpha)
+        return W.add_(back_project(P, D, side), alpha=alpha)
     return W.addmm_(P, D, alpha=alpha) if side == LEFT else W.addmm_(D, P.mT, alpha=alpha)
 
 
