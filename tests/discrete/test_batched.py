@@ -173,10 +173,14 @@ def test_discrete_p_step_is_the_euler_step_of_the_simulators_rule(rule, side, us
 
 def test_bf16_products_track_float32_products():
     """matmul_precision="bf16" (batched path) changes only the operands' rounding: 2⁻⁸ relative per product,
-    so after 5 steps the weights agree with the float32-product run to ~1e-2 of the update size."""
+    so after 5 steps the weights agree with the float32-product run to ~1e-2 of the update size.
+
+    Inner SGD (linear in Ĝ): Adam's first step is ĝ/|ĝ|, which flips with the sign of any Ĝ entry near 0,
+    whatever the precision, and would make this a test of Adam rather than of the bf16 path.
+    """
     kw = {"rank": 4, "proj_optimizer": "gd", "proj_init": "random"}
-    ref, _ = _run(OnlineSubspaceDescent, True, {**kw, "matmul_precision": "highest"}, steps=5)
-    got, _ = _run(OnlineSubspaceDescent, True, {**kw, "matmul_precision": "bf16"}, steps=5)
+    ref, _ = _run(OnlineSubspaceDescent, True, {**kw, "matmul_precision": "highest"}, steps=5, inner="sgd")
+    got, _ = _run(OnlineSubspaceDescent, True, {**kw, "matmul_precision": "bf16"}, steps=5, inner="sgd")
     start = _params()
     for a, b, w0 in zip(ref, got, start):
         moved = float((a - w0).abs().max())
