@@ -179,10 +179,14 @@ def main(argv=None) -> int:
         ("OSD", True, lambda: OnlineSubspaceDescent(groups(), lr=1e-3)),
         ("OSD nonfinite=ignore", False, lambda: OnlineSubspaceDescent(groups(), lr=1e-3, nonfinite="ignore")),
         ("OSD fp32 products", False, lambda: OnlineSubspaceDescent(groups(matmul_precision="highest"), lr=1e-3)),
+        ("OSD bf16 products", False, lambda: OnlineSubspaceDescent(groups(matmul_precision="bf16"), lr=1e-3)),
+        ("OSD bf16 products, gd on P, nonfinite=ignore", False, lambda: OnlineSubspaceDescent(
+            groups(matmul_precision="bf16", proj_optimizer="gd"), lr=1e-3, nonfinite="ignore")),
         ("OSD gd on P", False, lambda: OnlineSubspaceDescent(groups(proj_optimizer="gd"), lr=1e-3)),
         ("OSD per matrix (foreach=False)", False, lambda: OnlineSubspaceDescent(groups(), lr=1e-3, foreach=False)),
         ("GaLore regular step", True, lambda: GaLore(groups(), lr=1e-3)),
         ("GaLore regular step nonfinite=ignore", False, lambda: GaLore(groups(), lr=1e-3, nonfinite="ignore")),
+        ("GaLore bf16 products", False, lambda: GaLore(groups(matmul_precision="bf16"), lr=1e-3)),
         ("RSO regular step", True, lambda: RSO(groups(), lr=1e-3)),
     ]
     if gt is not None:
