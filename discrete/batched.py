@@ -5,17 +5,22 @@ state of the bucket lives in one stacked (L, ·, ·) buffer per key; each parame
 is a view of its slice, so the state contract is unchanged (a loaded or replaced entry is
 detected and the bucket re-stacked). Then:
 
-* the products that touch an (m, n) matrix run per matrix — ``project`` and the rule's
-  ``field_parts`` (online PCA's second pass G̃Aᵀ) back to back while Gᵢ is hot, ``update_weights_``
-  (one ``addmm_`` that reads and writes W once) — so no (L, m, n) copy of the gradients or of the
-  update is ever made; with ``matmul_precision="bf16"`` their operands are cast per matrix;
+* the products that touch an (m, n) matrix run on chunks of the bucket: each chunk of gradients is
+  stacked once (one copy; cast to bf16 with ``matmul_precision="bf16"``), and ``project`` and the
+  rule's ``field_parts`` (online PCA's second pass G̃Aᵀ) run on it as batched products;
+  ``update_weights_`` takes the list of W and back-projects chunk by chunk;
 * everything else — Opt_W on Ĝ, the rule's r-sized ``field_from_parts``, Opt_P — is called once
   on the stacked buffers, since those functions are elementwise or batched over leading dims.
+
+Why chunks and not one launch per matrix: on LLaMA-1B the ~2000 per-matrix launches of a step cost
+more host time than the GPU needs for the products (docs/results/benchmarks/README.md).
 
 No equation lives here: this module decides layout and launches only (tests/discrete/test_batched.py
 checks it against :func:`discrete.subspace.subspace_step_` for every rule × inner optimizer).
 """
 from __future__ import annotations
+
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -48,6 +53,29 @@ def stacked_state(states: list[dict], keys: list[str], cache: dict) -> dict:
     return out
 
 
+# A chunk of a bucket stacks its gradients into one (c, m, n) buffer so that each big product is one
+# batched launch (the per-matrix launches cost more host time than the GPU work on LLaMA-1B); the
+# buffer holds at most this many elements (512 MiB in float32).
+CHUNK_ELEMS = 1 << 27
+
+
+def chunks(L: int, numel: int) -> Iterator[slice]:
+    """Slices of a bucket of L matrices of ``numel`` elements each, ≤ CHUNK_ELEMS elements per slice."""
+    c = max(1, CHUNK_ELEMS // max(1, numel))
+    for i in range(0, L, c):
+        yield slice(i, min(L, i + c))
+
+
+def stack_cast(tensors: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """One (c, m, n) copy of same-shape tensors in ``dtype`` (a view for a single tensor of that dtype)."""
+    if len(tensors) == 1 and tensors[0].dtype == dtype:
+        return tensors[0][None]
+    out = torch.empty((len(tensors), *tensors[0].shape), dtype=dtype, device=tensors[0].device)
+    for j, x in enumerate(tensors):
+        out[j].copy_(x)                                                   # one pass: copy (and cast)
+    return out
+
+
 def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], rule: ProjectionRule, plan: Plan,
                  cache: dict, inv: Tensor | None = None) -> None:
     """Steps 2–5 of :mod:`discrete.subspace` for a bucket (step 1, the refresh, is per matrix before).
@@ -62,25 +90,26 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
     S = stacked_state(states, keys, cache)
     P = S["proj"]                                                               # (L, d, r)
     mode = plan.mode
+    dtype = mode.dtype or torch.float32
     with mode.context():
         m, n = grads[0].shape
         r = P.shape[-1]
         t = float(step - 1)
         G_hat = P.new_empty((len(grads), r, n) if side == LEFT else (len(grads), m, r))
         parts = []
-        for i, G in enumerate(grads):        # both passes over Gᵢ while it is hot (the rule's parts use P_t, G, Ĝ)
-            Gc, Pc = mode.cast(G), mode.cast(P[i])
-            if Gc is G:
-                project(Pc, Gc, side, out=G_hat[i])                                 # 2: (L, r, n) | (L, m, r)
+        for sl in chunks(len(grads), m * n):   # both passes over a chunk of G while it is stacked
+            Gs, Pc = stack_cast(grads[sl], dtype), mode.cast(P[sl])            # (c, m, n), (c, d, r)
+            if Gs.dtype == torch.float32:
+                project(Pc, Gs, side, out=G_hat[sl])                            # 2: (c, r, n) | (c, m, r)
             else:
-                G_hat[i].copy_(project(Pc, Gc, side))
+                G_hat[sl] = project(Pc, Gs, side)
             if rule.smooth:
-                inv_i = None if inv is None else mode.cast(inv[i])
-                parts.append(tuple(x.float() for x in rule.field_parts(t, Pc, Gc, mode.cast(G_hat[i]), inv_i)))
+                inv_c = None if inv is None else mode.cast(inv[sl])
+                parts.append(tuple(x.float() for x in rule.field_parts(t, Pc, Gs, mode.cast(G_hat[sl]), inv_c)))
+            del Gs
         U = inner_step(S, subspace_grad(S, G_hat, plan.prox), plan, t_bias)        # 3
-        for i, W in enumerate(params):
-            update_weights_(W, mode.cast(P[i]), mode.cast(U[i]), side, plan)       # 4
+        update_weights_(params, mode.cast(P), mode.cast(U), side, plan)            # 4 (a list of W: chunked)
         track_coordinate_(S, U, plan)
         if rule.smooth:                                                             # 5
-            field = rule.field_from_parts(t, P, tuple(torch.stack(x) for x in zip(*parts)))
+            field = rule.field_from_parts(t, P, tuple(torch.cat(x) for x in zip(*parts)))
             p_step_(P, field, S, plan, step, rule)

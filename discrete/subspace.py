@@ -30,7 +30,8 @@ from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
 from discrete.projection import SWITCH, basis_generator
 from osd_theory import discrete_steps as ds
-from osd_theory.kernels import LEFT, back_project_add_, basis_dim, project, random_basis, subspace_overlap
+from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, project, random_basis,
+                                subspace_overlap)
 from osd_theory.projections import ProjectionRule
 from osd_theory.projections.base import retract_qr, tangent
 
@@ -127,10 +128,20 @@ def inner_step(state: dict, g: Tensor, plan: Plan, step: int) -> Tensor:
 
 
 # -- 4. the weight update -------------------------------------------------------------------------
-def update_weights_(W: Tensor, P: Tensor, U: Tensor, side: int, plan: Plan) -> None:
-    """W ← (1 − ελ)W + ε·scale·back_project(P, U)  (decay before the update, as torch's AdamW)."""
-    ds.decoupled_weight_decay_(W, plan.hp.lr, plan.weight_decay)
-    back_project_add_(W, P, U, side, plan.hp.lr * plan.scale)
+def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, plan: Plan) -> None:
+    """W ← (1 − ελ)W + ε·scale·back_project(P, U)  (decay before the update, as torch's AdamW).
+
+    W is one (m, n) matrix with P (d, r), U of Ĝ's shape; or a bucket: a list of L matrices with P
+    and U stacked (L, ·, ·), back-projected in chunks (one batched product each, then one foreach add).
+    """
+    lr = plan.hp.lr
+    ds.decoupled_weight_decay_(W, lr, plan.weight_decay)
+    if isinstance(W, Tensor):
+        back_project_add_(W, P, U, side, lr * plan.scale)
+        return
+    from discrete.batched import chunks        # the bucket's layout policy (batched imports this module)
+    for sl in chunks(len(W), W[0].numel()):
+        torch._foreach_add_(W[sl], list(back_project(P[sl], U[sl], side).unbind(0)), alpha=lr * plan.scale)
 
 
 def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:

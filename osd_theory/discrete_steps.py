@@ -137,12 +137,17 @@ def galore_scale(update: Tensor, scale: float) -> Tensor:
     return update if scale == 1.0 else update * scale
 
 
-def decoupled_weight_decay_(W: Tensor, lr: float, weight_decay: float) -> None:
+def decoupled_weight_decay_(W: Tensor | list[Tensor], lr: float, weight_decay: float) -> None:
     """AdamW's decoupled decay W ← (1 − lr·λ)W, before the update (as torch.optim.AdamW).
 
-    No HD Lyapunov function is known with it (THEORY.md §3.5); the box-KKT residual applies.
+    W is a tensor or a list of tensors (one foreach launch). No HD Lyapunov function is known with
+    it (THEORY.md §3.5); the box-KKT residual applies.
     """
-    if weight_decay != 0.0:
+    if weight_decay == 0.0:
+        return
+    if isinstance(W, (list, tuple)):
+        torch._foreach_mul_(W, 1.0 - lr * weight_decay)
+    else:
         W.mul_(1.0 - lr * weight_decay)
 
 
