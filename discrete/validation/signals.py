@@ -46,6 +46,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
             for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:  # ignored on purpose (nohup, a background job)
+                    continue
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

@@ -183,3 +183,16 @@ def test_nonfinite_skip_fails_the_run_when_updates_stop(make_cfg, monkeypatch, c
     one_line_error("stopped updating", "steps 2..4", "--nonfinite skip")
     events = [json.loads(ln) for ln in open(os.path.join(cfg.out, "events.jsonl"))]
     assert events[-1]["event"] == "failed" and "stopped updating" in events[-1]["message"]
+
+
+def test_an_ignored_signal_stays_ignored():
+    from discrete.validation.signals import StopSignals
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a background job or under nohup
+    try:
+        with StopSignals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
