@@ -117,13 +117,19 @@ def group_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         order.setdefault(_key(r), []).append(r)
     members = list(order.values())
-    varying = [k for k in GROUP_FIELDS if len({json.dumps(m[0]["settings"][k], default=str) for m in members}) > 1]
+
+    def varying(ms_list):
+        return [k for k in GROUP_FIELDS if len({json.dumps(m[0]["settings"][k], default=str) for m in ms_list}) > 1]
+
+    # a label names the optimizer and what differs among that optimizer's groups (alpha means
+    # nothing to GaLore, so it does not label a GaLore group just because an OSD group has another)
+    within = {opt: varying([m for m in members if m[0]["settings"]["optimizer"] == opt])
+              for opt in {m[0]["settings"]["optimizer"] for m in members}}
     groups = []
     for ms in members:
         s = ms[0]["settings"]
-        parts = ([s["optimizer"]] if "optimizer" in varying or len(members) == 1 else [])
-        parts += [f"{k}={_fmt_value(s[k])}" for k in varying if k != "optimizer"]
-        label = ms[0]["run"] if len(ms) == 1 else f"{' '.join(parts) or ms[0]['optimizer']} ({len(ms)} seeds)"
+        parts = [s["optimizer"]] + [f"{k}={_fmt_value(s[k])}" for k in within[s["optimizer"]]]
+        label = ms[0]["run"] if len(ms) == 1 else f"{' '.join(parts)} ({len(ms)} seeds)"
         g = {"label": label, "n": len(ms), "rows": ms, "optimizer": s["optimizer"], "model": s["model"],
              "seeds": [r["seed"] for r in ms]}
         for metric in CI_METRICS:
