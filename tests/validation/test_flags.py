@@ -87,12 +87,6 @@ def _param_groups(cfg: RunConfig) -> list[dict]:
     return build_optimizer(build_model("tiny", vocab_size=64, max_seq_len=16), cfg).optimizer.param_groups
 
 
-def test_without_projection_the_group_has_no_projection_keys():
-    groups = _param_groups(RunConfig(model="tiny", optimizer="osd", rank=4))
-    assert any("rank" in g for g in groups)
-    assert not any("projection" in g or "proj_options" in g for g in groups)
-
-
 def test_projection_reaches_the_projected_param_group():
     import discrete
 
@@ -103,3 +97,5 @@ def test_projection_reaches_the_projected_param_group():
     assert proj["projection"] == "oja" and proj["proj_options"] == {"alpha": 2.0}
     (plain,) = [g for g in _param_groups(dataclasses.replace(cfg, proj_options={})) if "rank" in g]
     assert plain["projection"] == "oja" and "proj_options" not in plain
+    (preset,) = [g for g in _param_groups(dataclasses.replace(cfg, projection=None, proj_options={})) if "rank" in g]
+    assert "projection" not in preset and "proj_options" not in preset  # unset: the preset's rule applies
