@@ -12,7 +12,7 @@ import math
 import statistics
 from pathlib import Path
 
-from discrete.validation.config import DATA, DEFINES, FIELDS, LENGTH, RunConfig
+from discrete.validation.config import DATA, DEFINES, FIELDS, LENGTH, from_json
 from discrete.validation.runlog import read_log_checked
 from discrete.validation.stats import INTERVAL_NAME, mean_ci
 from osd_theory.errors import UserError
@@ -21,7 +21,6 @@ STATE_KEYS = ("moments", "projector", "projector_optim", "other_state")
 # what makes two runs "the same setting" (the seed is left out: that is what a group varies)
 GROUP_FIELDS = tuple(n for n, f in FIELDS.items() if f.metadata["role"] in (DEFINES, LENGTH, DATA))
 CI_METRICS = ("val_ppl", "tokens_per_s", "peak_mem_gb")
-_DEFAULTS = RunConfig().to_json()
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -40,8 +39,10 @@ def load_run(run_dir: str | Path) -> dict:
 
 
 def settings(config: dict) -> dict:
-    """The run-defining settings of a config, bar the seed (older configs: defaults for newer fields)."""
-    return {k: config.get(k, _DEFAULTS[k]) for k in GROUP_FIELDS}
+    """The run-defining settings of a config, bar the seed (older configs: defaults for newer fields,
+    their spellings normalised as a resume reads them)."""
+    normal = from_json(config).to_json()
+    return {k: normal[k] for k in GROUP_FIELDS}
 
 
 def summarize(run: dict) -> dict:
