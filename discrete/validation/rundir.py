@@ -99,6 +99,12 @@ class DirLock:
             self.fd = None
 
 
+def check_not_live(d: Path) -> None:
+    """Refuse early (before data and model are built) a directory a live run holds; claim() locks for real."""
+    if Path(d).is_dir():
+        DirLock(d).acquire().release()
+
+
 def make_dir(d: Path) -> None:
     try:
         Path(d).mkdir(parents=True, exist_ok=True)

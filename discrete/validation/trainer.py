@@ -144,6 +144,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     # 1) everything that only reads: settings, directory rules, the checkpoint, data, model
     resolve(cfg, info.world)
     rundir.check_writable(run_dir)
+    if info.is_main:
+        rundir.check_not_live(run_dir)
     plan = ck = None
     if cfg.resume:
         plan = plan_resume(run_dir, cfg)
