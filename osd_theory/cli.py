@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("osd_theory.claims.cli", "run the paper's claims as checks and print claim -> evidence -> verdict"),
     "validate": ("discrete.validation.cli", "pretrain a LLaMA model with a subspace optimizer and log theory metrics"),
     "report": ("discrete.validation.report_cli", "compare validation runs: table, plots, --json"),
+    "sweep": ("discrete.validation.sweep_cli", "run a grid of validation settings x seeds, one run dir each, resumable"),
 }
 
 

@@ -3,15 +3,25 @@
 A consumer of the optimizers in :mod:`discrete`, never imported by them. The files,
 read top to bottom like nanoGPT:
 
+- ``config.py``     every setting once: ``RunConfig`` fields with their rule, help and role
+- ``rules.py``      what a setting accepts (parse, check, describe) -> one-line errors everywhere
+- ``flags.py``      command-line flags generated from ``RunConfig``
+- ``resolve.py``    defaults that depend on other settings, and the cross-field checks
 - ``model.py``      LLaMA (RMSNorm, RoPE, SwiGLU, SDPA attention) and the ``FLAVOURS`` registry
 - ``tokenizer.py``  byte-level BPE trained on the corpus, cached by a hash of its inputs
 - ``data.py``       corpus reading, token-array cache (memmap), seeded epoch batching
 - ``optim.py``      param groups (attention/MLP linears projected) and the optimizer registry
 - ``metrics.py``    theory-linked metrics from the optimizer's real state (H-proxy, residual, drift, bytes)
-- ``checkpoint.py`` atomic, ``weights_only``-loadable checkpoints
+- ``checkpoint.py`` atomic, checksummed, ``weights_only``-loadable checkpoints
+- ``rundir.py``     directory rules: one run per directory, locked while live
+- ``resume.py``     what a resume may change, and the record of each change
+- ``runlog.py``     config, provenance, the JSONL log and the run's history (events.jsonl)
+- ``signals.py``    SIGTERM/SIGINT: checkpoint, then exit
 - ``distributed.py``torchrun / DDP setup
 - ``trainer.py``    the loop
-- ``cli.py`` / ``report_cli.py`` / ``report.py``  ``osd-theory validate`` and ``osd-theory report``
+- ``sweep.py``      a grid of settings x seeds, resumable as a whole
+- ``report.py`` / ``stats.py`` / ``plots.py``  summaries, seed groups with t-intervals, figures
+- ``cli.py`` / ``sweep_cli.py`` / ``report_cli.py``  ``osd-theory validate``, ``sweep`` and ``report``
 
 Nothing here is imported by ``import discrete``.
 """

@@ -1,82 +1,192 @@
 """The resolved configuration of one validation run (saved as ``config.json`` in the run dir).
 
+Every setting is declared once, here, with its rule (what values it accepts, :mod:`rules`), its
+help text and its *role*; ``osd-theory validate`` and ``osd-theory sweep`` generate their flags
+from these declarations (:mod:`flags`), the resume rules (:mod:`resume`) and the report's seed
+grouping read the roles.
+
 Defaults follow the GaLore pretraining protocol (ANCHORS.md §1) where it has one: Adam
 (0.9, 0.999), eps 1e-8, 10% linear warm-up then cosine to 10% of the peak lr, gradient clip 1.0,
 no weight decay, sequence length 256, GaLore scale 0.25 and refresh gap T = 200.
-``SMALL_DATA`` holds the honest CPU shortcuts for the tiny model (stated in the run's config).
+``SMALL_DATA`` and ``MODEL_SHAPE`` hold the honest CPU shortcuts for the tiny model (stated in the
+run's config).
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from discrete.validation import rules as R
+from osd_theory.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "corpus"  # ../shared/data/corpus of the checkout
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "validation"  # git-ignored
 
+# Roles: how a setting relates to "the same run".
+DEFINES = "defines"  # changes what is trained: a resume must keep it; runs that differ in it are not grouped
+SEED = "seed"        # the seed: defines the run, but runs differing only in it form one group in `report`
+LENGTH = "length"    # steps: a resume may raise it (the lr schedule keeps its length, see resume.py)
+DATA = "data"        # where the corpus is: a resume may point elsewhere if the content is the same
+SAFE = "safe"        # bookkeeping, speed or a safety policy: a resume may change it (the change is recorded)
+LOCAL = "local"      # about this invocation only (run dir, --resume itself): never compared
+
+
+def _registry(module: str, name: str):
+    return lambda: getattr(importlib.import_module(module), name)
+
+
+def setting(default: Any = None, rule: R.Rule = R.Rule(), help: str = "", *, role: str = DEFINES,
+            flag: str | None = None, cli: bool = True, required: bool = False, factory=None):
+    """A RunConfig field with its rule, help and role (read by flags.py, resume.py and report.py)."""
+    meta = {"rule": rule, "help": help, "role": role, "flag": flag, "cli": cli, "required": required}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+NONNEG = R.Real(0.0)
+POSITIVE = R.Real(0.0, lo_open=True)
+FRACTION = R.Real(0.0, 1.0)
+COUNT = R.Int(1)
+
 
 @dataclass
 class RunConfig:
     # what to train
-    model: str = "60m"  # a name in model.FLAVOURS
-    optimizer: str = "adamw"  # a name in optim.OPTIMIZER_BUILDERS
-    rank: int | None = None  # subspace rank; None: the paper's rank for the model (optim.DEFAULT_RANK)
+    model: str = setting("60m", R.Name(_registry("discrete.validation.model", "FLAVOURS")), "model size")
+    optimizer: str = setting("adamw", R.Name(_registry("discrete.validation.optim", "OPTIMIZER_BUILDERS")),
+                             "optimizer")
+    rank: int | None = setting(None, COUNT, "subspace rank (default: the paper's, 128 at 60M; 8 for tiny)")
+    projection: str | None = setting(
+        None, R.Projection(),
+        "projection rule of a subspace optimizer, replacing its preset's: a registered name (oja, online_pca, "
+        "periodic_svd, random_jump, ...) or path/to/file.py:function (default: the preset's rule)")
+    proj_options: dict = setting(None, R.Options(), "an option of --projection's rule, key=value; repeatable",
+                                 flag="proj-option", factory=dict)
     # optimisation
-    steps: int = 1000  # optimizer steps
-    batch_size: int = 512  # global sequences per optimizer step (all ranks, all micro-batches)
-    micro_batch_size: int | None = None  # sequences per forward/backward per rank; None: batch_size / world
-    seq_len: int = 256
-    lr: float | None = None  # peak lr; None: optim.DEFAULT_LR[optimizer] (GaLore/RSO/OSD 0.01, AdamW 1e-3)
-    warmup_frac: float = 0.1  # linear warm-up over this fraction of the steps
-    min_lr_frac: float = 0.1  # cosine decays to this fraction of the peak lr
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    steps: int = setting(1000, COUNT, "optimizer steps", role=LENGTH)
+    schedule_steps: int | None = setting(
+        None, COUNT, "length of the warm-up + cosine lr schedule; steps beyond it run at the final lr "
+        "(default: --steps; a resume with more --steps keeps the run's schedule)")
+    batch_size: int | None = setting(None, COUNT, "global sequences per optimizer step, all processes and "
+                                     "micro-batches (default 512; 8 for tiny)")
+    micro_batch_size: int | None = setting(None, COUNT, "sequences per forward/backward per process "
+                                           "(default: batch / processes)", role=SAFE)
+    seq_len: int | None = setting(None, R.Int(2), "tokens per sequence, at most the model's context "
+                                  "(default 256; 64 for tiny)")
+    lr: float | None = setting(None, POSITIVE, "peak lr (default: 1e-3 AdamW, 1e-2 GaLore/OSD/RSO)")
+    warmup_frac: float = setting(0.1, FRACTION, "linear warm-up over this fraction of the schedule")
+    min_lr_frac: float = setting(0.1, FRACTION, "cosine decays to this fraction of the peak lr")
+    grad_clip: float = setting(1.0, NONNEG, "max global gradient norm; 0 disables clipping")
+    weight_decay: float = setting(0.0, NONNEG, "decoupled weight decay")
+    betas: tuple[float, float] = setting((0.9, 0.999), R.Pair(), "Adam's beta1 beta2")
+    eps: float = setting(1e-8, NONNEG, "Adam's epsilon")
     # subspace-optimizer knobs (param groups with a rank)
-    update_proj_gap: int = 200  # GaLore T (SVD refresh period); RSO resample period
-    scale: float = 0.25  # GaLore alpha: the projected update is multiplied by it
-    alpha: float = 0.5  # OSD: P lr = alpha * weight lr; 0.5 at lr 0.01 is the paper's P lr 0.005 (alpha 5 at
-    # lr 1e-3, THEORY.md 4.3) and the reference code's 1/(gap*lr); alpha 5 at lr 0.01 blew P up (results README)
-    pca_lambda: float = 0.1  # OSD orthogonality weight lambda (paper 0.1; reference code 0)
-    nonfinite: str = "ignore"  # discrete optimizers' NaN/Inf-gradient policy: "ignore" has no per-step host
-    # sync; the trainer then stops at the first log step whose loss is not finite
+    update_proj_gap: int = setting(200, COUNT, "GaLore T (SVD refresh period); RSO resample period")
+    scale: float = setting(0.25, POSITIVE, "GaLore/OSD update scale")
+    # OSD alpha: 0.5 at lr 0.01 is the paper's P lr 0.005 (alpha 5 at lr 1e-3, THEORY.md 4.3) and the
+    # reference code's 1/(gap*lr); alpha 5 at lr 0.01 blew P up (results README)
+    alpha: float = setting(0.5, NONNEG, "OSD: P lr = alpha * weight lr")
+    pca_lambda: float = setting(0.1, NONNEG, "OSD orthogonality weight lambda (paper 0.1; reference code 0)")
+    # "ignore" has no per-step host sync; the trainer then stops at the first log step whose loss is
+    # not finite. "skip" syncs every step; the trainer logs the skip counts and fails the run when
+    # steps stop updating anything (max_skipped_steps).
+    nonfinite: str = setting("ignore", R.Choice(("ignore", "raise", "skip")),
+                             "NaN/Inf-gradient policy of the subspace optimizers; raise/skip cost a host sync "
+                             "per step (ignore: no check, the run stops at a non-finite logged loss)", role=SAFE)
+    max_skipped_steps: int = setting(10, COUNT, "with --nonfinite skip: fail after this many consecutive steps "
+                                     "in which every update was skipped", role=SAFE)
     # data
-    data: str = str(DEFAULT_DATA)  # corpus dir with train.* and valid.* (corpus.py)
-    train_files: list[str] = field(default_factory=list)  # explicit files instead of --data
-    valid_files: list[str] = field(default_factory=list)
-    vocab_size: int | None = None  # None: SMALL_DATA for tiny, else 32000
-    max_train_chars: int | None = None  # train-text prefix for tokenizer and train tokens; None: SMALL_DATA / all
-    val_tokens: int | None = None  # predicted valid tokens evaluated; None: SMALL_DATA / whole split
-    cache_dir: str = str(DEFAULT_CACHE)
-    seed: int = 0  # model init and data order
+    data: str = setting(str(DEFAULT_DATA), R.Text(), "corpus dir with train.* and valid.* "
+                        "(default ../shared/data/corpus)", role=DATA)
+    train_files: list[str] = setting(None, R.Paths(), "explicit train files (.txt/.jsonl[.xz/.gz/.bz2])",
+                                     role=DATA, factory=list)
+    valid_files: list[str] = setting(None, R.Paths(), "explicit valid files", role=DATA, factory=list)
+    vocab_size: int | None = setting(None, R.Int(257, 1 << 32), "BPE vocab (default 32000; 4096 for tiny)")
+    max_train_chars: int | None = setting(None, R.Int(0), "use only this prefix of the train text, for tokenizer "
+                                          "and train tokens; 0 = all (default all; 4M for tiny)")
+    val_tokens: int | None = setting(None, R.Int(0), "evaluate the first N valid tokens; 0 = all "
+                                     "(default the whole valid split; 65536 for tiny)")
+    cache_dir: str = setting(str(DEFAULT_CACHE), R.Text(), "tokenizer / token-array cache", role=SAFE)
+    seed: int = setting(0, R.Int(0, 2**63 - 1), "model init and data order", role=SEED)
     # bookkeeping
-    out: str = "runs/validate"
-    log_every: int = 10  # steps between JSONL records (theory metrics are computed only then)
-    eval_every: int = 0  # steps between validation passes; 0: only at the end
-    ckpt_every: int = 0  # steps between checkpoints; 0: only at the end; negative: never
-    resume: bool = False
-    stop_after: int | None = None  # stop (with a checkpoint) after this step, as if interrupted; for tests
-    device: str = "auto"  # auto: cuda if available, else cpu
-    compile: bool = False  # torch.compile the model
-    progress: bool = True  # tqdm bar on rank 0
+    out: str = setting("runs/validate", R.Text(), "run directory", role=LOCAL, required=True)
+    log_every: int = setting(10, COUNT, "steps between JSONL records (theory metrics are computed only then)",
+                             role=SAFE)
+    eval_every: int = setting(0, R.Int(0), "steps between validation passes; 0: at the end only", role=SAFE)
+    ckpt_every: int = setting(0, R.Int(-1), "steps between checkpoints; 0: at the end (and on SIGTERM/SIGINT) "
+                              "only; -1: never", role=SAFE)
+    resume: bool = setting(False, R.Switch(), "continue the run in --out from its checkpoint", role=LOCAL)
+    overwrite: bool = setting(False, R.Switch(), "replace the run in --out (its files are deleted)", role=LOCAL)
+    stop_after: int | None = setting(None, COUNT, "stop (with a checkpoint) after this step, as if interrupted",
+                                     role=LOCAL, cli=False)
+    device: str = setting("auto", R.Device(), "auto (cuda if available), cpu, cuda, cuda:N or mps", role=SAFE)
+    compile: bool = setting(False, R.Switch(), "torch.compile the model", role=SAFE)
+    progress: bool = setting(True, R.Switch(), "no tqdm bar", role=SAFE, flag="no-progress")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
 
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a field (``batch_size`` -> ``--batch-size``)."""
+    return "--" + (FIELDS[name].metadata["flag"] or name.replace("_", "-"))
+
+
+def fields_with_role(*roles: str) -> list[str]:
+    return [n for n, f in FIELDS.items() if f.metadata["role"] in roles]
+
+
+def check_fields(cfg: RunConfig) -> RunConfig:
+    """Each field against its rule (UserError naming the flag and what it allows)."""
+    for name, f in FIELDS.items():
+        f.metadata["rule"].check(flag_of(name), getattr(cfg, name))
+    return cfg
+
+
+def from_json(saved: dict) -> RunConfig:
+    """A RunConfig from a saved ``config.json`` (older files lack newer fields: they get defaults)."""
+    known = {k: v for k, v in saved.items() if k in FIELDS}
+    if isinstance(known.get("betas"), list):
+        known["betas"] = tuple(known["betas"])
+    for key in ("max_train_chars", "val_tokens"):  # resolved files before 0 meant "all" stored None
+        if key in saved and saved[key] is None:
+            known[key] = 0
+    return RunConfig(**known)
+
+
 # CPU shortcuts for the tiny flavour: a 4096-entry BPE trained on the first 4 M characters of
 # the train split (which are also the only train tokens), and 64 Ki valid tokens. Everything else
 # uses vocab 32000, the whole train split and the whole valid split unless flags say otherwise.
+# 0 means "all" once resolved, so resolving a saved config again changes nothing.
 SMALL_DATA = {"tiny": {"vocab_size": 4096, "max_train_chars": 4_000_000, "val_tokens": 65536}}
-FULL_DATA = {"vocab_size": 32000, "max_train_chars": None, "val_tokens": None}
+FULL_DATA = {"vocab_size": 32000, "max_train_chars": 0, "val_tokens": 0}
+# batch and sequence length when the user gives none
+MODEL_SHAPE = {"tiny": {"batch_size": 8, "seq_len": 64}}
+FULL_SHAPE = {"batch_size": 512, "seq_len": 256}
 
 
 def resolve_data_defaults(cfg: RunConfig) -> RunConfig:
-    """Fill ``None`` data fields from SMALL_DATA / FULL_DATA (the saved config shows the result)."""
-    base = SMALL_DATA.get(cfg.model, FULL_DATA)
-    for key, value in base.items():
-        if getattr(cfg, key) is None:
-            setattr(cfg, key, value)
+    """Fill ``None`` data and shape fields from the model's defaults (the saved config shows the result)."""
+    for table, fallback in ((SMALL_DATA, FULL_DATA), (MODEL_SHAPE, FULL_SHAPE)):
+        for key, value in table.get(cfg.model, fallback).items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
     return cfg
+
+
+def all_or_none(n: int | None) -> int | None:
+    """The data code's convention: None is "all" (0 in the config)."""
+    return n or None
+
+
+def require(cond: bool, message: str) -> None:
+    if not cond:
+        raise UserError(message)

@@ -8,6 +8,8 @@ reads exactly the sequences an uninterrupted single-process run reads.
 
 Validation. The valid tokens are cut the same way (no shuffling); the first ``val_tokens``
 predicted tokens are used, or all of them (the whole split, bar a tail shorter than T+1).
+
+Cache entries carry the SHA-256 of their tokens; a damaged entry is encoded again, with a note.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 
 from discrete.validation.corpus import SplitFiles, read_documents
 from discrete.validation.tokenizer import DOC_TOKEN, chunks
+from osd_theory.errors import UserError
 
 TOKENS_VERSION = 1
 
@@ -49,24 +52,58 @@ def encode_documents(tok, docs: list[str]) -> np.ndarray:
 
 
 def load_or_encode(files: SplitFiles, tok, tok_key: str, max_chars: int | None, cache_dir: Path, log=print) -> np.ndarray:
-    """The split's token array as a read-only memmap, encoding (and caching) it on a miss."""
+    """The split's token array as a read-only memmap, encoding (and caching) it on a miss or a corrupt entry."""
     spec = {"v": TOKENS_VERSION, "tok": tok_key, "files": files.fingerprint(), "chars": max_chars}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"tokens-{files.split}-{key}.bin"
     meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
-        log(f"tokenizing {files.split} split -> {path}")
-        ids = encode_documents(tok, read_documents(files, max_chars))
+    if path.is_file() or meta_path.is_file():
+        meta, problem = _check_cached(path, meta_path, tok.get_vocab_size())
+        if meta is not None:
+            return np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["length"],))
+        log(f"cached {files.split} tokens {path} are corrupt ({problem}); encoding them again")
+    log(f"tokenizing {files.split} split -> {path}")
+    ids = encode_documents(tok, read_documents(files, max_chars))
+    meta = {"dtype": ids.dtype.name, "length": int(ids.size), "sha256": hashlib.sha256(ids.tobytes()).hexdigest(), **spec}
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        ids.tofile(tmp)
+        _atomic(path, ids.tofile)
+        _atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))  # lands last: its presence means the .bin is whole
+    except OSError as exc:
+        raise UserError(f"--cache-dir {cache_dir}: cannot write {path.name} ({exc.strerror or exc})") from None
+    return np.memmap(path, dtype=ids.dtype, mode="r", shape=(meta["length"],))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    try:
+        write(tmp)
         os.replace(tmp, path)
-        meta = {"dtype": ids.dtype.name, "length": int(ids.size), **spec}
-        tmp = meta_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)  # the meta file lands last: its presence means the .bin is whole
-    meta = json.loads(meta_path.read_text())
-    return np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["length"],))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_cached(path: Path, meta_path: Path, vocab_size: int) -> tuple[dict | None, str]:
+    """(meta, "") for a sound cache entry, else (None, what is wrong): missing half, bad meta, size or checksum."""
+    if not (path.is_file() and meta_path.is_file()):
+        return None, "half of the entry is missing"
+    try:
+        meta = json.loads(meta_path.read_text())
+        dtype, length = np.dtype(meta["dtype"]), int(meta["length"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"unreadable {meta_path.name}: {type(exc).__name__}"
+    if path.stat().st_size != length * dtype.itemsize:
+        return None, f"{path.stat().st_size} bytes, expected {length * dtype.itemsize}"
+    if "sha256" in meta:  # entries written before the checksum existed are checked by size only
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                h.update(block)
+        if h.hexdigest() != meta["sha256"]:
+            return None, "checksum mismatch"
+    elif length and int(np.memmap(path, dtype=dtype, mode="r", shape=(length,)).max()) >= vocab_size:
+        return None, "token ids beyond the vocabulary"
+    return meta, ""
 
 
 @dataclass
@@ -78,8 +115,6 @@ class TrainStream:
     seed: int
 
     def __post_init__(self):
-        from osd_theory.errors import UserError
-
         self.n_windows = (len(self.tokens) - 1) // self.seq_len
         if self.n_windows < 1:
             raise UserError(f"train split has {len(self.tokens)} tokens, fewer than one sequence of {self.seq_len + 1}")
@@ -110,8 +145,6 @@ def valid_windows(tokens: np.ndarray, seq_len: int, val_tokens: int | None) -> t
     if val_tokens is not None:
         n = min(n, -(-val_tokens // seq_len))
     if n < 1:
-        from osd_theory.errors import UserError
-
         raise UserError(f"valid split has {len(tokens)} tokens, fewer than one sequence of {seq_len + 1}")
     idx = torch.arange(n)[:, None] * seq_len + torch.arange(seq_len + 1)[None, :]  # (n, T+1)
     return torch.from_numpy(np.asarray(tokens[: n * seq_len + 1], dtype=np.int64))[idx]

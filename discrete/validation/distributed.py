@@ -58,6 +58,16 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def agree(ok: bool, info: DistInfo, device: torch.device) -> bool:
+    """True iff ``ok`` on every rank (a MIN all-reduce): one rank's refusal stops all of them,
+    instead of leaving the others waiting in the first collective."""
+    if not info.enabled:
+        return ok
+    flag = torch.tensor(1.0 if ok else 0.0, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def teardown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

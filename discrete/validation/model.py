@@ -105,6 +105,9 @@ class LlamaConfig:
     n_layers: int = 8
     vocab_size: int = 32000  # set from the tokenizer at build time
     max_seq_len: int = 256  # RoPE table length; longer inputs are refused
+    # the longest sequence the flavour is meant for (GaLore's LLaMA configs: max_sequence_length 1024);
+    # the trainer refuses a longer --seq-len (attention cost grows as T^2)
+    context: int = 1024
     norm_eps: float = 1e-6
     init_std: float = 0.02  # HF LLaMA initializer_range
     rope_theta: float = 10000.0

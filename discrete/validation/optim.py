@@ -3,8 +3,9 @@
 GaLore protocol (arXiv:2403.03507 §5.1): only the attention and MLP linears are projected; the
 embedding, the norms and the output head take the full-rank Adam path. A projected group carries
 GaLore's keys (``rank``, ``update_proj_gap``, ``scale``, ``proj_type``) and OSD's (``alpha``,
-``pca_lambda``); the optimizer classes come from ``discrete.OPTIMIZERS`` (imported lazily, so this
-file loads before that package exists).
+``pca_lambda``); with ``--projection`` it also carries ``projection`` (and ``proj_options``), which
+replace the preset's projection rule. The optimizer classes come from ``discrete.OPTIMIZERS``
+(imported lazily, so this file loads before that package exists).
 
 ``adamw`` is ``torch.optim.AdamW`` (foreach), the baseline users compare against.
 """
@@ -59,12 +60,18 @@ def check_rank(model: nn.Module, rank: int) -> None:
 
 
 def projected_group_keys(cfg: RunConfig, rank: int) -> dict:
-    return {
+    keys = {
         "rank": rank,
         "update_proj_gap": cfg.update_proj_gap,
         "scale": cfg.scale,
         "proj_type": "std",  # project the smaller side
     }
+    # unset: neither key, so the preset's own rule applies (and optimizers without the keys still load)
+    if cfg.projection:
+        keys["projection"] = cfg.projection
+        if cfg.proj_options:
+            keys["proj_options"] = dict(cfg.proj_options)
+    return keys
 
 
 OPTIMIZER_BUILDERS: Registry[Callable[[nn.Module, RunConfig, float, int], OptimizerBundle]] = Registry("optimizer")
@@ -90,10 +97,20 @@ def _build_subspace(name: str, extra: Callable[[RunConfig], dict]):
         check_rank(model, rank)
         proj, full = split_params(model)
         groups = [{"params": full}, {"params": proj, **projected_group_keys(cfg, rank), **extra(cfg)}]
-        opt = _discrete_class(name)(groups, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                    nonfinite=cfg.nonfinite)
+        cls = _discrete_class(name)
+        if cfg.projection and "projection" not in getattr(cls, "proj_keys", {}):
+            # torch keeps unknown group keys silently: the run would claim a rule it never used
+            raise UserError(f"--projection: this version of discrete.{cls.__name__} takes no projection rule")
+        try:
+            opt = cls(groups, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                      nonfinite=cfg.nonfinite)
+        except (ValueError, KeyError) as exc:  # the optimizer's own check of a group key (a bad rule name)
+            if isinstance(exc, UserError):
+                raise
+            raise UserError(f"{name}: {exc}".replace("\n", " ")) from None
         return OptimizerBundle(opt, projected=proj)
 
+    build.projects = True  # a subspace optimizer: --rank, --projection and --nonfinite apply
     return build
 
 
@@ -102,6 +119,11 @@ OPTIMIZER_BUILDERS.add("osd", _build_subspace("osd", lambda cfg: {"alpha": cfg.a
 # RSO in optimizer form (discrete/rso.py): P resampled (Haar) every update_proj_gap steps, inner
 # Adam state reset with it; its draws are seeded by (seed, parameter index, step), so resumable.
 OPTIMIZER_BUILDERS.add("rso", _build_subspace("rso", lambda cfg: {"seed": cfg.seed}))
+
+
+def projects(name: str) -> bool:
+    """Whether optimizer ``name`` projects (takes --rank, --projection, --nonfinite)."""
+    return getattr(OPTIMIZER_BUILDERS.get(name), "projects", False)
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> OptimizerBundle:

@@ -1,14 +1,26 @@
-"""Summaries, the comparison table and the plots of finished validation runs (read from run dirs)."""
+"""Summaries, the comparison table and the plots of finished validation runs (read from run dirs).
+
+Runs whose configs differ only in the seed form a *group*; the table and the plots show each
+group's mean and, with two or more seeds, the Student-t 95 % confidence interval of the mean
+(:mod:`stats`) of validation PPL, tokens/s and peak memory. Colours follow the optimizer (the same
+colour for an optimizer in every figure); groups of one optimizer differ by line style / hatch.
+"""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
-from discrete.validation.runlog import read_log
+from discrete.validation.config import DATA, DEFINES, FIELDS, LENGTH, from_json
+from discrete.validation.runlog import read_log_checked
+from discrete.validation.stats import INTERVAL_NAME, mean_ci
 from osd_theory.errors import UserError
 
 STATE_KEYS = ("moments", "projector", "projector_optim", "other_state")
+# what makes two runs "the same setting" (the seed is left out: that is what a group varies)
+GROUP_FIELDS = tuple(n for n, f in FIELDS.items() if f.metadata["role"] in (DEFINES, LENGTH, DATA))
+CI_METRICS = ("val_ppl", "tokens_per_s", "peak_mem_gb")
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -17,12 +29,20 @@ def load_run(run_dir: str | Path) -> dict:
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a validation run dir (no {name})")
     meta = run_dir / "meta.json"
-    return {
-        "dir": str(run_dir),
-        "config": json.loads((run_dir / "config.json").read_text()),
-        "meta": json.loads(meta.read_text()) if meta.is_file() else {},
-        "log": read_log(run_dir),
-    }
+    log, bad = read_log_checked(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        meta_d = json.loads(meta.read_text()) if meta.is_file() else {}
+    except ValueError as exc:
+        raise UserError(f"{run_dir}: unreadable config.json or meta.json ({exc})") from None
+    return {"dir": str(run_dir), "config": config, "meta": meta_d, "log": log, "skipped_lines": bad}
+
+
+def settings(config: dict) -> dict:
+    """The run-defining settings of a config, bar the seed (older configs: defaults for newer fields,
+    their spellings normalised as a resume reads them)."""
+    normal = from_json(config).to_json()
+    return {k: normal[k] for k in GROUP_FIELDS}
 
 
 def summarize(run: dict) -> dict:
@@ -39,7 +59,8 @@ def summarize(run: dict) -> dict:
     clean = [r for r in train if id(r) not in after_eval] or train
     peaks = [r["peak_alloc_gb"] for r in clean if "peak_alloc_gb" in r]
     reserved = [r["peak_reserved_gb"] for r in clean if "peak_reserved_gb" in r]
-    residuals = [r["residual"] for r in train if r.get("residual") is not None]
+    residuals = [r["residual"] for r in train if r.get("residual") is not None and math.isfinite(r["residual"])]
+    skipped = [s for r in train for s in r.get("skipped", [])]
     return {
         "run": Path(run["dir"]).name,
         "dir": run["dir"],
@@ -47,6 +68,7 @@ def summarize(run: dict) -> dict:
         "model": cfg["model"],
         "rank": None if cfg["optimizer"] == "adamw" else cfg.get("rank"),
         "lr": cfg.get("lr"),
+        "seed": cfg.get("seed"),
         "steps": last.get("step"),
         "tokens": (evals[-1] if evals else last).get("tokens"),
         "train_loss": last.get("loss"),
@@ -61,95 +83,126 @@ def summarize(run: dict) -> dict:
         "state_share_of_peak": (sum(sb.get(k, 0) for k in STATE_KEYS) / 2**30 / max(peaks)) if sb and peaks else None,
         "H_final": last.get("H"),
         "residual_mean": statistics.fmean(residuals) if residuals else None,
+        "skipped_updates": sum(skipped) if skipped else None,
         "device": run["meta"].get("device"),
         "git_hash": run["meta"].get("git_hash"),
+        "settings": settings(cfg),
     }
 
 
+# -----------------------------------------------------------------------------
+# groups of seeds
+
+
+def _key(row: dict) -> str:
+    return json.dumps(row["settings"], sort_keys=True, default=str)
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v)) or "[]"
+    if isinstance(v, dict):
+        return ",".join(f"{k}={w}" for k, w in sorted(v.items())) or "{}"
+    return str(v)
+
+
+def group_rows(rows: list[dict]) -> list[dict]:
+    """Groups of rows that differ only in seed, in first-seen order, with mean ± CI of CI_METRICS.
+
+    Each row gets ``group`` (the group's label); a group's label is its single run's name, or the
+    settings that differ between the groups (``galore lr=0.02``) and the number of seeds.
+    """
+    order: dict[str, list[dict]] = {}
+    for r in rows:
+        order.setdefault(_key(r), []).append(r)
+    members = list(order.values())
+
+    def varying(ms_list):
+        return [k for k in GROUP_FIELDS if len({json.dumps(m[0]["settings"][k], default=str) for m in ms_list}) > 1]
+
+    # a label names the optimizer and what differs among that optimizer's groups (alpha means
+    # nothing to GaLore, so it does not label a GaLore group just because an OSD group has another)
+    within = {opt: varying([m for m in members if m[0]["settings"]["optimizer"] == opt])
+              for opt in {m[0]["settings"]["optimizer"] for m in members}}
+    groups = []
+    for ms in members:
+        s = ms[0]["settings"]
+        parts = [s["optimizer"]] + [f"{k}={_fmt_value(s[k])}" for k in within[s["optimizer"]]]
+        label = ms[0]["run"] if len(ms) == 1 else f"{' '.join(parts)} ({len(ms)} seeds)"
+        g = {"label": label, "n": len(ms), "rows": ms, "optimizer": s["optimizer"], "model": s["model"],
+             "seeds": [r["seed"] for r in ms]}
+        for metric in CI_METRICS:
+            g[metric], g[metric + "_ci95"] = mean_ci(r[metric] for r in ms)
+        for metric in ("tokens", "optimizer_state_gb", "state_share_of_peak", "H_final", "residual_mean"):
+            g[metric] = mean_ci(r[metric] for r in ms)[0]
+        g["rank"] = ms[0]["rank"]
+        for r in ms:
+            r["group"] = label
+        groups.append(g)
+    return groups
+
+
+def json_rows(rows: list[dict]) -> list[dict]:
+    """Per-run rows with their group's mean and CI (``*_mean``, ``*_ci95``); strict JSON (null, not NaN)."""
+    out = []
+    for g in group_rows(rows):
+        for r in g["rows"]:
+            extra = {"group_n": g["n"], "interval": INTERVAL_NAME}
+            for metric in CI_METRICS:
+                extra[metric + "_mean"], extra[metric + "_ci95"] = g[metric], g[metric + "_ci95"]
+            out.append(_finite({**r, **extra}))
+    return out
+
+
+def _finite(obj):
+    """NaN and infinities as None, recursively, so ``json.dumps(allow_nan=False)`` holds."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+# -----------------------------------------------------------------------------
+# the table
+
+
 def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def _pm(mean, hw, spec: str) -> str:
+    return _fmt(mean, spec) if hw is None else f"{_fmt(mean, spec)} ± {_fmt(hw, spec)}"
 
 
 def table(rows: list[dict]) -> str:
-    """Plain-text comparison; ratios are against the AdamW row of the same model, if any."""
-    base = {r["model"]: r for r in rows if r["optimizer"] == "adamw"}
-    head = ["run", "optimizer", "model", "rank", "tokens", "val_ppl", "ppl/adamw", "tok/s", "tok/s/adamw",
+    """Plain-text comparison, one line per group of seeds; ratios against the AdamW group of the same model."""
+    groups = group_rows(rows)
+    base = {}
+    for g in groups:
+        if g["optimizer"] == "adamw":
+            base.setdefault(g["model"], g)
+    head = ["run", "n", "optimizer", "model", "rank", "tokens", "val_ppl", "ppl/adamw", "tok/s", "tok/s/adamw",
             "peak_mem_GB", "opt_state_MB", "state/peak", "H_final", "residual"]
     lines = [head]
-    for r in rows:
-        b = base.get(r["model"])
-        ratio = lambda k: (r[k] / b[k]) if b and r[k] and b[k] else None  # noqa: E731
+    for g in groups:
+        b = base.get(g["model"])
+        ratio = lambda k: (g[k] / b[k]) if b and g[k] and b[k] else None  # noqa: E731
         lines.append([
-            Path(r["dir"]).name, r["optimizer"], r["model"], _fmt(r["rank"], "d"), _fmt(r["tokens"], ","), _fmt(r["val_ppl"], ".2f"),
-            _fmt(ratio("val_ppl"), ".3f"), _fmt(r["tokens_per_s"], ",.0f"), _fmt(ratio("tokens_per_s"), ".3f"),
-            _fmt(r["peak_mem_gb"], ".2f"),
-            _fmt(None if r["optimizer_state_gb"] is None else r["optimizer_state_gb"] * 1024, ".1f"),
-            _fmt(r["state_share_of_peak"], ".3f"),
-            _fmt(r["H_final"], ".4f"), _fmt(r["residual_mean"], ".3f"),
+            g["label"], str(g["n"]), g["optimizer"], g["model"], _fmt(g["rank"], "d"), _fmt(g["tokens"], ",.0f"),
+            _pm(g["val_ppl"], g["val_ppl_ci95"], ".2f"), _fmt(ratio("val_ppl"), ".3f"),
+            _pm(g["tokens_per_s"], g["tokens_per_s_ci95"], ",.0f"), _fmt(ratio("tokens_per_s"), ".3f"),
+            _pm(g["peak_mem_gb"], g["peak_mem_gb_ci95"], ".2f"),
+            _fmt(None if g["optimizer_state_gb"] is None else g["optimizer_state_gb"] * 1024, ".1f"),
+            _fmt(g["state_share_of_peak"], ".3f"), _fmt(g["H_final"], ".4f"), _fmt(g["residual_mean"], ".3f"),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
-
-
-def plot(runs: list[dict], out_dir: str | Path) -> list[Path]:
-    """val loss vs tokens, H-proxy, tokens/s, projection residual and drift vs steps, memory; PNGs in ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    label = lambda r: f"{Path(r['dir']).name} ({r['config']['model']})"  # noqa: E731
-    series = lambda r, kind, x, y: [(e[x], e[y]) for e in r["log"] if e.get("kind") == kind and e.get(y) is not None]  # noqa: E731
-    paths = []
-
-    def line_plot(name, kind, x, y, xlabel, ylabel, logy=False, train_overlay=False, marker=None):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for r in runs:
-            pts = series(r, kind, x, y)
-            (ln,) = ax.plot(*zip(*pts), marker=marker or ("o" if len(pts) < 30 else None), ms=3, label=label(r)) if pts else (None,)
-            if train_overlay:
-                tr = series(r, "train", "tokens", "loss")
-                if tr:
-                    ax.plot(*zip(*tr), alpha=0.3, color=ln.get_color() if ln else None, lw=1)
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-        if logy:
-            ax.set_yscale("log", nonpositive="mask")  # GaLore/RSO drift is exactly 0 between refreshes
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
-        paths.append(out / name)
-
-    line_plot("val_loss_vs_tokens.png", "eval", "tokens", "val_loss", "tokens", "validation loss (nats); faint: train loss",
-              train_overlay=True)
-    line_plot("h_proxy_vs_steps.png", "train", "step", "H", "step", "H = L + K(S)  (Adam kinetic, THEORY 3.2)")
-    line_plot("tokens_per_s.png", "train", "step", "tokens_per_s", "step", "tokens / s")
-    line_plot("residual_vs_steps.png", "train", "step", "residual", "step", "||(I - QQ^T) G|| / ||G||  (P before the step)")
-    line_plot("drift_vs_steps.png", "train", "step", "drift_window", "step", "1 - ||Q_now^T Q_prev||_F^2 / r  (since last log)",
-              logy=True, marker=".")
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    rows = [summarize(r) for r in runs]
-    names = [f"{r['run']}\n{r['model']}" for r in rows]
-    cats = ("params", "grads", "moments", "projector", "projector_optim", "other_state")
-    bottom = [0.0] * len(rows)
-    for c in cats:
-        vals = [r["state_bytes"].get(c, 0) / 2**20 for r in rows]
-        ax.bar(names, vals, bottom=bottom, label=c)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set(ylabel="MiB", title="analytic: numel x bytes per category")
-    ax.legend(fontsize=7)
-    ax2.bar(names, [r["peak_mem_gb"] or 0 for r in rows], label="peak allocated")
-    ax2.bar(names, [(r["peak_reserved_gb"] or 0) - (r["peak_mem_gb"] or 0) for r in rows],
-            bottom=[r["peak_mem_gb"] or 0 for r in rows], alpha=0.4, label="reserved - allocated")
-    ax2.set(ylabel="GiB", title="measured peak per log window (max over the run)")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "memory.png", dpi=120)
-    plt.close(fig)
-    paths.append(out / "memory.png")
-    return paths
+    out = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
+    if any(g["n"] > 1 for g in groups):
+        out += (f"\nn: runs that differ only in seed; mean ± half-width of the {INTERVAL_NAME} "
+                "(t quantile with n-1 degrees of freedom); n = 1: one run, no interval")
+    return out

@@ -1,6 +1,13 @@
-"""The run directory: resolved config, provenance (git hash, command, versions) and the JSONL log."""
+"""The run directory's files: resolved config, provenance (git hash, command, versions), the JSONL
+log of the run, and ``events.jsonl``, the run's history (start, each resume with what changed,
+interruptions, failures, repairs of the log).
+
+A log line that does not parse is a record cut by a crash mid-write (or damage): readers skip it
+(:func:`read_log_checked` says how many), a resume rewrites the log without it and records that.
+"""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -12,8 +19,10 @@ from pathlib import Path
 import torch
 
 from discrete.validation.config import REPO_ROOT
+from osd_theory.errors import UserError
 
 LOG_NAME = "log.jsonl"
+EVENTS_NAME = "events.jsonl"
 
 
 def git_state() -> dict:
@@ -31,48 +40,136 @@ def git_state() -> dict:
     return {"git_hash": None, "git_dirty": None}
 
 
+def _write_error(path: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def write_json(path: Path, obj) -> None:
+    """Atomic JSON write; a failure (disk full, read-only) removes the temporary file (UserError)."""
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
 
 
-def write_provenance(run_dir: Path, config: dict, device: torch.device, world: int) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def command() -> str:
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def write_provenance(run_dir: Path, config: dict, device: torch.device, world: int, extra: dict | None = None) -> None:
     write_json(run_dir / "config.json", config)
     meta = {
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command(),
         "argv": sys.argv,
         **git_state(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "world_size": world,
+        **(extra or {}),
     }
     write_json(run_dir / "meta.json", meta)
 
 
+def append_event(run_dir: Path, event: str, **fields) -> None:
+    """One line of the run's history in ``events.jsonl`` (what happened, when, by which command)."""
+    rec = {"event": event, "time": datetime.datetime.now().isoformat(timespec="seconds"), "command": command(), **fields}
+    path = Path(run_dir) / EVENTS_NAME
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+
+
+def _parse_lines(text: str) -> tuple[list[dict], int]:
+    records, bad = [], 0
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            bad += 1
+    return records, bad
+
+
 class JsonlLog:
-    """One JSON object per line, flushed per record; on resume, records after the checkpoint are cut."""
+    """One JSON object per line, flushed per record; on resume, records after the checkpoint are cut.
+
+    ``dropped`` counts unparsable lines removed on resume (a crash mid-write leaves a partial one).
+    """
 
     def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None):
         self.path = Path(run_dir) / LOG_NAME
         self.enabled = enabled
-        if enabled and resume_step is not None and self.path.is_file():
-            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
-            write_text = "".join(ln + "\n" for ln in keep)
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(write_text)
-            os.replace(tmp, self.path)
-        elif enabled and resume_step is None:
-            self.path.write_text("")
+        self.dropped = 0
+        if not enabled:
+            return
+        try:
+            if resume_step is not None and self.path.is_file():
+                records, self.dropped = _parse_lines(self.path.read_text())
+                keep = [r for r in records if r.get("step", 0) <= resume_step]
+                tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+                try:
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+                    os.replace(tmp, self.path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            elif resume_step is None:
+                self.path.write_text("")
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
 
     def write(self, record: dict) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise _write_error(self.path, exc) from None
+
+
+def read_log_checked(run_dir: str | Path) -> tuple[list[dict], int]:
+    """(records, number of unparsable lines skipped) of a run's ``log.jsonl``."""
+    return _parse_lines((Path(run_dir) / LOG_NAME).read_text())
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / LOG_NAME
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return read_log_checked(run_dir)[0]
+
+
+def record_start(run_dir: Path, cfg, plan, start: int, dropped: int, device, world: int, data_key: str, log) -> None:
+    """A fresh run (``plan`` None) writes its config and provenance; a resume records what changed.
+
+    The resume's allowed changes (``plan.changes``, ``plan.notes``, see resume.py) go to
+    ``config.json`` (so the run is labelled by what it is now) and, with the old values, to
+    ``events.jsonl``, as does the repair of a log cut mid-write.
+    """
+    if plan is None:
+        write_provenance(run_dir, cfg.to_json(), device, world, {"data_key": data_key})
+        append_event(run_dir, "start")
+        return
+    notes = list(plan.notes)
+    if dropped:
+        notes.append(f"dropped {dropped} unparsable line(s) of {LOG_NAME} (a record cut by a crash mid-write)")
+    if plan.changes:
+        write_json(run_dir / "config.json", cfg.to_json())
+    append_event(run_dir, "resume", step=start, changes={k: list(v) for k, v in plan.changes.items()}, notes=notes)
+    for note in notes:
+        log(f"resume: {note}")

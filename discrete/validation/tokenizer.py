@@ -3,6 +3,7 @@
 The one special token ``<|doc|>`` (id 0) marks document boundaries in the token arrays. The cache
 key covers the train files' bytes, the vocabulary size, the character budget and
 ``TOKENIZER_VERSION`` (bump it when this recipe changes), so a changed input never reuses a stale file.
+A cache file that does not load (damage, a foreign file) is trained again, with a note.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from discrete.validation.corpus import SplitFiles, read_documents
+from osd_theory.errors import UserError
 
 TOKENIZER_VERSION = 1
 DOC_TOKEN = "<|doc|>"
@@ -46,8 +48,6 @@ def train_tokenizer(docs: list[str], vocab_size: int):
     """A byte-level BPE ``tokenizers.Tokenizer`` with ``vocab_size`` entries trained on ``docs``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from osd_theory.errors import UserError
-
     if vocab_size < MIN_VOCAB:
         raise UserError(f"vocab size {vocab_size} is below the byte alphabet ({MIN_VOCAB})")
     tok = Tokenizer(models.BPE())
@@ -65,16 +65,35 @@ def train_tokenizer(docs: list[str], vocab_size: int):
 
 def load_or_train_tokenizer(train: SplitFiles, vocab_size: int, max_train_chars: int | None, cache_dir: Path, log=print):
     """The cached tokenizer for these inputs, training (and caching) it on a miss. Returns (tokenizer, key)."""
-    from tokenizers import Tokenizer
-
     key = tokenizer_key(train, vocab_size, max_train_chars)
     path = Path(cache_dir) / f"tokenizer-{key}.json"
     if path.is_file():
-        return Tokenizer.from_file(str(path)), key
+        tok, problem = _load_cached(path)
+        if tok is not None:
+            return tok, key
+        # a cache entry is derived data: rebuild it rather than stop the run
+        log(f"cached tokenizer {path} is corrupt ({problem}); training it again")
     log(f"training BPE tokenizer (vocab {vocab_size}, chars {max_train_chars or 'all'}) -> {path}")
     tok = train_tokenizer(read_documents(train, max_train_chars), vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(str(tmp))
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--cache-dir {cache_dir}: cannot write {path.name} ({exc.strerror or exc})") from None
     return tok, key
+
+
+def _load_cached(path: Path):
+    """(tokenizer, None) for a sound cache file, else (None, what is wrong with it)."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # the Rust side raises plain Exception with a parser message
+        return None, str(exc).splitlines()[0][:120] or type(exc).__name__
+    if tok.token_to_id(DOC_TOKEN) != 0:
+        return None, f"no {DOC_TOKEN} token at id 0"
+    return tok, None

@@ -3,10 +3,15 @@
 Step ``s`` (1-based, the number of finished optimizer steps) consumes global sequences
 ``(s-1)·B .. s·B-1``; rank r of W takes its slice of B/W, split into micro-batches for gradient
 accumulation. The data position is thus a function of the step, and ``--resume`` continues exactly.
+
+A run first does everything that only reads (settings, directory and resume rules, checkpoint,
+data, model), so a mistake costs nothing; then it claims (locks) the run directory and trains.
+SIGTERM/SIGINT end it after the current step with a checkpoint (:mod:`signals`).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import sys
 import time
@@ -17,46 +22,38 @@ import torch
 
 from discrete.validation import distributed as D
 from discrete.validation import metrics as M
-from discrete.validation.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from discrete.validation.config import RunConfig, resolve_data_defaults
+from discrete.validation import rundir
+from discrete.validation.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, save_checkpoint
+from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
 from discrete.validation.data import TrainStream, load_or_encode, valid_windows
-from discrete.validation.model import FLAVOURS, build_model, flops_per_token
-from discrete.validation.optim import DEFAULT_LR, DEFAULT_RANK, OPTIMIZER_BUILDERS, build_optimizer
-from discrete.validation.runlog import JsonlLog, write_provenance
+from discrete.validation.model import build_model, flops_per_token
+from discrete.validation.optim import build_optimizer
+from discrete.validation.resolve import resolve
+from discrete.validation.resume import plan_resume
+from discrete.validation.runlog import JsonlLog, append_event, record_start
+from discrete.validation.signals import Interrupted, StopSignals
 from discrete.validation.tokenizer import load_or_train_tokenizer
 from osd_theory.errors import UserError
 
 # -----------------------------------------------------------------------------
-# config resolution and the lr schedule
-
-
-def resolve(cfg: RunConfig, world: int) -> RunConfig:
-    """Check names and sizes early (UserError) and fill every default the run depends on."""
-    FLAVOURS.get(cfg.model)
-    OPTIMIZER_BUILDERS.get(cfg.optimizer)
-    resolve_data_defaults(cfg)
-    cfg.lr = DEFAULT_LR[cfg.optimizer] if cfg.lr is None else cfg.lr
-    cfg.rank = DEFAULT_RANK.get(cfg.model, 128) if cfg.rank is None else cfg.rank
-    if cfg.batch_size % world:
-        raise UserError(f"batch size {cfg.batch_size} is not divisible by the {world} processes")
-    per_rank = cfg.batch_size // world
-    cfg.micro_batch_size = per_rank if cfg.micro_batch_size is None else cfg.micro_batch_size
-    if cfg.micro_batch_size < 1 or per_rank % cfg.micro_batch_size:
-        raise UserError(f"micro batch {cfg.micro_batch_size} does not divide the per-process batch {per_rank}")
-    if cfg.steps < 1 or cfg.seq_len < 2 or cfg.lr <= 0:
-        raise UserError("need steps >= 1, seq_len >= 2 and lr > 0")
-    return cfg
+# the lr schedule
 
 
 def lr_factor(step: int, cfg: RunConfig) -> float:
-    """Multiplier of the peak lr for the update that finishes step ``step`` (1-based)."""
-    warmup = max(1, int(cfg.warmup_frac * cfg.steps))
+    """Multiplier of the peak lr for the update that finishes step ``step`` (1-based).
+
+    Over the schedule's ``S = schedule_steps`` (default: steps) steps: linear warm-up over the first
+    ``w = max(1, warmup_frac·S)`` steps, then ``f + (1-f)·(1+cos(pi·(s-w)/(S-w)))/2`` with
+    ``f = min_lr_frac``; steps after S (a resumed run that was given more steps) stay at ``f``.
+    """
+    total = cfg.schedule_steps or cfg.steps
+    warmup = max(1, int(cfg.warmup_frac * total))
     # 1) linear warm-up from lr/warmup to lr
     if step <= warmup:
         return step / warmup
-    # 2) cosine from 1 to min_lr_frac over the remaining steps (GaLore: "cosine to 10%")
-    progress = (step - warmup) / max(1, cfg.steps - warmup)
+    # 2) cosine from 1 to min_lr_frac over the remaining steps (GaLore: "cosine to 10%"), then flat
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -69,21 +66,23 @@ class Data:
     train: TrainStream
     valid: torch.Tensor  # (n, T+1) windows
     vocab_size: int
+    key: str  # fingerprint of tokenizer, train tokens and valid files: a resume must see the same corpus
 
 
 def prepare_data(cfg: RunConfig, info: D.DistInfo, log) -> Data:
     """Tokenizer and token arrays, built by rank 0 (others wait, then read the cache)."""
     train = files_split("train", cfg.train_files) if cfg.train_files else find_split(cfg.data, "train")
     valid = files_split("valid", cfg.valid_files) if cfg.valid_files else find_split(cfg.data, "valid")
-    cache = Path(cfg.cache_dir)
+    cache, chars = Path(cfg.cache_dir), all_or_none(cfg.max_train_chars)
     for turn in (True, False):  # rank 0 builds first; then the others load what it cached
         if info.is_main == turn:
-            tok, key = load_or_train_tokenizer(train, cfg.vocab_size, cfg.max_train_chars, cache, log)
-            train_ids = load_or_encode(train, tok, key, cfg.max_train_chars, cache, log)
+            tok, key = load_or_train_tokenizer(train, cfg.vocab_size, chars, cache, log)
+            train_ids = load_or_encode(train, tok, key, chars, cache, log)
             valid_ids = load_or_encode(valid, tok, key, None, cache, log)
         D.barrier(info)
-    return Data(TrainStream(train_ids, cfg.seq_len, cfg.seed), valid_windows(valid_ids, cfg.seq_len, cfg.val_tokens),
-                tok.get_vocab_size())
+    data_key = hashlib.sha256(f"{key}:{valid.fingerprint()}".encode()).hexdigest()[:16]
+    return Data(TrainStream(train_ids, cfg.seq_len, cfg.seed),
+                valid_windows(valid_ids, cfg.seq_len, all_or_none(cfg.val_tokens)), tok.get_vocab_size(), data_key)
 
 
 # -----------------------------------------------------------------------------
@@ -126,13 +125,14 @@ def log_metrics(model, bundle, loss: float, before, window_start) -> tuple[dict,
 
 
 # -----------------------------------------------------------------------------
-# the loop
+# the run: check everything, then claim the run dir and train
 
 
 def train(cfg: RunConfig) -> dict:
+    check_fields(cfg)  # before DDP/CUDA setup, so --device cuda without a GPU is a one-line error
     info, device = D.setup(cfg.device)
     try:
-        return _train(resolve(cfg, info.world), info, device)
+        return _train(cfg, info, device)
     finally:
         D.teardown(info)
 
@@ -140,90 +140,172 @@ def train(cfg: RunConfig) -> dict:
 def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     log = print if info.is_main else (lambda *a, **k: None)
     run_dir = Path(cfg.out)
-    data = prepare_data(cfg, info, log)
 
+    # 1) everything that only reads: settings, directory rules, the checkpoint, data, model
+    resolve(cfg, info.world)
+    rundir.check_writable(run_dir)
+    if info.is_main:
+        rundir.check_not_live(run_dir)
+    plan = ck = None
+    if cfg.resume:
+        plan = plan_resume(run_dir, cfg)
+        ck = load_checkpoint(run_dir)
+        if ck["step"] >= cfg.steps:
+            log(f"{run_dir} already finished step {ck['step']} of {cfg.steps}; nothing to do "
+                "(pass a larger --steps to extend it)")
+            return {"step": ck["step"], "nothing_to_do": True}
+    else:
+        rundir.check_fresh(run_dir, cfg.overwrite)
+    data = prepare_data(cfg, info, log)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, vocab_size=data.vocab_size, max_seq_len=cfg.seq_len).to(device)
     bundle = build_optimizer(model, cfg)
+    if ck is not None:
+        restore(ck, model, bundle.optimizer, cfg, data.key)
+
+    # 2) from here on the run dir changes, under its lock (taken by rank 0; the others follow its verdict)
+    with contextlib.ExitStack() as claimed:
+        refused = None
+        try:
+            claimed.enter_context(rundir.claim(run_dir, fresh=ck is None, overwrite=cfg.overwrite, enabled=info.is_main))
+        except UserError as exc:
+            refused = exc
+        if not D.agree(refused is None, info, device):
+            raise refused or UserError(f"rank 0 could not claim the run directory {run_dir} (see its message)")
+        start = ck["step"] if ck is not None else 0
+        runlog = JsonlLog(run_dir, info.is_main, resume_step=start if ck is not None else None)
+        if info.is_main:
+            record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log)
+        try:
+            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log)
+        except (Interrupted, UserError) as exc:
+            if info.is_main:
+                event = "interrupted" if isinstance(exc, Interrupted) else "failed"
+                with contextlib.suppress(UserError):  # a full disk must not hide the first error
+                    append_event(run_dir, event, message=str(exc))
+            raise
+
+
+def _nonfinite_grads(params: list[torch.Tensor]) -> tuple[int, int]:
+    """(parameters whose gradient holds a NaN/Inf, parameters with a gradient); one host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0, 0
+    return int((~torch.isfinite(torch.stack(torch._foreach_norm(grads)))).sum()), len(grads)
+
+
+def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
+    run_dir = Path(cfg.out)
     opt = bundle.optimizer
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
     fwd = torch.compile(model) if cfg.compile else model
     if info.enabled:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
-
-    start, resumed_window = 0, None
-    if cfg.resume:
-        ck = load_checkpoint(run_dir)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        set_rng_state(ck["rng"])
-        start = ck["step"]
-        resumed_window = ck["extra"].get("window_loss"), ck["extra"].get("window_steps", 0)
-    elif info.is_main:
-        write_provenance(run_dir, cfg.to_json(), device, info.world)
-    runlog = JsonlLog(run_dir, info.is_main, resume_step=start if cfg.resume else None)
+    start = ck["step"] if ck is not None else 0
     log(f"{cfg.model}: {model.num_params() / 1e6:.2f}M params, vocab {data.vocab_size}, {cfg.optimizer} "
         f"lr {cfg.lr} rank {cfg.rank}, {len(data.train.tokens):,} train tokens, {data.valid.numel():,} valid tokens")
 
     B, T, mb = cfg.batch_size, cfg.seq_len, cfg.micro_batch_size
     per_rank, accum = B // info.world, B // info.world // mb
     base_lrs = [g.get("base_lr", cfg.lr) for g in opt.param_groups]
+    params = [p for g in opt.param_groups for p in g["params"]]
     bar = _progress(cfg, info, start)
     # steps: timed steps of this window (tokens/s); loss_steps: steps in its loss sum (may predate a resume)
-    window = {"t": time.perf_counter(), "steps": 0, "loss_steps": 0, "loss": torch.zeros((), device=device)}
-    if resumed_window and resumed_window[0] is not None:  # the logged loss is a window mean: continue the window
-        window.update(loss=resumed_window[0].to(device), loss_steps=resumed_window[1])
+    window = {"t": time.perf_counter(), "steps": 0, "loss_steps": 0, "loss": torch.zeros((), device=device),
+              "skipped": []}
+    if ck is not None and ck["extra"].get("window_loss") is not None:  # the logged loss is a window mean
+        window.update(loss=ck["extra"]["window_loss"].to(device), loss_steps=ck["extra"].get("window_steps", 0))
     window_proj = M.snapshot(opt)
     _reset_peak(device)
     summary: dict = {}
     last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+    stuck = 0  # consecutive steps in which every update was skipped (--nonfinite skip)
 
-    for step in range(start + 1, last + 1):
-        is_log = step % cfg.log_every == 0 or step in (1, cfg.steps)
-        for group, base in zip(opt.param_groups, base_lrs):
-            group["lr"] = base * lr_factor(step, cfg)
-        # forward/backward over the micro-batches of this rank; DDP syncs on the last one
-        for k in range(accum):
-            x, y = data.train.sequences((step - 1) * B + info.rank * per_rank + k * mb, mb)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled) else fwd.no_sync()
-            with sync, amp():
-                _, loss = fwd(x, y)
-            (loss / accum).backward()
-            window["loss"] += loss.detach() / accum
-        before = M.snapshot(opt) if is_log else None
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        opt.step()
-        extra = bundle.after_step(step) if bundle.after_step else {}
-        window["steps"] += 1
-        window["loss_steps"] += 1
+    def checkpoint(step: int):
+        path = None
+        if info.is_main:
+            path = save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
+                                   extra={"window_loss": window["loss"].detach().cpu(),
+                                          "window_steps": window["loss_steps"], "data_key": data.key,
+                                          "optimizer": cfg.optimizer, "model": cfg.model})
+        D.barrier(info)
+        return path
 
-        if is_log:
-            rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm)
-            rec.update(extra)
-            runlog.write(rec)
-            summary = rec
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}") if bar else log(_line(rec))
-        opt.zero_grad(set_to_none=True)
+    with StopSignals() as signals:
+        for step in range(start + 1, last + 1):
+            is_log = step % cfg.log_every == 0 or step in (1, cfg.steps)
+            for group, base in zip(opt.param_groups, base_lrs):
+                group["lr"] = base * lr_factor(step, cfg)
+            # forward/backward over the micro-batches of this rank; DDP syncs on the last one
+            for k in range(accum):
+                x, y = data.train.sequences((step - 1) * B + info.rank * per_rank + k * mb, mb)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled) else fwd.no_sync()
+                with sync, amp():
+                    _, loss = fwd(x, y)
+                (loss / accum).backward()
+                window["loss"] += loss.detach() / accum
+            before = M.snapshot(opt) if is_log else None
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            opt.step()
+            extra = bundle.after_step(step) if bundle.after_step else {}
+            window["steps"] += 1
+            window["loss_steps"] += 1
+            if cfg.nonfinite == "skip":  # this policy syncs every step anyway; one more small sync
+                bad, n = _nonfinite_grads(params)
+                window["skipped"].append(bad)
+                stuck = stuck + 1 if n and bad == n else 0
+                if stuck >= cfg.max_skipped_steps:
+                    raise UserError(
+                        f"training stopped updating: every parameter update of steps {step - stuck + 1}..{step} was "
+                        f"skipped for non-finite gradients (--nonfinite skip, --max-skipped-steps "
+                        f"{cfg.max_skipped_steps}); the model no longer trains. Lower --lr (now {cfg.lr:g})")
 
-        if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
-            val = evaluate(fwd if not info.enabled else model, data.valid, mb, device, amp, info)
-            ev = {"kind": "eval", "step": step, "tokens": step * B * T, "val_loss": val, "val_ppl": math.exp(val)}
-            runlog.write(ev)
-            log(f"step {step}: val loss {val:.4f}, ppl {math.exp(val):.2f}")
-            summary = {**summary, **ev}
-            window["t"] = time.perf_counter()  # keep eval time out of tokens/s ...
-            _reset_peak(device)  # ... and eval's logits out of the training peak memory
-        if cfg.ckpt_every >= 0 and (step == last or (cfg.ckpt_every and step % cfg.ckpt_every == 0)):
-            if info.is_main:
-                save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
-                                extra={"window_loss": window["loss"].detach().cpu(), "window_steps": window["loss_steps"]})
-            D.barrier(info)
-        if bar:
-            bar.update(1)
+            if is_log:
+                rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm)
+                rec.update(extra)
+                runlog.write(rec)
+                summary = rec
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}") if bar else log(_line(rec))
+            opt.zero_grad(set_to_none=True)
+
+            if step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
+                val = evaluate(fwd if not info.enabled else model, data.valid, mb, device, amp, info)
+                if not math.isfinite(val):
+                    raise UserError(f"training diverged: non-finite validation loss ({val}) at step {step}; lower --lr")
+                ppl = math.exp(val) if val < 700 else math.inf  # exp overflows a float beyond ~709
+                ev = {"kind": "eval", "step": step, "tokens": step * B * T, "val_loss": val, "val_ppl": ppl}
+                runlog.write(ev)
+                log(f"step {step}: val loss {val:.4f}, ppl {ppl:.2f}")
+                summary = {**summary, **ev}
+                window["t"] = time.perf_counter()  # keep eval time out of tokens/s ...
+                _reset_peak(device)  # ... and eval's logits out of the training peak memory
+            saved = False
+            if cfg.ckpt_every >= 0 and (step == last or (cfg.ckpt_every and step % cfg.ckpt_every == 0)):
+                checkpoint(step)
+                saved = True
+            if bar:
+                bar.update(1)
+            # single process: stop at the end of any step; DDP: at log steps, where the ranks agree
+            if step < last and (signals.received is not None or (info.enabled and is_log)):
+                signum = _agreed_signal(signals.received, info, device)
+                if signum:
+                    path = (run_dir / CHECKPOINT_NAME if saved else checkpoint(step)) if cfg.ckpt_every >= 0 else None
+                    if bar:
+                        bar.close()
+                    raise Interrupted(signum, step, path if info.is_main else None)
     if bar:
         bar.close()
     return summary
+
+
+def _agreed_signal(received: int | None, info: D.DistInfo, device) -> int:
+    """The signal to stop on (0: none); under DDP the largest any rank received, so all stop together."""
+    if not info.enabled:
+        return received or 0
+    flag = torch.tensor(float(received or 0), device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm):
@@ -248,13 +330,15 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     if device.type == "cuda":
         rec["peak_alloc_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         rec["peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 2**30
+    if cfg.nonfinite == "skip":
+        rec["skipped"] = list(window["skipped"])  # per step of the window: parameters whose update was skipped
     theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj)
     rec.update(theory)
     # reset the window after the metric work, so its cost is charged to no window's tokens/s
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     _reset_peak(device)
-    window.update(t=time.perf_counter(), steps=0, loss_steps=0, loss=torch.zeros((), device=device))
+    window.update(t=time.perf_counter(), steps=0, loss_steps=0, loss=torch.zeros((), device=device), skipped=[])
     return rec, window_proj
 
 

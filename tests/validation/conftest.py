@@ -66,3 +66,32 @@ def make_cfg(corpus_dir, cache_dir, tmp_path):
         return RunConfig(**base)
 
     return make
+
+
+def validate_args(cfg: RunConfig, *extra: str) -> list[str]:
+    """The `osd-theory validate` command line of a make_cfg() config (plus ``extra`` flags)."""
+    return ["validate", "--model", cfg.model, "--optimizer", cfg.optimizer, "--steps", str(cfg.steps),
+            "--batch-size", str(cfg.batch_size), "--seq-len", str(cfg.seq_len), "--vocab-size", str(cfg.vocab_size),
+            "--val-tokens", str(cfg.val_tokens), "--max-train-chars", "0", "--data", cfg.data,
+            "--cache-dir", cfg.cache_dir, "--out", cfg.out, "--log-every", str(cfg.log_every), "--device", "cpu",
+            "--rank", str(cfg.rank), "--update-proj-gap", str(cfg.update_proj_gap), "--no-progress", *extra]
+
+
+@pytest.fixture
+def cli_args():
+    """validate_args(cfg, *extra) as a fixture."""
+    return validate_args
+
+
+@pytest.fixture
+def one_line_error(capsys):
+    """Check stderr holds one error line, no traceback, containing every needle; returns it."""
+
+    def check(*needles: str) -> str:
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        for needle in needles:
+            assert needle in err, err
+        return err
+
+    return check

@@ -270,6 +270,6 @@ def test_report_json_and_plots(make_cfg, tmp_path, capsys):
     assert {"optimizer", "model", "rank", "tokens", "val_ppl", "tokens_per_s", "peak_mem_gb"} <= rows[0].keys()
     assert rows[0]["tokens"] == 3 * 4 * 16
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "drift_vs_steps.png", "h_proxy_vs_steps.png", "memory.png", "residual_vs_steps.png", "tokens_per_s.png",
-        "val_loss_vs_tokens.png"]
+        "drift_vs_steps.png", "h_proxy_vs_steps.png", "memory.png", "residual_vs_steps.png", "summary_ci.png",
+        "tokens_per_s.png", "val_loss_vs_tokens.png"]
     assert cli_main(["report", str(tmp_path / "nope")]) == 2

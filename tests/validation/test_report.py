@@ -1,0 +1,132 @@
+"""Issue 9, items 8 and 9 (report side): paths, strict JSON, colours, ten runs, seed groups with intervals.
+
+The runs here are written by hand (config.json + log.jsonl in the trainer's format), so the
+report is tested on exactly known numbers without training.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+
+from discrete.validation.config import RunConfig
+from osd_theory.cli import main as cli_main
+
+STATE = {"params": 4 << 20, "grads": 4 << 20, "moments": 8 << 20, "projector": 0, "projector_optim": 0,
+         "other_state": 0}
+
+
+def fake_run(root, name, *, optimizer="galore", seed=0, lr=0.01, ppl=50.0, tok_s=1000.0, mem=2.0,
+             residual=0.4, steps=20):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = RunConfig(model="tiny", optimizer=optimizer, seed=seed, lr=lr, rank=8, steps=steps, batch_size=8,
+                    seq_len=64, out=str(d)).to_json()
+    (d / "config.json").write_text(json.dumps(cfg))
+    recs = []
+    for step in (1, 10, 20):
+        recs.append({"kind": "train", "step": step, "tokens": step * 512, "loss": 8.0 - step / 10, "lr": lr,
+                     "tokens_per_s": tok_s, "H": 8.1 - step / 10, "residual": residual, "drift_window": 0.01,
+                     "state_bytes": STATE, "peak_alloc_gb": mem, "peak_reserved_gb": mem + 0.5})
+        if step in (10, 20):
+            recs.append({"kind": "eval", "step": step, "tokens": step * 512, "val_loss": math.log(ppl) + (20 - step) / 100,
+                         "val_ppl": ppl * math.exp((20 - step) / 100)})
+    (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return d
+
+
+def test_report_paths_missing_is_an_error_stray_and_parent_are_skipped(tmp_path, capsys):
+    run = fake_run(tmp_path / "runs", "a")
+    stray = tmp_path / "runs" / "notes.txt"
+    stray.write_text("hello")
+    assert cli_main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and len(err.splitlines()) == 1
+    assert cli_main(["report", str(run), str(stray), str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert f"skipped {stray}" in err and f"skipped {tmp_path / 'runs'}" in err and "contains 1 run" in err
+    assert out.splitlines()[1].split()[0] == "a"
+
+
+def test_report_json_is_strict(tmp_path, capsys):
+    a = fake_run(tmp_path, "a", ppl=50.0)
+    b = fake_run(tmp_path, "b", residual=float("nan"))
+    with open(b / "log.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "eval", "step": 21, "tokens": 1, "val_loss": 800.0, "val_ppl": float("inf")}) + "\n")
+    assert cli_main(["report", str(a), str(b), "--json"]) == 0
+
+    def no_constants(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    rows = json.loads(capsys.readouterr().out, parse_constant=no_constants)
+    assert rows[1]["val_ppl"] is None
+
+
+def _ten_runs(root):
+    """Ten runs, ten settings: five optimizers (one unregistered) x two lrs; long names."""
+    return [fake_run(root, f"{opt}_a_rather_long_run_name_lr{lr}", optimizer=opt, lr=lr, ppl=40 + i, tok_s=900 + 10 * i,
+                     mem=2 + 0.1 * i)
+            for i, (opt, lr) in enumerate(itertools.product(("adamw", "galore", "osd", "rso", "lion_like"), (0.01, 0.02)))]
+
+
+def _colour(artist):
+    """The colour an artist is drawn in (lines, bars, bands, error bars, tick labels)."""
+    from matplotlib.collections import Collection
+    from matplotlib.patches import Patch
+
+    if isinstance(artist, Patch):
+        return artist.get_facecolor()
+    if isinstance(artist, Collection):
+        colours = artist.get_facecolor() if len(artist.get_facecolor()) else artist.get_edgecolor()
+        return colours[0]
+    return artist.get_color()
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_one_colour_per_optimizer_across_figures_and_legible_with_ten_runs(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from discrete.validation.plots import figures
+    from discrete.validation.report import load_run
+
+    runs = [load_run(d) for d in _ten_runs(tmp_path)]
+    figs = figures(runs)
+    colours: dict[str, set] = {}
+    for fig in figs.values():
+        fig.canvas.draw()
+        for artist in fig.findobj(lambda a: (a.get_gid() or "").startswith("optimizer=")):
+            opt = artist.get_gid().split("=", 1)[1]
+            colours.setdefault(opt, set()).add(to_hex(_colour(artist), keep_alpha=False))
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:  # labels of bars / ticks must not overlap each other
+            for axis in (ax.xaxis, ax.yaxis):
+                boxes = [t.get_window_extent(renderer) for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+                assert not any(_overlap(a, b) for a, b in itertools.combinations(boxes, 2)), (fig, axis)
+            legend = ax.get_legend()
+            if legend is not None and ax.get_lines():
+                assert len(legend.get_texts()) == 10  # every run named
+    assert set(colours) == {"adamw", "galore", "osd", "rso", "lion_like"}
+    assert all(len(c) == 1 for c in colours.values()), colours  # one colour per optimizer in every figure
+    assert len({next(iter(c)) for c in colours.values()}) == 5  # and a different one for each
+
+
+def test_report_groups_seeds_with_a_student_t_interval(tmp_path, capsys):
+    dirs = [fake_run(tmp_path, f"g{s}", seed=s, ppl=p, tok_s=t, mem=m)
+            for s, p, t, m in ((0, 10.0, 100.0, 1.0), (1, 11.0, 110.0, 1.0), (2, 12.0, 120.0, 1.0))]
+    dirs.append(fake_run(tmp_path, "other_lr", lr=0.02, ppl=20.0))
+    assert cli_main(["report", *map(str, dirs)]) == 0
+    out = capsys.readouterr().out
+    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(n), s = 1
+    assert f"11.00 ± {half:.2f}" in out and f"110 ± {10 * half:.0f}" in out and "1.00 ± 0.00" in out
+    assert "Student-t 95%" in out
+    lines = out.splitlines()
+    assert sum(" 3 " in ln for ln in lines) == 1 and any(ln.split()[0] == "other_lr" for ln in lines)
+    assert cli_main(["report", *map(str, dirs), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["group_n"] == 3 and rows[0]["val_ppl_mean"] == pytest.approx(11.0)
+    assert rows[0]["val_ppl_ci95"] == pytest.approx(half) and rows[3]["val_ppl_ci95"] is None
