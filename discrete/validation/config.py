@@ -67,6 +67,9 @@ class RunConfig:
         "periodic_svd, random_jump, ...) or path/to/file.py:function (default: the preset's rule)")
     proj_options: dict = setting(None, R.Options(), "an option of --projection's rule, key=value; repeatable",
                                  flag="proj-option", factory=dict)
+    group_options: dict = setting(None, R.Options(), "any other key of the projected param group (discrete.keys."
+                                  "PROJ_KEYS: switch, proj_optimizer, proj_retract, proj_lr, matmul_precision, ...), "
+                                  "key=value; repeatable", flag="group-option", factory=dict)
     # optimisation
     steps: int = setting(1000, COUNT, "optimizer steps", role=LENGTH)
     schedule_steps: int | None = setting(

@@ -71,6 +71,7 @@ def projected_group_keys(cfg: RunConfig, rank: int) -> dict:
         keys["projection"] = cfg.projection
         if cfg.proj_options:
             keys["proj_options"] = dict(cfg.proj_options)
+    keys.update(cfg.group_options or {})     # the optimizer validates them (unknown or bad: a one-line error)
     return keys
 
 
