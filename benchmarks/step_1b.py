@@ -153,6 +153,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--galore-torch", default=None, help="folder of galore-torch 1.0's galore_torch package")
     ap.add_argument("--only", default=None, help="comma-separated row names to run (default all)")
+    ap.add_argument("--refresh-step", action="store_true", help="also time one GaLore refresh step (168 SVDs)")
+    ap.add_argument("--run", default="", help="a label stored in every row (which call made it)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     cuda = torch.cuda.is_available() and not args.smoke
@@ -205,7 +207,8 @@ def main(argv=None) -> int:
         row = {"name": name, "step_ms": round(ms, 3), "x_fused_adamw": round(ms / base_ms, 3), "state_bytes": sb,
                "state_vs_adamw": round(sb / base_state, 4), "device": device_name(device), "defaults": defaults,
                "n_params": n_params, "torch": torch.__version__}
-        if name == "GaLore regular step":
+        row["run"] = args.run
+        if name == "GaLore regular step" and args.refresh_step:
             for st in opt.state.values():             # the next step refreshes every basis: time one
                 if "proj" in st:
                     st["step"].fill_(GAP * 2)
