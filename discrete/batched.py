@@ -71,8 +71,7 @@ def stack_cast(tensors: list[Tensor], dtype: torch.dtype) -> Tensor:
     if len(tensors) == 1 and tensors[0].dtype == dtype:
         return tensors[0][None]
     out = torch.empty((len(tensors), *tensors[0].shape), dtype=dtype, device=tensors[0].device)
-    for j, x in enumerate(tensors):
-        out[j].copy_(x)                                                   # one pass: copy (and cast)
+    torch._foreach_copy_(list(out.unbind(0)), tensors)                    # one pass, one launch: copy (and cast)
     return out
 
 
@@ -111,5 +110,6 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
         update_weights_(params, mode.cast(P), mode.cast(U), side, plan)            # 4 (a list of W: chunked)
         track_coordinate_(S, U, plan)
         if rule.smooth:                                                             # 5
-            field = rule.field_from_parts(t, P, tuple(torch.cat(x) for x in zip(*parts)))
+            joined = parts[0] if len(parts) == 1 else tuple(torch.cat(x) for x in zip(*parts))
+            field = rule.field_from_parts(t, P, joined)
             p_step_(P, field, S, plan, step, rule)
