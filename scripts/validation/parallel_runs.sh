@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run validation jobs on one lent GPU, N at a time (a 60M model leaves most of an H100/H200 idle, so
+# concurrent runs finish sooner; their tokens/s are then NOT comparable with single runs: read quality,
+# not speed, from them). After each wave the run dirs (config.json, meta.json, log.jsonl, events.jsonl;
+# no checkpoints) are tarred into $OUT/runs-$TAG.tgz, so a call cut off by its limit keeps finished runs.
+#
+# usage: N=4 COMMON="--model 60m ..." scripts/validation/parallel_runs.sh TAG "NAME OPTIMIZER [flags]" ...
+# The corpus is carried in data/corpus and the pre-trained 32k tokenizer (and valid tokens) in data/cache;
+# the first wave builds the train-token cache once (a lock-free race is avoided by a warm-up run).
+set -uo pipefail
+TAG=$1; shift
+N=${N:-4}
+export PYTHONUNBUFFERED=1 PYTHONPATH=. OSD_GIT_HASH=${OSD_GIT_HASH:-unknown}
+RUNS=/tmp/runs-$TAG
+OUTDIR=${OUT:-/tmp/out}
+mkdir -p "$RUNS" "$OUTDIR"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+run() {
+  local name=$1 opt=$2; shift 2
+  python3 -m discrete.validation.cli --optimizer "$opt" $COMMON "$@" \
+    --data data/corpus --cache-dir data/cache --ckpt-every -1 --no-progress --out "$RUNS/$name" \
+    > "$RUNS/$name.log" 2>&1
+  echo "=== $name: $(grep -E '^done|Error' "$RUNS/$name.log" | tail -n 2)"
+}
+# build the token caches once, before any concurrent run reads them
+python3 -m discrete.validation.cli --optimizer adamw $COMMON --steps 1 --val-tokens 256 --data data/corpus \
+  --cache-dir data/cache --ckpt-every -1 --no-progress --out /tmp/warmup-$TAG > /tmp/warmup-$TAG.log 2>&1 \
+  || tail -n 5 /tmp/warmup-$TAG.log
+i=0
+for job in "$@"; do
+  run $job &
+  i=$((i + 1))
+  if [ $((i % N)) -eq 0 ]; then
+    wait
+    tar czf "$OUTDIR/runs-$TAG.tgz" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null
+  fi
+done
+wait
+tar czf "$OUTDIR/runs-$TAG.tgz" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null
+python3 -m osd_theory.cli report $(ls -d "$RUNS"/*/) 2>&1 | tail -n 30 || true
