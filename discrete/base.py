@@ -123,7 +123,9 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         if not isinstance(params, (set, Tensor)):
             param_group["params"] = params = list(params)   # a generator is read once, here (torch errors on sets)
         candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        self._check_group(candidate, params)
+        # named parameters come as (name, tensor); anything else that is no tensor is torch's TypeError
+        tensors = [x[1] if isinstance(x, tuple) and len(x) == 2 else x for x in params]
+        self._check_group(candidate, [t for t in tensors if isinstance(t, Tensor)])
         if "betas" not in candidate and INNER.get(candidate["inner"]).uses_betas:
             param_group["betas"] = DEFAULT_BETAS
         super().add_param_group(param_group)
