@@ -174,7 +174,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         keep_pre, keep_post = S.float32_load_hooks()
 
         def check_then_keep(optimizer, sd):
-            sd = upgrade_sgd_state(sd)
+            sd = S.upgrade_sgd_state(sd)
             self._check_state_dict(sd)
             keep_pre(optimizer, sd)
             return sd
@@ -291,7 +291,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                 S.check_sparse(type(self).__name__, p.grad)
             work.append((group, params, {id(p): index + i for i, p in enumerate(group["params"])}))
             index += len(group["params"])
-        kept = self._finite_params([(group, params, indices) for group, params, indices in work])
+        kept = self._finite_params(work)
         return [(group, params, indices) for (group, _, indices), params in zip(work, kept)]
 
     def _finite_params(self, work: list[tuple[dict, list[Tensor], dict[int, int]]]) -> list[list[Tensor]]:
@@ -397,28 +397,6 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             d["refresh_skipped"] = d.get("refresh_skipped", 0) + 1
         if overlap is not None:
             d.setdefault("overlap", {})[index] = overlap
-
-
-def upgrade_sgd_state(state_dict: dict) -> dict:
-    """A state dict saved when SGD's state was the heavy-ball M = (1−μ)·buf under ``exp_avg``, with
-    torch's buffer under ``momentum_buffer`` instead (exact; the dict passed in is not changed)."""
-    renames = []
-    for group in state_dict["param_groups"]:
-        moved = []
-        if group.get("inner", "adamw") == "sgd":
-            moved.append(("", group.get("momentum", 0.0)))
-        if group.get("proj_optimizer") == "sgd":
-            moved.append(("proj_", group.get("proj_momentum", 0.0)))
-        renames += [(pid, moved) for pid in group["params"]] if moved else []
-    state, changed = dict(state_dict["state"]), False
-    for pid, moved in renames:
-        for prefix, momentum in moved:
-            st = state.get(pid, {})
-            if prefix + "exp_avg" in st and prefix + "momentum_buffer" not in st:
-                st = dict(st)
-                st[prefix + "momentum_buffer"] = st.pop(prefix + "exp_avg") / (1.0 - momentum)
-                state[pid], changed = st, True
-    return {**state_dict, "state": state} if changed else state_dict
 
 
 def inverse_norm_from(params: list[Tensor], grads: list[Tensor], norms: dict[int, Tensor]) -> Tensor:

@@ -159,6 +159,29 @@ def finite_flags(grads: list[torch.Tensor]) -> tuple[list[bool], list[torch.Tens
     return flags, norms
 
 
+# -- state dicts of older versions --------------------------------------------------------------
+def upgrade_sgd_state(state_dict: dict) -> dict:
+    """A state dict saved when SGD's state was the heavy-ball M = (1−μ)·buf under ``exp_avg``, with
+    torch's buffer under ``momentum_buffer`` instead (exact; the dict passed in is not changed)."""
+    renames = []
+    for group in state_dict["param_groups"]:
+        moved = []
+        if group.get("inner", "adamw") == "sgd":
+            moved.append(("", group.get("momentum", 0.0)))
+        if group.get("proj_optimizer") == "sgd":
+            moved.append(("proj_", group.get("proj_momentum", 0.0)))
+        renames += [(pid, moved) for pid in group["params"]] if moved else []
+    state, changed = dict(state_dict["state"]), False
+    for pid, moved in renames:
+        for prefix, momentum in moved:
+            st = state.get(pid, {})
+            if prefix + "exp_avg" in st and prefix + "momentum_buffer" not in st:
+                st = dict(st)
+                st[prefix + "momentum_buffer"] = st.pop(prefix + "exp_avg") / (1.0 - momentum)
+                state[pid], changed = st, True
+    return {**state_dict, "state": state} if changed else state_dict
+
+
 # -- float32 state across load_state_dict ---------------------------------------------------
 def float32_load_hooks() -> tuple[Callable, Callable]:
     """(pre, post) ``load_state_dict`` hooks that keep every floating state tensor float32 (bit-exact).
