@@ -15,6 +15,7 @@ rules; diagnostics are returned in ``self.diagnostics`` (rebuilt by every ``step
 from __future__ import annotations
 
 import difflib
+import functools
 import warnings
 from typing import Any, Callable, ClassVar
 
@@ -48,12 +49,33 @@ COMPILE_NOTE = ("the discrete optimizers' step runs eagerly under torch.compile 
                 "docs/optimizers.md, 'What is supported')")
 
 
+_EAGER_BUILDS: list[Callable[[], None]] = []       # run when an optimizer is constructed (below)
+
+
 def eager_under_compile(fn: Callable) -> Callable:
-    """``fn`` and everything it calls run eagerly when a compiled function reaches them."""
-    try:
-        return torch.compiler.disable(fn, recursive=True, reason=COMPILE_NOTE)
-    except TypeError:                          # torch < 2.7: no reason=
-        return torch.compiler.disable(fn, recursive=True)
+    """``fn`` and everything it calls run eagerly when a compiled function reaches them.
+
+    The ``torch.compiler.disable`` wrapper is built when the first optimizer is constructed, not
+    at import: building it imports torch._dynamo and sympy, which ``import discrete`` must not
+    (tests/test_imports.py); torch.optim's own constructor imports them anyway. Built before any
+    call, the wrapper is what Dynamo meets, so the graph break carries :data:`COMPILE_NOTE`.
+    """
+    disabled: list[Callable] = []
+
+    def build() -> None:
+        if not disabled:
+            try:
+                disabled.append(torch.compiler.disable(fn, recursive=True, reason=COMPILE_NOTE))
+            except TypeError:                  # torch < 2.7: no reason=
+                disabled.append(torch.compiler.disable(fn, recursive=True))
+
+    @functools.wraps(fn)
+    def eager(*args, **kwargs):
+        build()
+        return disabled[0](*args, **kwargs)
+
+    _EAGER_BUILDS.append(build)
+    return eager
 
 
 class SubspaceOptimizer(torch.optim.Optimizer):
@@ -103,6 +125,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         self._stacks: dict = {}          # batched path: stacked state buffers (a cache, not state)
         self._rules: dict = {}           # bound rules per (group options, shape) (a cache, not state)
         self._warned_full_rank = False
+        for build in _EAGER_BUILDS:
+            build()
         super().__init__(params, defaults)
 
     # the projected-group keys this optimizer takes, with its defaults (the preset's over the common)
