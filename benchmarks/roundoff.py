@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         ref, loss = train(*setup(name), batch(), n).split([w0.numel(), 1])
         pert, pert_loss = train(*setup(name), batch(), n, perturb=1e-6).split([w0.numel(), 1])
         ddp = ddp_weights(name, n)
-        dw = float((pert - ref).abs().max())
-        print(f"| {name} | {float((ref - w0).abs().max()):.1e} | {float(loss):.3f} | {float((pert1 - ref1).abs().max()):.1e} "
-              f"| {dw:.1e} ({float((pert_loss - loss).abs()):.0e}) | {float((ddp - ref).abs().max()):.1e} |", flush=True)
+        moved, dw1 = float((ref - w0).abs().max()), float((pert1 - ref1).abs().max())
+        dw, dloss, ddw = float((pert - ref).abs().max()), float((pert_loss - loss).abs()), float((ddp - ref).abs().max())
+        print(f"| {name} | {moved:.1e} | {float(loss):.3f} | {dw1:.1e} | {dw:.1e} ({dloss:.0e}) | {ddw:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

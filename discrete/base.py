@@ -350,7 +350,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             self._warned_full_rank = True
             warnings.warn(f"{type(self).__name__}: no param group has a 'rank', so every parameter takes the full-rank "
                           "path (no memory saving); give the matrices to project a group with a 'rank' "
-                          "(discrete.groups.param_groups(model, rank=...) builds the groups)", UserWarning, stacklevel=4)
+                          "(discrete.groups.param_groups(model, rank=...) builds the groups)",
+                          UserWarning, stacklevel=4)
 
     def _step_group(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
         plan = self._plan(group, None)

@@ -10,7 +10,7 @@ registry serves the weight update in the subspace (``inner``) and OSD's P-optimi
 |---------|---------------------------|----------------------------|-----------------------------------------|
 | adamw   | Adam                      | exp_avg, exp_avg_sq        | −(√c₂/c₁) m/(√v + ε√c₂)   (torch)        |
 | lion    | Lion-𝒦, 𝒦 = ‖·‖₁          | exp_avg (tracks −ĝ)        | sign(β₁m − (1−β₁)ĝ)                     |
-| sgd     | heavy ball                | momentum_buffer (torch's buf; M = (1−μ)·buf) | −buf = −M/(1−μ)       |
+| sgd     | heavy ball                | momentum_buffer (torch's)  | −buf = −M/(1−μ), M = (1−μ)·buf          |
 | gd (P only) | gradient flow         | none                       | −ĝ                                      |
 
 Adafactor is not offered: with momentum no Adam-type H exists for it (THEORY.md §3.6).
