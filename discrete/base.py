@@ -14,6 +14,9 @@ rules; diagnostics are returned in ``self.diagnostics`` (rebuilt by every ``step
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import warnings
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -25,7 +28,7 @@ from discrete.batched import bucket_step_
 from discrete.inner import INNER, PROJ_OPTIMIZERS, Hyper
 from discrete.precision import MATMUL_PRECISION
 from discrete.projection import group_rule, rule_kwargs
-from discrete.subspace import Plan, init_state, refresh_, subspace_step_
+from discrete.subspace import Plan, init_state, refresh_, state_layout, subspace_step_
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import inverse_norm
 from osd_theory.projections import ProjectionRule
@@ -35,6 +38,44 @@ from osd_theory.projections import ProjectionRule
 # reach the state), for loops that already guard the gradients (GradScaler, or
 # clip_grad_norm_(error_if_nonfinite=True)) and must not stall the GPU queue.
 NONFINITE = ("raise", "skip", "ignore")
+DEFAULT_BETAS = (0.9, 0.999)     # a group whose inner optimizer takes betas, in an optimizer whose default takes none
+
+# Under torch.compile the step runs eagerly (Dynamo skips it: one graph break). Traced, it was
+# silently wrong on torch 2.13: with two same-shaped parameters Dynamo applied one parameter's state
+# to the other (step counters 5 and 1 after 3 steps), and inductor on CPU dropped the alpha of
+# W.add_(X, alpha=lr). The step is Python-heavy by design (int step counters, the data-dependent
+# refresh, per-shape rules), so tracing it would also recompile every step.
+COMPILE_NOTE = ("the discrete optimizers' step runs eagerly under torch.compile (one graph break; "
+                "docs/optimizers.md, 'What is supported')")
+
+
+_EAGER_BUILDS: list[Callable[[], None]] = []       # run when an optimizer is constructed (below)
+
+
+def eager_under_compile(fn: Callable) -> Callable:
+    """``fn`` and everything it calls run eagerly when a compiled function reaches them.
+
+    The ``torch.compiler.disable`` wrapper is built when the first optimizer is constructed, not
+    at import: building it imports torch._dynamo and sympy, which ``import discrete`` must not
+    (tests/test_imports.py); torch.optim's own constructor imports them anyway. Built before any
+    call, the wrapper is what Dynamo meets, so the graph break carries :data:`COMPILE_NOTE`.
+    """
+    disabled: list[Callable] = []
+
+    def build() -> None:
+        if not disabled:
+            try:
+                disabled.append(torch.compiler.disable(fn, recursive=True, reason=COMPILE_NOTE))
+            except TypeError:                  # torch < 2.7: no reason=
+                disabled.append(torch.compiler.disable(fn, recursive=True))
+
+    @functools.wraps(fn)
+    def eager(*args, **kwargs):
+        build()
+        return disabled[0](*args, **kwargs)
+
+    _EAGER_BUILDS.append(build)
+    return eager
 
 
 class SubspaceOptimizer(torch.optim.Optimizer):
@@ -53,14 +94,29 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, momentum: float = 0.0, inner: str = "adamw",
                  bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None,
-                 nonfinite: str = "raise", **proj_defaults):
+                 nonfinite: str = "raise", correct_bias: bool | None = None, no_deprecation_warning: bool = False,
+                 **proj_defaults):
+        # galore-torch's GaLoreAdamW (HF's old AdamW) keywords: correct_bias is bias_correction; the
+        # deprecation warning that no_deprecation_warning silences does not exist here.
+        S.check_bool("no_deprecation_warning", no_deprecation_warning)
+        if correct_bias is not None:
+            S.check_bool("correct_bias", correct_bias)
+            if correct_bias and not bias_correction:
+                raise ValueError("correct_bias=True contradicts bias_correction=False; pass one of them")
+            bias_correction = correct_bias
         defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas, eps=eps,
                         weight_decay=weight_decay, momentum=momentum, inner=inner, bias_correction=bias_correction,
                         maximize=maximize, foreach=foreach, nonfinite=nonfinite)
         K.check_common(defaults)
-        unknown = set(proj_defaults) - set(self.proj_keys)
+        if not INNER.get(inner).uses_betas:
+            # as torch.optim.SGD: no betas, so schedulers that cycle momentum (OneCycleLR, CyclicLR)
+            # cycle `momentum`, the key the step reads, not an unused beta1
+            del defaults["betas"]
+        unknown = sorted(set(proj_defaults) - set(self.proj_keys))
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
+            close = difflib.get_close_matches(unknown[0], sorted(self.proj_keys), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {unknown}{hint}; "
                             f"its projection keys are {sorted(self.proj_keys)}")
         if self.projects:
             defaults.update(self.proj_keys)
@@ -68,8 +124,10 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         self.diagnostics: dict[str, Any] = {}
         self._stacks: dict = {}          # batched path: stacked state buffers (a cache, not state)
         self._rules: dict = {}           # bound rules per (group options, shape) (a cache, not state)
+        self._warned_full_rank = False
+        for build in _EAGER_BUILDS:
+            build()
         super().__init__(params, defaults)
-        S.install_dtype_hooks(self)
 
     # the projected-group keys this optimizer takes, with its defaults (the preset's over the common)
     proj_keys: ClassVar[dict[str, Any]] = {k: default for k, (default, _) in K.PROJ_KEYS.items()}
@@ -84,44 +142,129 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     # -- torch plumbing -----------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
         """Validate a group completely before torch adds it (a failed group never half-exists)."""
-        candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        K.check_common(candidate)
         params = param_group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        if "rank" in param_group:
-            if not self.projects:
-                raise ValueError(f"{type(self).__name__} is a full-rank optimizer: remove 'rank' from the param group")
-            K.check_projected(candidate)
-            for p in params:
-                S.check_rank(candidate["rank"], p)
-                if p.ndim == 2:
-                    self._bound_rule(candidate, tuple(p.shape))      # the rule and its options must build
+        params = [params] if isinstance(params, Tensor) else params
+        if not isinstance(params, (set, Tensor)):
+            param_group["params"] = params = list(params)   # a generator is read once, here (torch errors on sets)
+        candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        # named parameters come as (name, tensor); anything else that is no tensor is torch's TypeError
+        tensors = [x[1] if isinstance(x, tuple) and len(x) == 2 else x for x in params]
+        self._check_group(candidate, [t for t in tensors if isinstance(t, Tensor)])
+        if "betas" not in candidate and INNER.get(candidate["inner"]).uses_betas:
+            param_group["betas"] = DEFAULT_BETAS
         super().add_param_group(param_group)
+
+    def _check_group(self, group: dict, params: list[Tensor]) -> None:
+        """Every value and key of a group (all defaults filled in) against its parameters; raises ValueError."""
+        name = type(self).__name__
+        if "rank" in group and not self.projects:
+            raise ValueError(f"{name} is a full-rank optimizer: remove 'rank' from the param group")
+        known = set(self.defaults) | set(K.COMMON_KEYS) | ({"rank", *K.PROJ_KEYS} if self.projects else set())
+        K.check_known(name, group, known)
+        K.check_common(group)
+        if self.projects:
+            K.check_projected(group)
+        if "rank" in group:
+            for p in params:
+                S.check_rank(group["rank"], p, clip=group["clip_rank"])
+                if p.ndim == 2:
+                    self._bound_rule(group, tuple(p.shape))      # the rule and its options must build
+
+    def _older_defaults(self) -> dict:
+        """Values for the keys that state dicts saved by older versions lack."""
+        return {**dict(maximize=False, foreach=None, nonfinite="raise", momentum=0.0, inner="adamw",
+                       bias_correction=True), **self.proj_keys}
 
     def __setstate__(self, state: dict) -> None:
         """Fill keys that older state dicts lack (torch calls this from load_state_dict too)."""
         super().__setstate__(state)
-        common = dict(maximize=False, foreach=None, nonfinite="raise", momentum=0.0, inner="adamw",
-                      bias_correction=True)
         for group in self.param_groups:
-            for key, default in common.items():
-                group.setdefault(key, default)
-            for key, default in self.proj_keys.items():
+            for key, default in self._older_defaults().items():
                 group.setdefault(key, default)
         self.__dict__.setdefault("diagnostics", {})
         self.__dict__.setdefault("_stacks", {})
         self.__dict__.setdefault("_rules", {})
-        if not self.__dict__.get("_dtype_hooks"):      # torch's __getstate__ drops hooks (deepcopy, pickle)
-            S.install_dtype_hooks(self)
+        self.__dict__.setdefault("_warned_full_rank", False)
+
+    @eager_under_compile
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's ``load_state_dict``, with the loaded dict checked before anything changes.
+
+        After the user's pre-hooks (which may edit the dict, as with torch.optim) every group is
+        validated as :meth:`add_param_group` does and every parameter's state is checked against
+        what this optimizer needs (:func:`discrete.subspace.state_layout`): a bad dict raises a
+        ValueError and nothing is loaded. Floating state stays float32 (:func:`discrete.state.float32_load_hooks`).
+        """
+        keep_pre, keep_post = S.float32_load_hooks()
+
+        def check_then_keep(optimizer, sd):
+            sd = S.upgrade_sgd_state(sd)
+            self._check_state_dict(sd)
+            keep_pre(optimizer, sd)
+            return sd
+
+        # registered for this load only: ours runs after every user pre-hook and before every user post-hook
+        handles = [self.register_load_state_dict_pre_hook(check_then_keep),
+                   self.register_load_state_dict_post_hook(keep_post, prepend=True)]
+        try:
+            return super().load_state_dict(state_dict)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _check_state_dict(self, state_dict: dict) -> None:
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups) or any(
+                len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, self.param_groups)):
+            return                                            # torch's own error follows
+        where = f"{type(self).__name__}.load_state_dict"
+        saved_state = state_dict["state"]
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            candidate = {**self._older_defaults(), **{k: v for k, v in saved.items() if k != "params"}}
+            try:
+                self._check_group(candidate, group["params"])
+            except ValueError as e:
+                raise ValueError(f"{where}: param group {i} of the loaded dict: {e}; nothing was loaded") from None
+            for pid, p in zip(saved["params"], group["params"]):
+                if saved_state.get(pid):
+                    problem = self._state_problem(candidate, p, saved_state[pid])
+                    if problem:
+                        raise ValueError(f"{where}: the state of parameter {pid} (group {i}) {problem}; "
+                                         "nothing was loaded")
+
+    def _state_layout(self, group: dict, p: Tensor) -> dict[str, Any]:
+        """Keys -> tensor shape (tuple) or scalar type of the state ``p`` gets in ``group``."""
+        if "rank" in group and p.ndim == 2:
+            rule = self._bound_rule(group, tuple(p.shape))
+            return state_layout(tuple(p.shape), rule, self._plan(group, rule))
+        return {"step": (), **{k: tuple(p.shape) for k in INNER.get(group["inner"]).state_names}}
+
+    def _state_problem(self, group: dict, p: Tensor, state: dict) -> str | None:
+        layout = self._state_layout(group, p)
+        missing = sorted(set(layout) - set(state))
+        if missing:
+            return (f"lacks {missing}, which {type(self).__name__} needs with this group's keys (was it saved by "
+                    "another optimizer class, or with another inner optimizer or projection rule?)")
+        for key, kind in layout.items():
+            value = state[key]
+            if isinstance(kind, tuple) and not (torch.is_tensor(value) and tuple(value.shape) == kind):
+                shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+                return f"has {key!r} of shape {shape}, expected {kind} (another rank, side or parameter shape?)"
+            if not isinstance(kind, tuple) and not isinstance(value, kind):
+                return f"has {key!r} = {value!r}, expected a {kind.__name__}"
+        if "proj_side" in layout and state["proj_side"] != self._bound_rule(group, tuple(p.shape)).side_:
+            return f"has proj_side {state['proj_side']}, but this group's proj_type projects the other side"
+        return None
 
     # -- the rule of a group -----------------------------------------------------------------------
     def _bound_rule(self, group: dict, shape: tuple[int, int]) -> ProjectionRule:
         opts = rule_kwargs(group, None)
+        rank = S.matrix_rank(group, shape)
         key = (group["projection"], tuple(sorted((k, repr(v)) for k, v in opts.items())), group["proj_type"],
-               group["rank"], shape)
+               rank, shape)
         rule = self._rules.get(key)
         if rule is None:
-            rule = self._rules[key] = group_rule(group, shape, group["rank"])
+            rule = self._rules[key] = group_rule(group, shape, rank)
         return rule
 
     def _plan(self, group: dict, rule: ProjectionRule | None) -> Plan:
@@ -141,12 +284,13 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                     mode=MATMUL_PRECISION.get(group.get("matmul_precision", "highest")))
 
     def _hyper(self, group: dict) -> Hyper:
-        b1, b2 = group["betas"]
+        b1, b2 = group.get("betas", DEFAULT_BETAS)
         return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]),
                      momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
                      torch_eps=self.torch_eps)
 
     # -- step -------------------------------------------------------------------------------
+    @eager_under_compile
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None):
         loss = None
@@ -154,30 +298,61 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self.diagnostics = {"skipped_nonfinite": 0}
-        index = 0
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            indices = {id(p): index + i for i, p in enumerate(group["params"])}
-            index += len(group["params"])
-            for p in params:
-                S.check_sparse(type(self).__name__, p.grad)
-            params = self._filter_finite(params, group)
+        for group, params, indices in self._checked_work():      # every check that can fail comes first
             self._step_group(group, params, indices)
         return loss
 
+    def _checked_work(self) -> list[tuple[dict, list[Tensor], dict[int, int]]]:
+        """(group, parameters to step, parameter indices) per group, after every check that can fail.
+
+        Sparse and (per each group's ``nonfinite`` policy) NaN/Inf gradients are looked for in all
+        groups before any group steps, so an error leaves every parameter and state untouched.
+        """
+        self._warn_if_nothing_projected()
+        work, index = [], 0
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                S.check_sparse(type(self).__name__, p.grad)
+            work.append((group, params, {id(p): index + i for i, p in enumerate(group["params"])}))
+            index += len(group["params"])
+        kept = self._finite_params(work)
+        return [(group, params, indices) for (group, _, indices), params in zip(work, kept)]
+
+    def _finite_params(self, work: list[tuple[dict, list[Tensor], dict[int, int]]]) -> list[list[Tensor]]:
+        """Per group, the parameters whose gradients pass the group's nonfinite policy.
+
+        One host sync for the flags of all groups together; the norms ‖G‖ are kept for the rule's
+        field (1/‖G‖), computed without a sync for groups with ``nonfinite="ignore"``.
+        """
+        checked = [p for group, params, _ in work if group["nonfinite"] != "ignore" for p in params]
+        unchecked = [p for group, params, _ in work if group["nonfinite"] == "ignore" for p in params]
+        flags, norms = S.finite_flags([p.grad for p in checked])
+        self._grad_norms = dict(zip(map(id, checked), norms))
+        self._grad_norms.update(zip(map(id, unchecked), S.grad_norms([p.grad for p in unchecked])))
+        bad = {id(p) for p, ok in zip(checked, flags) if not ok}
+        for group, params, indices in work:
+            raised = [indices[id(p)] for p in params if id(p) in bad] if group["nonfinite"] == "raise" else []
+            if raised:
+                raise S.OptimizerInputError(
+                    f"{type(self).__name__}: the gradient of parameter {raised[0]} contains NaN or Inf; nothing was "
+                    "stepped (pass nonfinite='skip' to skip such parameters, leaving their state untouched)")
+        self.diagnostics["skipped_nonfinite"] += len(bad)
+        return [[p for p in params if id(p) not in bad] for _, params, _ in work]
+
     def _filter_finite(self, params: list[Tensor], group: dict) -> list[Tensor]:
-        if group["nonfinite"] == "ignore":
-            self._grad_norms = dict(zip(map(id, params), S.grad_norms([p.grad for p in params])))
-            return params
-        flags, norms = S.finite_flags([p.grad for p in params])
-        self._grad_norms = {id(p): n for p, n in zip(params, norms)}   # reused as 1/‖G‖ by the rule's field
-        if all(flags):
-            return params
-        if group["nonfinite"] == "raise":
-            raise S.OptimizerInputError(f"{type(self).__name__}: a gradient contains NaN or Inf "
-                                        "(pass nonfinite='skip' to skip such parameters, leaving their state untouched)")
-        self.diagnostics["skipped_nonfinite"] += flags.count(False)
-        return [p for p, ok in zip(params, flags) if ok]
+        """One group's parameters that pass its nonfinite policy (:meth:`_finite_params` for one group)."""
+        return self._finite_params([(group, params, {id(p): i for i, p in enumerate(params)})])[0]
+
+    def _warn_if_nothing_projected(self) -> None:
+        # HF Trainer's optimizer_cls_and_kwargs=(OnlineSubspaceDescent, {...}) builds groups without a
+        # rank: it would silently train full-rank AdamW.
+        if self.projects and not self._warned_full_rank and not any("rank" in g for g in self.param_groups):
+            self._warned_full_rank = True
+            warnings.warn(f"{type(self).__name__}: no param group has a 'rank', so every parameter takes the full-rank "
+                          "path (no memory saving); give the matrices to project a group with a 'rank' "
+                          "(discrete.groups.param_groups(model, rank=...) builds the groups)",
+                          UserWarning, stacklevel=4)
 
     def _step_group(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
         plan = self._plan(group, None)

@@ -29,17 +29,21 @@ from osd_theory.registry import Registry
 TOL = 1e-6
 MOMENTUM = 0.9
 
-# name -> (optimizer factory(params, lr), HD system whose Euler step it is, at lr)
-TRACKED: Registry[tuple[Callable, Callable]] = Registry("tracked optimizer")
+# name -> (optimizer factory(params, lr), HD system whose Euler step it is, at lr,
+#          the HD state S from the optimizer's state)
+TRACKED: Registry[tuple[Callable, Callable, Callable]] = Registry("tracked optimizer")
 TRACKED.add("sgd_momentum", (lambda ps, lr: SGDMomentum(ps, lr=lr, momentum=MOMENTUM, nonfinite="skip"),
-                             lambda lr: ds.heavy_ball_system(ds.sgd_time_step(lr, MOMENTUM), MOMENTUM)))
+                             lambda lr: ds.heavy_ball_system(ds.sgd_time_step(lr, MOMENTUM), MOMENTUM),
+                             lambda st: ((1 - MOMENTUM) * st["momentum_buffer"],)))   # M = (1−μ)·torch's buffer
 TRACKED.add("adam", (lambda ps, lr: AdamW(ps, lr=lr, bias_correction=False, nonfinite="skip"),
-                     lambda lr: ds.adam_system(lr, 0.9, 0.999, 1e-8)))
+                     lambda lr: ds.adam_system(lr, 0.9, 0.999, 1e-8),
+                     lambda st: (st["exp_avg"], st["exp_avg_sq"])))
 TRACKED.add("lion", (lambda ps, lr: Lion(ps, lr=lr, nonfinite="skip"),
-                     lambda lr: ds.lion_system(lr, 0.9, 0.99)))
+                     lambda lr: ds.lion_system(lr, 0.9, 0.99),
+                     lambda st: (st["exp_avg"],)))
 
 
-def track_h(problem, make_opt: Callable, system, lr: float, steps: int) -> list[float]:
+def track_h(problem, make_opt: Callable, system, lr: float, steps: int, hd_state: Callable) -> list[float]:
     """H_k along ``steps`` iterations (stops early at the first increase above tolerance or at overflow)."""
     W = torch.nn.Parameter(problem.initial_point().float())
     opt = make_opt([W], lr)
@@ -47,7 +51,7 @@ def track_h(problem, make_opt: Callable, system, lr: float, steps: int) -> list[
     for k in range(steps + 1):
         Wd = W.detach().double()
         st = opt.state[W]
-        S = tuple(st[n].double() if st else torch.zeros_like(Wd) for n in system.state_names)
+        S = tuple(s.double() for s in hd_state(st)) if st else tuple(torch.zeros_like(Wd) for _ in system.state_names)
         H.append(float(system.hamiltonian(0.0, problem.loss(Wd), S)))
         if k == steps or not math.isfinite(H[-1]) or (k > 0 and H[-1] - H[-2] > TOL * abs(H[0])):
             break
@@ -92,8 +96,8 @@ def c5(quick: bool = False) -> dict:
                      "steps": steps, "tolerance": f"{TOL:g}*|H_0|", "lrs": [2.0 ** e for e in exps], "optimizers": {}}
     verdicts = []
     for name in TRACKED:
-        make_opt, system_of = TRACKED.get(name)
-        mono = [is_monotone(track_h(problem, make_opt, system_of(2.0 ** e), 2.0 ** e, steps)) for e in exps]
+        make_opt, system_of, hd_state = TRACKED.get(name)
+        mono = [is_monotone(track_h(problem, make_opt, system_of(2.0 ** e), 2.0 ** e, steps, hd_state)) for e in exps]
         first_fail = next((i for i, m in enumerate(mono) if not m), None)
         downward_closed = first_fail is None or not any(mono[first_fail:])
         info = {"monotone": mono, "largest_monotone_lr": 2.0 ** exps[first_fail - 1] if first_fail else None,

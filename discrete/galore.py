@@ -14,6 +14,8 @@ the moments but keeps the step count, so bias correction does not restart with t
 
 Differences from galore-torch, on purpose: weight decay is torch's (W ← (1−lrλ)W *before* the
 update; galore-torch decays the updated W after it), so the trajectories match for λ = 0;
+``eps`` defaults to torch's 1e-8 (galore-torch: 1e-6; pass ``eps=1e-6`` to follow its trajectory, and
+galore-torch's ``correct_bias`` / ``no_deprecation_warning`` are accepted);
 the side is derived from the shape once and stored (``reverse_std`` on square matrices is
 consistent, cf. modelscope/ms-swift#10146); a refresh is **skipped** (old basis kept) when G is
 zero or non-finite or the SVD fails, and no basis is ever built from zeros.

@@ -10,7 +10,7 @@ registry serves the weight update in the subspace (``inner``) and OSD's P-optimi
 |---------|---------------------------|----------------------------|-----------------------------------------|
 | adamw   | Adam                      | exp_avg, exp_avg_sq        | −(√c₂/c₁) m/(√v + ε√c₂)   (torch)        |
 | lion    | Lion-𝒦, 𝒦 = ‖·‖₁          | exp_avg (tracks −ĝ)        | sign(β₁m − (1−β₁)ĝ)                     |
-| sgd     | heavy ball                | exp_avg (M = (1−μ)·buf)    | −M/(1−μ)                                |
+| sgd     | heavy ball                | momentum_buffer (torch's)  | −buf = −M/(1−μ), M = (1−μ)·buf          |
 | gd (P only) | gradient flow         | none                       | −ĝ                                      |
 
 Adafactor is not offered: with momentum no Adam-type H exists for it (THEORY.md §3.6).
@@ -64,7 +64,7 @@ class InnerRule:
 INNER: Registry[InnerRule] = Registry("inner optimizer")
 INNER.add("adamw", InnerRule("adamw", ("exp_avg", "exp_avg_sq"), ds.adam_step))
 INNER.add("lion", InnerRule("lion", ("exp_avg",), ds.lion_step))
-INNER.add("sgd", InnerRule("sgd", ("exp_avg",), ds.sgd_step, uses_betas=False))
+INNER.add("sgd", InnerRule("sgd", ("momentum_buffer",), ds.sgd_step, uses_betas=False))
 
 # OSD's P-optimizer: the same rules; its weight decay λ^P is applied outside (THEORY.md §4.2).
 PROJ_OPTIMIZERS: Registry[InnerRule] = Registry("projection optimizer")

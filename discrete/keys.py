@@ -6,7 +6,8 @@ Validators raise ValueError in torch's wording (a :class:`~osd_theory.errors.Use
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import difflib
+from typing import Any, Callable, Iterable
 
 from discrete import state as S
 from discrete.inner import INNER, PROJ_OPTIMIZERS
@@ -59,7 +60,17 @@ COMMON_KEYS: dict[str, Callable[[Any], None]] = {
     "inner": _choice(INNER),
     "foreach": lambda v: S.check_optional_bool("foreach", v),
     "nonfinite": lambda v: S.check_member("nonfinite policy", v, ("raise", "skip", "ignore")),
+    "bias_correction": lambda v: S.check_bool("bias_correction", v),
+    "maximize": lambda v: S.check_bool("maximize", v),
 }
+
+# Keys that torch, its LR schedulers and training frameworks write into groups after construction,
+# and that a saved state dict therefore carries: accepted (and ignored) by every optimizer here.
+# initial_lr (every LRScheduler), max_lr/min_lr/max_momentum/base_momentum (OneCycleLR, CyclicLR),
+# start_lr/end_lr (LinearLR-like user code), swa_lr (SWALR), param_names (torch >= 2.5 with
+# named_parameters), name/names (frameworks, the OSD reference code).
+FRAMEWORK_KEYS = frozenset({"params", "initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum", "start_lr",
+                            "end_lr", "swa_lr", "param_names", "name", "names"})
 
 PROJ_KEYS: dict[str, tuple[Any, Callable[[Any], None] | None]] = {
     "update_proj_gap": (200, lambda v: S.check_int("update_proj_gap", v, 1)),
@@ -83,12 +94,29 @@ PROJ_KEYS: dict[str, tuple[Any, Callable[[Any], None] | None]] = {
     "proj_retract": (None, lambda v: S.check_optional_bool("proj_retract", v)),
     # ε^P = α·ε_t ("follow": one scheduler drives W and P, OSD) or α·ε₀ with ε₀ the group's initial lr
     "proj_lr": ("follow", lambda v: S.check_member("proj_lr", v, ("follow", "constant"))),
+    # A rank above min(m, n) is an error; clip_rank=True clips it per matrix to min(m, n) instead
+    # (galore-torch's silent behaviour, e.g. GQA k/v projections), recorded in the state as ``rank``.
+    "clip_rank": (False, lambda v: S.check_bool("clip_rank", v)),
 }
 
 
 def check_common(group: dict) -> None:
+    """The common keys a group has (``betas`` is absent where the inner optimizer takes none: SGD)."""
     for key, check in COMMON_KEYS.items():
-        check(group[key])
+        if key in group:
+            check(group[key])
+
+
+def check_known(owner: str, group: dict, known: Iterable[str]) -> None:
+    """A misspelled key (``rnak``, ``sclae``) is an error naming the close match, never silently ignored."""
+    allowed = set(known) | FRAMEWORK_KEYS
+    unknown = sorted(k for k in group if k not in allowed)
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), sorted(allowed - FRAMEWORK_KEYS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{owner}: unknown param-group key {key!r}{hint}; the keys of its groups are "
+                         f"{sorted(allowed - FRAMEWORK_KEYS)}")
 
 
 def check_projected(group: dict) -> None:

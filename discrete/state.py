@@ -10,11 +10,12 @@ State contract (per projected parameter; ``discrete.validation`` relies on it):
 | ``step`` | 0-d tensor, steps taken | float32 (CPU) |
 | ``last_refresh_step`` | step at which P was last (re)built; −1 while no basis from a gradient exists | int |
 | ``proj_exp_avg``, ``proj_exp_avg_sq`` | OSD: the P-optimizer's moments, of P's shape | float32 |
+| ``rank`` | r of this matrix (``clip_rank`` may make it less than the group's; absent in older states) | int |
 
 Only tensors and plain scalars. Every floating state tensor is float32 whatever the parameter
 dtype; ``Optimizer.load_state_dict`` casts floating state to the parameter's dtype (a lossy
 bf16 round trip, pytorch/pytorch#43706), so a pre-hook keeps the loaded float32 tensors and a
-post-hook puts them back on the parameter's device (:func:`install_dtype_hooks`).
+post-hook puts them back on the parameter's device (:func:`float32_load_hooks`).
 """
 from __future__ import annotations
 
@@ -96,6 +97,11 @@ def check_optional_bool(name: str, value: Any) -> None:
         raise ValueError(f"Invalid {name} value: {value!r}; expected None, True or False")
 
 
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid {name} value: {value!r}; expected True or False")
+
+
 def check_member(name: str, value: Any, allowed: tuple) -> None:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"Unknown {name} {value!r}; expected one of {sorted(allowed)}")
@@ -106,12 +112,22 @@ def check_choice(registry: Registry, value: Any) -> None:
         raise ValueError(f"Unknown {registry.kind} {value!r}; expected one of {registry.names()}")
 
 
-def check_rank(rank: Any, p: torch.Tensor) -> None:
-    """1 <= rank <= min(m, n) for every 2-D parameter of a projected group (the kernels' one rank check)."""
+def check_rank(rank: Any, p: torch.Tensor, clip: bool = False) -> None:
+    """1 <= rank <= min(m, n) for every 2-D parameter of a projected group (the kernels' one rank check);
+    with ``clip`` only rank >= 1 (the rank is clipped per matrix, :func:`matrix_rank`)."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"Invalid rank: {rank!r}; expected an integer >= 1")
-    if p.ndim == 2:
-        kernels_check_rank(rank, tuple(p.shape))
+    if p.ndim == 2 and not clip:
+        try:
+            kernels_check_rank(rank, tuple(p.shape))
+        except ValueError as e:
+            raise type(e)(f"{e} (set clip_rank=True in the group to clip the rank to min(m, n) per matrix)") from None
+
+
+def matrix_rank(group: dict, shape: tuple[int, int]) -> int:
+    """The rank of one matrix of a projected group: the group's, or min(rank, m, n) with ``clip_rank``."""
+    rank = group["rank"]
+    return min(rank, *shape) if group.get("clip_rank", False) else rank
 
 
 # -- gradients -----------------------------------------------------------------------------
@@ -133,12 +149,47 @@ def finite_flags(grads: list[torch.Tensor]) -> tuple[list[bool], list[torch.Tens
         return [], []
     norms = grad_norms(grads)
     dev = norms[0].device
-    return torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist(), list(norms)
+    flags = torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist()
+    for i, ok in enumerate(flags):
+        # ‖G‖ overflows float32 for finite entries of ~1e19 and more: look at the entries before
+        # blaming the gradient (one more sync, only on this rare path), and keep a finite norm.
+        if not ok and bool(torch.isfinite(grads[i]).all()):
+            flags[i] = True
+            norms[i] = torch.linalg.vector_norm(grads[i], dtype=torch.float64).to(norms[i].dtype)
+    return flags, norms
+
+
+# -- state dicts of older versions --------------------------------------------------------------
+def upgrade_sgd_state(state_dict: dict) -> dict:
+    """A state dict saved when SGD's state was the heavy-ball M = (1−μ)·buf under ``exp_avg``, with
+    torch's buffer under ``momentum_buffer`` instead (exact; the dict passed in is not changed)."""
+    renames = []
+    for group in state_dict["param_groups"]:
+        moved = []
+        if group.get("inner", "adamw") == "sgd":
+            moved.append(("", group.get("momentum", 0.0)))
+        if group.get("proj_optimizer") == "sgd":
+            moved.append(("proj_", group.get("proj_momentum", 0.0)))
+        renames += [(pid, moved) for pid in group["params"]] if moved else []
+    state, changed = dict(state_dict["state"]), False
+    for pid, moved in renames:
+        for prefix, momentum in moved:
+            st = state.get(pid, {})
+            if prefix + "exp_avg" in st and prefix + "momentum_buffer" not in st:
+                st = dict(st)
+                st[prefix + "momentum_buffer"] = st.pop(prefix + "exp_avg") / (1.0 - momentum)
+                state[pid], changed = st, True
+    return {**state_dict, "state": state} if changed else state_dict
 
 
 # -- float32 state across load_state_dict ---------------------------------------------------
-def install_dtype_hooks(opt: torch.optim.Optimizer) -> None:
-    """Keep every floating state tensor float32 across ``load_state_dict`` (bit-exact, not via bf16)."""
+def float32_load_hooks() -> tuple[Callable, Callable]:
+    """(pre, post) ``load_state_dict`` hooks that keep every floating state tensor float32 (bit-exact).
+
+    The optimizer registers them for one load only, the pre-hook *last* and the post-hook *first*
+    (:meth:`discrete.base.SubspaceOptimizer.load_state_dict`): the user's pre-hooks shape the dict
+    that is kept, and the user's post-hooks see the float32 state, as with torch.optim.
+    """
     stash: dict[str, Any] = {}
 
     def pre(optimizer, state_dict):
@@ -156,6 +207,4 @@ def install_dtype_hooks(opt: torch.optim.Optimizer) -> None:
                 if torch.is_tensor(value) and value.is_floating_point() and key != "step":
                     optimizer.state[p][key] = value.to(device=p.device, dtype=torch.float32)
 
-    opt.register_load_state_dict_pre_hook(pre)
-    opt.register_load_state_dict_post_hook(post)
-    opt._dtype_hooks = True
+    return pre, post

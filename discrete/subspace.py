@@ -71,6 +71,7 @@ def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[
         "proj": stand_in.to(device=dev, dtype=torch.float32),
         "proj_side": side,
         "last_refresh_step": -1,
+        "rank": rank,
     }
     g_hat = torch.empty((rank, n) if side == LEFT else (m, rank), device=dev)
     state.update(plan.inner.init_state(g_hat))
@@ -80,6 +81,26 @@ def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[
         state["rso_coord"] = torch.zeros(g_hat.shape, dtype=torch.float32, device=dev)   # B
         state["subproblem_start"] = 0
     return state
+
+
+def state_layout(shape: tuple[int, int], rule: ProjectionRule, plan: Plan) -> dict[str, Any]:
+    """What :func:`init_state` creates: key -> tensor shape (a tuple), or the type of a plain scalar.
+
+    ``load_state_dict`` checks a loaded state against it before anything changes, so that state of
+    another rule, inner optimizer or rank (GaLore's state loaded into OSD) is an error at load, not
+    a KeyError half-way through a step; tests/discrete/test_contract.py checks that every fresh
+    state matches it. ``rank`` is left out: states saved before it existed load (it is informative).
+    """
+    m, n = shape
+    P = (basis_dim((m, n), rule.side_), rule.rank)
+    g_hat = (rule.rank, n) if rule.side_ == LEFT else (m, rule.rank)
+    layout: dict[str, Any] = {"step": (), "proj": P, "proj_side": int, "last_refresh_step": int}
+    layout.update({k: g_hat for k in plan.inner.state_names})
+    if rule.smooth and plan.p_opt is not None:
+        layout.update({"proj_" + k: P for k in plan.p_opt.state_names})
+    if plan.switch == "restart":
+        layout.update(rso_coord=g_hat, subproblem_start=int)
+    return layout
 
 
 def bias_step(state: dict) -> int:

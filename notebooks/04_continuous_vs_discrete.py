@@ -82,7 +82,7 @@ def run_discrete(h):
     for k in range(int(round(T_END / h))):
         W.grad = problem.grad(W.detach())
         opt.step()
-        M = opt.state[W]["exp_avg"].double()
+        M = (1.0 - mu) * opt.state[W]["momentum_buffer"].double()   # HD momentum M = (1−μ)·torch's buffer
         Hs.append(float(system.hamiltonian(0.0, problem.loss(W.detach()), (M,))))
         ts.append((k + 1) * h)
     return np.array(ts), np.array(Hs)

@@ -182,10 +182,21 @@ def lion_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, beta1: float, be
 
 
 def sgd_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, momentum: float, **_) -> Tensor:
-    """SGD with momentum (torch convention): M ← μM + (1−μ)ĝ, U = −M/(1−μ) (so lr·U = −lr·buf)."""
+    """SGD with momentum as torch: buf ← μ·buf + ĝ, U = −buf (so lr·U = −lr·buf).
+
+    The state is torch's undamped ``momentum_buffer``; the heavy-ball momentum of the HD system is
+    M = (1−μ)·buf, stepped M ← μM + (1−μ)ĝ (Euler, h = lr/(1−μ)). M is formed from buf with the
+    *current* μ, so a momentum schedule (OneCycleLR, CyclicLR) acts as on torch's buffer; a stored M
+    would carry the (1−μ) of the step that wrote it (0.24 weight drift against torch.optim.SGD under
+    OneCycleLR in 60 steps).
+    """
+    (buf,) = S
     h = time_step(sgd_time_step(lr, momentum))
-    D = hd_euler_step(heavy_ball_system(h, momentum), S, g_hat, h)      # −M
-    return D if momentum == 0.0 else D.div_(1.0 - momentum)
+    damping = 1.0 - momentum
+    M = buf.mul_(damping)                                               # M = (1−μ)·buf, in place
+    hd_euler_step(heavy_ball_system(h, momentum), [M], g_hat, h)        # M ← μM + (1−μ)ĝ
+    buf.div_(damping)                                                   # buf = M/(1−μ) = μ·buf + ĝ
+    return torch.neg(buf)
 
 
 def gd_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, **_) -> Tensor:

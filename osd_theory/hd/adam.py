@@ -59,6 +59,19 @@ class Adam(HDSystem):
     def relaxation(self, t, S, g_hat):
         return ((g_hat, self.a), (g_hat * g_hat, self.b))   # ṁ = a(ĝ−m), v̇ = b(ĝ²−v)
 
+    def euler_state_(self, S, g_hat, h, t=0.0):
+        """The Euler step of :meth:`relaxation` in torch.optim.Adam's arithmetic order.
+
+        m ← lerp(m, ĝ, ha) as the base class; v ← (1 − hb)v + (hb·ĝ)·ĝ with ``addcmul_``, which
+        scales ĝ before multiplying by ĝ: the base class's lerp towards τ = ĝ² overflows float32 for
+        |ĝ| > 1.8e19 (NaN weights where torch stays finite up to |ĝ| ≈ 5.8e20 at β₂ = 0.999).
+        """
+        m, v = S
+        g = g_hat.to(v.dtype)
+        m.lerp_(g, h * self.a)
+        hb = h * self.b
+        v.mul_(1.0 - hb).addcmul_(g, g, value=hb)
+
     def direction(self, t, S, g_hat, W=None):
         m, v = S
         return -m / (v.sqrt() + self.e)                      # Ẇ = −P m/(√v+e)
