@@ -129,14 +129,29 @@ def online_pca_grad_from_parts(P: Tensor, A: Tensor, B: Tensor, pca_lambda: floa
     numbers, so PᵀP is formed in full float32 even when the caller allows TF32 for the big
     products (a TF32 PᵀP would put ~1e-3 errors into E). Batched over leading dims.
     """
+    return online_pca_grad_from_grams(P, A @ A.mT, B, pca_lambda, exact_gram(P))
+
+
+def exact_gram(P: Tensor) -> Tensor:
+    """PᵀP (…, r, r) in full float32 (TF32 off: E = PᵀP − I is a small difference of O(1) numbers)."""
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        E = P.mT @ P                                               # PᵀP (…, r, r)
+        return P.mT @ P
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def online_pca_grad_from_grams(P: Tensor, AAt: Tensor, B: Tensor, pca_lambda: float, PtP: Tensor) -> Tensor:
+    """∇_P 𝓛_G(P) from the r×r Gram matrices AAᵀ and PᵀP and the second pass B (P's rows).
+
+    The form the sharded path needs (discrete/sharded.py): when the rows of P or the columns of A are
+    split over processes, AAᵀ and PᵀP are sums of per-process Grams (one all-reduce of r×r numbers)
+    while P and B stay row-local. ``AAt`` and ``PtP`` are consumed (modified in place).
+    """
+    E = PtP
     E.diagonal(dim1=-2, dim2=-1).sub_(1.0)                         # E = PᵀP − I
-    X = (A @ A.mT).add_(E, alpha=2.0 * pca_lambda)                 # AAᵀ + 2λE
+    X = AAt.add_(E, alpha=2.0 * pca_lambda)                        # AAᵀ + 2λE
     return (P @ X).add_(B @ E).sub_(B).mul_(2.0)
 
 
