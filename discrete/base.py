@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from discrete import keys as K
+from discrete import sharded
 from discrete import state as S
 from discrete.batched import bucket_step_
 from discrete.inner import INNER, PROJ_OPTIMIZERS, Hyper
@@ -160,6 +161,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             index += len(group["params"])
             for p in params:
                 S.check_sparse(type(self).__name__, p.grad)
+            if sharded.is_sharded(params):     # FSDP2 (DTensor) parameters: discrete/sharded.py steps them
+                params = sharded.step_group(self, group, params, indices)
             params = self._filter_finite(params, group)
             self._step_group(group, params, indices)
         return loss
