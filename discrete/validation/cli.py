@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", default=d.device, help="auto, cpu or cuda")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--per-layer", action="store_true", help="per-layer mode: projected gradients freed in backward (docs/scaling.md)")
+    p.add_argument("--fsdp", action="store_true", help="FSDP2 (fully_shard) instead of DDP under torchrun (docs/scaling.md)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--out", required=True, help="run directory")
 
@@ -78,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_train_chars=args.max_train_chars, val_tokens=args.val_tokens, cache_dir=args.cache_dir, seed=args.seed,
         out=args.out, log_every=args.log_every, eval_every=args.eval_every, ckpt_every=args.ckpt_every,
         resume=args.resume, device=args.device, compile=args.compile, progress=not args.no_progress,
+        per_layer=args.per_layer, fsdp=args.fsdp,
     )
     from discrete.validation.config import resolve_data_defaults
 

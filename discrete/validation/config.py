@@ -60,6 +60,8 @@ class RunConfig:
     stop_after: int | None = None  # stop (with a checkpoint) after this step, as if interrupted; for tests
     device: str = "auto"  # auto: cuda if available, else cpu
     compile: bool = False  # torch.compile the model
+    per_layer: bool = False  # per-layer mode (discrete.PerLayer): each projected gradient freed in backward; one process
+    fsdp: bool = False  # shard the model with FSDP2 (fully_shard per block) instead of DDP; no checkpoints
     progress: bool = True  # tqdm bar on rank 0
 
     def to_json(self) -> dict:
