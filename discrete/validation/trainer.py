@@ -100,12 +100,16 @@ def evaluate(model, windows: torch.Tensor, batch: int, device, amp, info: D.Dist
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
     mine = windows[info.rank :: info.world]
-    for i in range(0, len(mine), batch):
+    most = -(-len(windows) // info.world)  # every rank runs as many forwards (FSDP2's forward is collective)
+    for i in range(0, most, batch):
         xy = mine[i : i + batch].to(device)
+        counted = len(xy) > 0
+        xy = xy if counted else windows[:1].to(device)  # a rank out of windows runs one uncounted forward
         with amp():
             logits, _ = model(xy[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), xy[:, 1:].flatten(), reduction="sum")
-        total += torch.stack([loss.double(), torch.tensor(xy[:, 1:].numel(), dtype=torch.float64, device=device)])
+        if counted:
+            total += torch.stack([loss.double(), torch.tensor(xy[:, 1:].numel(), dtype=torch.float64, device=device)])
     D.all_reduce_sum(total, info)
     model.train()
     return float(total[0] / total[1])

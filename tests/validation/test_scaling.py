@@ -52,9 +52,10 @@ def test_per_layer_run_equals_the_ordinary_run(make_cfg, tmp_path):
 
 
 def test_fsdp_two_gloo_processes_match_one_process(make_cfg, tmp_path):
-    one = make_cfg(optimizer="galore", steps=4, micro_batch_size=2, out=str(tmp_path / "one"))
+    """17 validation windows: the processes hold 9 and 8, so evaluation must keep their forwards in step."""
+    one = make_cfg(optimizer="galore", steps=4, micro_batch_size=2, val_tokens=17 * 16, out=str(tmp_path / "one"))
     train(one)
-    two = make_cfg(optimizer="galore", steps=4, fsdp=True, out=str(tmp_path / "two"))
+    two = make_cfg(optimizer="galore", steps=4, fsdp=True, val_tokens=17 * 16, out=str(tmp_path / "two"))
     # fork: the children inherit the imported modules (spawn would re-import torch, ~5 s each)
     torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), two), nprocs=2, join=True,
                                           start_method="fork")
