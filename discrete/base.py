@@ -93,6 +93,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             if not self.projects:
                 raise ValueError(f"{type(self).__name__} is a full-rank optimizer: remove 'rank' from the param group")
             K.check_projected(candidate)
+            sharded.check_projectable(params)          # FSDP1's flat parameters: discrete/sharded.py
             for p in params:
                 S.check_rank(candidate["rank"], p)
                 if p.ndim == 2:

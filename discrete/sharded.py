@@ -60,6 +60,14 @@ def is_sharded(params: list[Tensor]) -> bool:
     return any(is_dtensor(p) for p in params)
 
 
+def check_projectable(params: list[Tensor]) -> None:
+    """FSDP1 (``FullyShardedDataParallel``) flattens parameters into 1-D shards: a projected group would
+    silently take the full-rank path (GaLore#47 is this class of failure). Refuse it at construction."""
+    if any(getattr(p, "_fsdp_flattened", False) for p in params):
+        raise UserError("parameters flattened by FSDP1 (FullyShardedDataParallel) cannot be projected: their 2-D "
+                        "shape is gone; shard with FSDP2's fully_shard instead (docs/scaling.md)")
+
+
 @dataclass(frozen=True)
 class Rows:
     """Rows [start, stop) of a ``Shard(0)`` DTensor of global ``shape`` held by this process."""

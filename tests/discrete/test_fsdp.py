@@ -230,6 +230,17 @@ def test_every_optimizer_is_covered():
     assert {cls for cls, _, _ in CONFIGS.values()} == set(OPTIMIZERS.names())
 
 
+def test_fsdp1_flat_parameters_cannot_be_projected():
+    """FSDP1 marks its flattened parameters with ``_fsdp_flattened``; projecting them would silently go full rank."""
+    from osd_theory.errors import UserError
+
+    flat = torch.nn.Parameter(torch.zeros(12))
+    flat._fsdp_flattened = True
+    with pytest.raises(UserError, match="FSDP1"):
+        OPTIMIZERS["galore"]([{"params": [flat], "rank": 2}])
+    OPTIMIZERS["adamw"]([flat])                     # full rank: elementwise on any shard, allowed
+
+
 def test_fsdp_path_is_not_taken_for_plain_tensors():
     """The ordinary path is untouched: is_sharded is False without DTensors (and imports nothing)."""
     from discrete.sharded import is_sharded
