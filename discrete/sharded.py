@@ -20,9 +20,10 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
   scatter and a gather), and W_i ← W_i + ε·scale·PᵢU is local. OSD's field: A = Ĝ/‖G‖ is known,
   Bᵢ = GᵢAᵀ/‖G‖ is local, and PᵀP = ΣPᵢᵀPᵢ (r, r) rides in the same all-reduce as Ĝ.
 * **refresh steps** (P₀; GaLore's SVD and RSO's draw every T steps): G is all-gathered (m, n) (and P, on
-  the left side); every process runs the rule on the full matrix, rank 0's basis is broadcast (so P is
-  bit-identical everywhere whatever LAPACK's threading does), and each keeps its rows. An SVD needs the
-  whole matrix; at one refresh per T steps this costs one all-gather of W's size per matrix every T steps.
+  the left side); one process per matrix runs the rule on the full matrix (matrix i on process i mod k, so
+  k processes compute k SVDs at once) and broadcasts the basis (P is then bit-identical everywhere), and
+  each process keeps its rows. An SVD needs the whole matrix; at one refresh per T steps this costs one
+  all-gather of W's size per matrix every T steps.
   Random draws are seeded by (seed, parameter index, step), so every process draws the same P.
 
 The rule for state: a tensor with an m dimension (P and its optimizer state on the left side; Ĝ's
@@ -121,16 +122,19 @@ def gather_rows(local: Tensor, rows: Rows) -> Tensor:
                               stride=stride).full_tensor()
 
 
-def agree(P: Tensor | None, rows: Rows) -> Tensor | None:
-    """Rank 0's basis on every process, or None everywhere if any process has none."""
+def broadcast_basis(P: Tensor | None, owner: int, shape: tuple[int, int], rows: Rows) -> Tensor | None:
+    """The basis computed by process ``owner`` (group rank) on every process, or None everywhere if it has none."""
     import torch.distributed as dist
 
-    ok = torch.tensor([0.0 if P is None else 1.0], device=rows.mesh.device_type)
-    dist.all_reduce(ok, op=dist.ReduceOp.MIN, group=rows.group)
+    src = dist.get_global_rank(rows.group, owner)
+    device = torch.device(rows.mesh.device_type, torch.cuda.current_device()) if rows.mesh.device_type == "cuda" \
+        else torch.device(rows.mesh.device_type)
+    ok = torch.tensor([0.0 if P is None else 1.0], device=device)
+    dist.broadcast(ok, src=src, group=rows.group)
     if float(ok) == 0.0:
         return None
-    P = P.contiguous()
-    dist.broadcast(P, src=dist.get_global_rank(rows.group, 0), group=rows.group)
+    P = P.contiguous() if P is not None else torch.empty(shape, dtype=torch.float32, device=device)
+    dist.broadcast(P, src=src, group=rows.group)
     return P
 
 
@@ -209,7 +213,11 @@ def refresh_sharded_(local: dict, G: Tensor, rule: ProjectionRule, plan: Plan, i
     """Step 1 on the gathered G (and P, left side); each process keeps its rows of rank 0's basis."""
     side = local["proj_side"]
     full = {**local, "proj": gather_rows(local["proj"], rows) if side == LEFT else local["proj"]}
-    P_new = agree(new_basis(full, gather_rows(G, rows), rule, plan, index, event), rows)
+    G_full = gather_rows(G, rows)
+    owner = index % rows.mesh.size()          # matrices take turns: k processes run k SVDs at once
+    mine = rows.mesh.get_local_rank() == owner
+    P_new = broadcast_basis(new_basis(full, G_full, rule, plan, index, event) if mine else None, owner,
+                            tuple(full["proj"].shape), rows)
     if P_new is None:
         return "skipped", None
     overlap = switch_basis_(full, P_new, plan, event)        # the moments through their local views
