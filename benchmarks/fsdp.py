@@ -106,8 +106,10 @@ def launch(spec: dict, gpus: int, timeout: float) -> dict:
     """torchrun this file as a worker; the last JSON line of its stdout is the row."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
            os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    # torchrun sets OMP_NUM_THREADS=1 unless told otherwise; the first step draws every P on the CPU (float64 QR)
+    threads = 1 if spec["smoke"] else max(1, (os.cpu_count() or 1) // gpus)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
     base = {"model": spec["model"], "optimizer": spec["optimizer"], "mode": spec["mode"], "gpus": gpus,
             "tokens_per_s": None, "peak_gb_per_gpu": None,
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not spec["smoke"] else "cpu"}

@@ -15,12 +15,12 @@ One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row e
   activations and gradients are not at their peaks together, so the parts do not sum to the peak;
 * ``analytic``: the same parts from the formula of :func:`scaling_common.analytic` (``static`` = their sum);
 * ``status``: ok, oom (``peak_gb`` then is the peak when it failed), error, timeout; ``cap_gb`` when
-  ``--cap-gb`` limited the allocator (e.g. 80 on an H200 to check "fits an 80 GB H100").
+  ``--cap-gb`` limited the allocator (79 on an H200 checks "fits an 80 GB H100", whose 80 GB are 79.2 GiB).
 
     # one H100/H200 (~5 min): 1B at batch 16 x 256, every optimizer and mode, checkpointing off and on
     PYTHONPATH=. python3 benchmarks/memory.py --models 1b --batch 16 --ac off,on --out $OUT
-    # 7B at batch 4 x 256 with checkpointing, the allocator capped at 80 GB (~8 min)
-    PYTHONPATH=. python3 benchmarks/memory.py --models 7b --batch 4 --ac on --cap-gb 80 \\
+    # 7B at batch 4 x 256 with checkpointing, the allocator capped at an H100's 79 GiB (~8 min)
+    PYTHONPATH=. python3 benchmarks/memory.py --models 7b --batch 4 --ac on --cap-gb 79 \\
         --optimizers galore,osd,rso,adamw --per-layer off,deferred,in_backward --out $OUT
     # CPU, tiny model, in one process: byte counts against the formula (peak_gb null)
     PYTHONPATH=. python3 benchmarks/memory.py --smoke --out /tmp/m
@@ -111,7 +111,7 @@ def measure(spec: dict) -> dict:
                    tokens_per_s=spec["batch"] * spec["seq_len"] / dt, grads_gb=grads / GB, pending_gb=pending / GB,
                    optimizer_state_gb=C.state_bytes(opt) / GB, activations_gb=act / GB if cuda else None,
                    peak_reserved_gb=torch.cuda.max_memory_reserved(device) / GB if cuda else None)
-    except torch.OutOfMemoryError as exc:
+    except torch.cuda.OutOfMemoryError as exc:
         row.update(status="oom", peak_gb=peak() / GB, error=str(exc).split("\n")[0][:300])
     return row
 
