@@ -137,7 +137,8 @@ def run_row(spec: dict, timeout: float) -> dict:
 def summary(row: dict) -> str:
     a = row.get("analytic", {})
     peak = "—" if row.get("peak_gb") is None else f"{row['peak_gb']:.2f} GB"
-    return (f"{row['model']} {row['optimizer']:6s} per_layer={row['per_layer_mode']:11s} ac={row['activation_checkpointing']!s:5s} "
+    return (f"{row['model']} {row['optimizer']:6s} per_layer={row['per_layer_mode']:11s} "
+            f"ac={row['activation_checkpointing']!s:5s} "
             f"batch {row['batch']}x{row['seq_len']}: {row['status']}, peak {peak}, state "
             f"{row.get('optimizer_state_gb', float('nan')):.3f} GB (formula {a.get('state', float('nan')):.3f})")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from discrete import OPTIMIZERS, PerLayer
-from discrete.validation.model import FLAVOURS, build_model
+from discrete.validation.model import build_model
 from discrete.validation.optim import DEFAULT_LR, DEFAULT_RANK, is_projected, projected_group_keys, split_params
 from discrete.validation.config import RunConfig
 from osd_theory.kernels import LEFT, SIDE_RULES
@@ -144,7 +144,3 @@ def state_bytes(opt) -> int:
 def grad_bytes(model) -> int:
     return sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
 
-
-def flavour_params(name: str, vocab: int) -> int:
-    c = FLAVOURS.get(name)
-    return c.n_layers * (4 * c.dim ** 2 + 3 * c.dim * c.mlp_dim + 2 * c.dim) + 2 * c.dim * vocab + c.dim

@@ -106,7 +106,8 @@ class PerLayer:
 
     def __init__(self, optimizer: SubspaceOptimizer, *, accumulation_steps: int = 1, in_backward: bool = False):
         if not isinstance(optimizer, SubspaceOptimizer):
-            raise UserError(f"PerLayer needs an optimizer of this package (discrete.OPTIMIZERS), got {type(optimizer).__name__}")
+            raise UserError("PerLayer needs an optimizer of this package (discrete.OPTIMIZERS), "
+                            f"got {type(optimizer).__name__}")
         S.check_int("accumulation_steps", accumulation_steps, 1)
         S.check_optional_bool("in_backward", in_backward)
         if in_backward and any(g["nonfinite"] == "raise" for g in optimizer.param_groups):

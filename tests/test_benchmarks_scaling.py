@@ -3,8 +3,8 @@
 benchmarks/memory.py: every optimizer × per-layer mode row, in one process; the byte counts it
 measures (optimizer state, gradients held after backward, per-layer pending) equal the analytic formula
 exactly, so the formula printed next to the GPU peaks is checked here. One row, with activation
-checkpointing, also runs through the subprocess driver the GPU runs use. benchmarks/fsdp.py: FSDP2 and DDP through torchrun with 2 gloo processes;
-both must reach the same loss (same data, same initialisation; OSD with Adam on a random P₀).
+checkpointing, also runs through the subprocess driver the GPU runs use. benchmarks/fsdp.py: FSDP2 and DDP
+through torchrun with 2 gloo processes; both must reach the same loss (same data, same initialisation; OSD with Adam on a random P₀).
 """
 from __future__ import annotations
 

@@ -74,7 +74,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def stateless_p(row):
     """The row with the stateless ``gd`` P-optimizer where its P-optimizer normalises entries (Adam, Lion)."""
-    if row.proj is None or row.cls.preset.get("projection") != "online_pca" or row.proj.get("proj_optimizer") in ("gd", "sgd"):
+    smooth = row.proj is not None and row.cls.preset.get("projection") == "online_pca"
+    if not smooth or row.proj.get("proj_optimizer") in ("gd", "sgd"):
         return row
     return dataclasses.replace(row, name=row.name + "_gdP", proj={**row.proj, "proj_optimizer": "gd"})
 
