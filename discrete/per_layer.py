@@ -194,6 +194,8 @@ class PerLayer:
     def _step_now(self, p: Tensor, group: dict) -> None:
         """in_backward mode: the ordinary step of one parameter, now (its notes kept for step()'s diagnostics)."""
         opt = self.optimizer
+        if group["nonfinite"] == "raise":          # set after construction (checked there): refuse, do not half-step
+            raise UserError("PerLayer(in_backward=True) cannot honour nonfinite='raise'")
         G = opt._grad(p, group)
         norm = S.grad_norms([G])[0]
         if group["nonfinite"] == "skip" and not bool(torch.isfinite(norm)):   # one host sync per parameter
@@ -261,7 +263,9 @@ class PerLayer:
     def _pre_step(self, optimizer, args, kwargs) -> None:
         """Refuse an incomplete accumulation, and apply ``nonfinite`` to the pending gradients, before any state changes."""
         for key, p in self._param.items():
-            if p.grad is not None:
+            # a gradient set by hand (no backward pass seen, e.g. torch.distributed.checkpoint's zero-gradient
+            # step that creates the state) takes the ordinary path; a partial accumulation is a mistake
+            if p.grad is not None and self._passes.get(key, 0) > 0:
                 raise UserError(f"per-layer mode: optimizer.step() after {self._passes.get(key, 0)} of "
                                 f"accumulation_steps={self.accumulation_steps} backward passes of a parameter")
         keys = [k for k in self._pending if self._group[k]["nonfinite"] != "ignore"]

@@ -201,6 +201,17 @@ def test_clear_errors_for_unsupported_combinations():
         PerLayer(torch.optim.AdamW(model.parameters()))
 
 
+def test_a_gradient_set_by_hand_takes_the_ordinary_path():
+    """No backward pass seen (e.g. DCP's zero-gradient step that creates the state): the ordinary step runs."""
+    row = next(r for r in PROJECTED if r.name == "galore_std")
+    model, opt, _ = model_and_opt(row)
+    PerLayer(opt, accumulation_steps=2)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert all(int(opt.state[p]["step"]) == 1 for p in model.parameters() if p.ndim == 2)
+
+
 def test_remove_restores_the_ordinary_mode():
     row = next(r for r in PROJECTED if r.name == "galore_std")
     model, opt, _ = model_and_opt(row)
