@@ -210,7 +210,7 @@ SHARDED_RULES: dict[str, tuple[Callable, Callable]] = {
 # -- the steps ------------------------------------------------------------------------------------
 def refresh_sharded_(local: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int, rows: Rows,
                      event: str) -> tuple[str, float | None]:
-    """Step 1 on the gathered G (and P, left side); each process keeps its rows of rank 0's basis."""
+    """Step 1 on the gathered G (and P, left side); each process keeps its rows of the owner's basis."""
     side = local["proj_side"]
     full = {**local, "proj": gather_rows(local["proj"], rows) if side == LEFT else local["proj"]}
     G_full = gather_rows(G, rows)
@@ -279,8 +279,8 @@ def step_group(opt, group: dict, params: list[Tensor], indices: dict[int, int]) 
     rest = [p for p in params if not is_dtensor(p)]
     rows = [rows_of(p) for p in shard]
     projected = ["rank" in group and p.ndim == 2 for p in shard]
-    names = {opt._bound_rule(group, tuple(p.shape)).name for p, pr in zip(shard, projected) if pr}
-    unsupported = sorted(names - set(SHARDED_RULES))
+    rules = [opt._bound_rule(group, tuple(p.shape)) for p, pr in zip(shard, projected) if pr]
+    unsupported = sorted({r.name for r in rules} - set(SHARDED_RULES))
     if unsupported:
         raise UserError(f"projection {unsupported[0]!r} is not supported with FSDP2 (DTensor) parameters; "
                         f"supported: {sorted(SHARDED_RULES)} (docs/scaling.md)")
@@ -290,7 +290,7 @@ def step_group(opt, group: dict, params: list[Tensor], indices: dict[int, int]) 
             raise UserError("an FSDP2 (DTensor) parameter has a plain-tensor gradient: not supported")
         G = p.grad.to_local().float()
         grads.append(-G if group["maximize"] else G)
-    smooth = any(SHARDED_RULES[n][0] is online_pca_left for n in names)
+    smooth = any(r.smooth for r in rules)               # OSD's field needs 1/‖G‖
     norms = global_norms(grads, rows) if (group["nonfinite"] != "ignore" or smooth) else [None] * len(shard)
     keep = list(range(len(shard)))
     if group["nonfinite"] != "ignore" and shard:
