@@ -55,11 +55,13 @@ def make_model() -> torch.nn.Module:
                                torch.nn.Linear(5, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
 
 
-def make_opt(model: torch.nn.Module, name: str):
+def make_opt(model: torch.nn.Module, name: str, exact: bool = False):
+    """``exact``: float32 products on CUDA too (the default lets the big products use TF32 there)."""
     cls, kw, proj = CONFIGS[name]
     params = list(model.parameters())
     if proj is None:
         return OPTIMIZERS[cls]([{"params": params}], **kw)
+    proj = {**proj, "matmul_precision": "highest"} if exact else proj
     mats = [p for p in params if p.ndim == 2 and min(p.shape) >= proj["rank"]]
     rest = [p for p in params if not any(p is q for q in mats)]
     return OPTIMIZERS[cls]([{"params": rest}, {"params": mats, **proj}], **kw)
@@ -72,8 +74,9 @@ def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train(model, opt, steps: range, lo: int = 0, hi: int = BATCH, halves: bool = False) -> None:
+    device = next(model.parameters()).device
     for s in steps:
-        X, Y = batch(s)
+        X, Y = (t.to(device) for t in batch(s))
         if halves:      # the round-off twin: the mean of two half-batch means (another summation order)
             h = BATCH // 2
             loss = 0.5 * (((model(X[:h]) - Y[:h]) ** 2).mean() + ((model(X[h:]) - Y[h:]) ** 2).mean())
@@ -89,7 +92,7 @@ def flat(tensors) -> torch.Tensor:
 
 
 # -- the two processes -------------------------------------------------------------------------------
-def _worker(rank: int, path: str, out: str) -> None:
+def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -98,17 +101,21 @@ def _worker(rank: int, path: str, out: str) -> None:
     from discrete import PerLayer
     from osd_theory.errors import UserError
 
+    cuda = device_type == "cuda"
+    if cuda:
+        torch.cuda.set_device(rank)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{path}.store", rank=rank, world_size=WORLD)
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"file://{path}.store", rank=rank, world_size=WORLD)
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
     lo, hi = rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD
 
     def build(name):
-        model = make_model()
+        model = make_model().to(device)
         for m in model:
             if isinstance(m, torch.nn.Linear):
                 fully_shard(m)
         fully_shard(model)
-        return model, make_opt(model, name)
+        return model, make_opt(model, name, exact=cuda)
 
     res: dict = {"params": {}, "dcp": {}, "errors": {}}
     for name in CONFIGS:
@@ -117,18 +124,18 @@ def _worker(rank: int, path: str, out: str) -> None:
         msd, osd = get_state_dict(model, opt)
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=f"{path}.{name}")
         train(model, opt, range(SAVE_AT, STEPS), lo, hi)
-        res["params"][name] = [p.full_tensor().detach() for p in model.parameters()]
+        res["params"][name] = [p.full_tensor().detach().cpu() for p in model.parameters()]
         again, opt2 = build(name)
         sd = dict(zip(("model", "optim"), get_state_dict(again, opt2)))
         dcp.load(sd, checkpoint_id=f"{path}.{name}")
         set_state_dict(again, opt2, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
         train(again, opt2, range(SAVE_AT, STEPS), lo, hi)
-        res["dcp"][name] = bool(torch.equal(flat(p.full_tensor() for p in again.parameters()),
+        res["dcp"][name] = bool(torch.equal(flat(p.full_tensor().cpu() for p in again.parameters()),
                                             flat(res["params"][name])))
     # a NaN in this process's shard only (rank 0): both processes must raise, before any change
     model, opt = build("galore")
     train(model, opt, range(1), lo, hi)
-    X, Y = batch(1)
+    X, Y = (t.to(device) for t in batch(1))
     ((model(X[lo:hi]) - Y[lo:hi]) ** 2).mean().backward()
     if rank == 0:       # 0.bias: in the first param group, checked before any group steps (as the ordinary path)
         model[0].bias.grad.to_local()[0] = float("nan")
@@ -171,6 +178,19 @@ def fsdp(tmp_path_factory):
     return path, torch.load(out, weights_only=False)
 
 
+@pytest.fixture(scope="module")
+def fsdp_nccl(tmp_path_factory):
+    """The same worker on 2 GPUs with NCCL (skipped without them): spawn, as CUDA cannot be forked."""
+    import torch.multiprocessing as mp
+
+    if torch.cuda.device_count() < WORLD or not torch.distributed.is_nccl_available():
+        pytest.skip(f"needs {WORLD} CUDA devices and NCCL")
+    root = tmp_path_factory.mktemp("fsdp_nccl")
+    path, out = str(root / "run"), str(root / "result.pt")
+    mp.start_processes(_worker, args=(path, out, "cuda"), nprocs=WORLD, join=True, start_method="spawn")
+    return path, torch.load(out, weights_only=False)
+
+
 def reference(name: str, halves: bool = False) -> torch.Tensor:
     model = make_model()
     train(model, make_opt(model, name), range(STEPS), halves=halves)
@@ -197,6 +217,18 @@ def test_fsdp2_equals_single_process_on_the_same_global_batch(fsdp, name):
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_dcp_save_load_round_trips_bit_exact(fsdp, name):
     assert fsdp[1]["dcp"][name]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fsdp2_on_two_gpus_with_nccl(fsdp_nccl, name):
+    """GPU check of the same claims (float32 products; the reference is the CPU run: tolerance 1e-5)."""
+    _, res = fsdp_nccl
+    ref = reference(name)
+    got = flat(res["params"][name])
+    bound = 3 * rel(reference(name, halves=True), ref) if name in CHAOTIC else 1e-5
+    assert rel(got, ref) < bound, (rel(got, ref), bound)
+    assert res["dcp"][name]
+    assert "unchanged=True" in res["errors"]["nan"] and "is not supported with FSDP2" in res["errors"]["oja"]
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n not in CHAOTIC])

@@ -260,3 +260,61 @@ def test_module_example_and_osd_default():
         opt.step()
         opt.zero_grad()
     assert all(opt.state[p]["proj"].dtype == torch.float32 for p in mats)
+
+
+# -- on a GPU (skipped on the CPU): the ordinary mode takes the batched path there ------------------------
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def cuda_run(name: str, mode: str, width: int = 64, steps: int = 4):
+    """An MLP of width×width matrices on CUDA with float32 products, clipping at 0.05; returns (params, model, opt, layers)."""
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    model = torch.nn.Sequential(torch.nn.Linear(width, 2 * width), torch.nn.Tanh(), torch.nn.Linear(2 * width, width),
+                                torch.nn.Tanh(), torch.nn.Linear(width, 4)).to(dev)
+    row = next(r for r in PROJECTED if r.name == name)
+    mats = [p for p in model.parameters() if p.ndim == 2]
+    rest = [p for p in model.parameters() if p.ndim != 2]
+    proj = {**row.proj, "rank": 8, "matmul_precision": "highest"}
+    opt = row.cls([{"params": rest}, {"params": mats, **proj}], **{**row.kwargs, "foreach": None})
+    layers = PerLayer(opt) if mode == "deferred" else None
+    g = torch.Generator(device=dev).manual_seed(0)
+    for _ in range(steps):
+        X = torch.randn(32, width, device=dev, generator=g)
+        ((model(X) - X[:, :4]) ** 2).mean().backward()
+        if layers is None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM)
+        else:
+            layers.clip_grad_norm_(MAX_NORM)
+        opt.step()
+        opt.zero_grad()
+    return flat(model).cpu(), model, opt, layers
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["galore_std", "osd_gdP_foreach", "rso_haar"])
+def test_cuda_deferred_equals_ordinary(name):
+    ref = cuda_run(name, "ordinary")[0]
+    got = cuda_run(name, "deferred")[0]
+    assert rel(got, ref) < 1e-5, rel(got, ref)
+
+
+@needs_cuda
+def test_cuda_backward_holds_the_kept_bytes_instead_of_the_gradients():
+    """After backward, allocated memory drops by (projected gradient bytes − kept Ĝ and field bytes)."""
+    torch.cuda.synchronize()
+    held = {}
+    for mode in ("ordinary", "deferred"):
+        _, model, opt, layers = cuda_run("osd_gdP_foreach", mode, width=512, steps=1)
+        X = torch.randn(32, 512, device="cuda")
+        base = torch.cuda.memory_allocated()
+        ((model(X) - X[:, :4]) ** 2).mean().backward()
+        held[mode] = torch.cuda.memory_allocated() - base
+        if layers is not None:
+            kept = layers.pending_bytes()
+        mats = [p for p in model.parameters() if p.ndim == 2]
+        grads = sum(p.numel() * 4 for p in mats)
+        opt.zero_grad()
+        if layers is not None:
+            layers.discard()
+    assert held["ordinary"] - held["deferred"] == pytest.approx(grads - kept, abs=64 * 1024)
