@@ -30,8 +30,9 @@ So the three things GaLore's layer-wise mode breaks keep their meaning:
   gradients then live during the first K − 1 passes: the saving is in the last pass and in the step, so
   prefer a larger micro-batch with activation checkpointing to accumulation.
 
-Equal to the ordinary mode to float32 round-off (tests/discrete/test_per_layer.py); full-rank parameters
-(embeddings, norms) keep the ordinary path. A user smooth rule whose field is not invariant to the scale
+Equal to the ordinary mode: bit-equal without clipping, to float32 round-off with it (c·PᵀG against
+Pᵀ(cG); OSD's Adam on P amplifies that round-off at an SVD P₀, see tests/discrete/test_per_layer.py).
+Full-rank parameters (embeddings, norms) keep the ordinary path. A user smooth rule whose field is not invariant to the scale
 of G would see the unclipped G.
 
 **``in_backward=True``: the whole step in the hook** (GaLore's layer-wise mode, without its traps): every
