@@ -1,6 +1,7 @@
 """Discrete subspace optimizers built on the osd_theory core (torch.optim API).
 
 ``OPTIMIZERS`` maps a name to a class: ``osd``, ``galore``, ``rso``, ``adamw``, ``lion``, ``sgd``.
+:class:`PerLayer` puts any of them in per-layer mode (docs/scaling.md).
 Importing this package imports only torch and osd_theory (never ``discrete.validation``).
 """
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from discrete.full_rank import AdamW, Lion, SGDMomentum
 from discrete.galore import GaLore
 from discrete.osd import OnlineSubspaceDescent
+from discrete.per_layer import PerLayer
 from discrete.rso import RSO
 from osd_theory.registry import Registry
 
@@ -24,4 +26,4 @@ for _name, _cls in (("osd", OnlineSubspaceDescent), ("galore", GaLore), ("rso", 
                     ("adamw", AdamW), ("lion", Lion), ("sgd", SGDMomentum)):
     OPTIMIZERS.add(_name, _cls)
 
-__all__ = ["OPTIMIZERS", "OnlineSubspaceDescent", "GaLore", "RSO", "AdamW", "Lion", "SGDMomentum"]
+__all__ = ["OPTIMIZERS", "OnlineSubspaceDescent", "GaLore", "RSO", "AdamW", "Lion", "SGDMomentum", "PerLayer"]

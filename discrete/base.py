@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from discrete import keys as K
+from discrete import sharded
 from discrete import state as S
 from discrete.batched import bucket_step_
 from discrete.inner import INNER, PROJ_OPTIMIZERS, Hyper
@@ -150,6 +151,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         # named parameters come as (name, tensor); anything else that is no tensor is torch's TypeError
         tensors = [x[1] if isinstance(x, tuple) and len(x) == 2 else x for x in params]
         self._check_group(candidate, [t for t in tensors if isinstance(t, Tensor)])
+        if "rank" in candidate:
+            sharded.check_projectable([t for t in tensors if isinstance(t, Tensor)])   # FSDP1's flat parameters
         if "betas" not in candidate and INNER.get(candidate["inner"]).uses_betas:
             param_group["betas"] = DEFAULT_BETAS
         super().add_param_group(param_group)
@@ -299,6 +302,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                 loss = closure()
         self.diagnostics = {"skipped_nonfinite": 0}
         for group, params, indices in self._checked_work():      # every check that can fail comes first
+            if sharded.is_sharded(params):     # FSDP2 (DTensor) parameters: discrete/sharded.py steps them
+                params = sharded.step_group(self, group, params, indices)
             self._step_group(group, params, indices)
         return loss
 
@@ -325,8 +330,10 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         One host sync for the flags of all groups together; the norms ‖G‖ are kept for the rule's
         field (1/‖G‖), computed without a sync for groups with ``nonfinite="ignore"``.
         """
-        checked = [p for group, params, _ in work if group["nonfinite"] != "ignore" for p in params]
-        unchecked = [p for group, params, _ in work if group["nonfinite"] == "ignore" for p in params]
+        # DTensor (FSDP2) gradients are checked in sharded.step_group, from norms summed over processes
+        plain = [(group, [p for p in params if not sharded.is_dtensor(p)]) for group, params, _ in work]
+        checked = [p for group, params in plain if group["nonfinite"] != "ignore" for p in params]
+        unchecked = [p for group, params in plain if group["nonfinite"] == "ignore" for p in params]
         flags, norms = S.finite_flags([p.grad for p in checked])
         self._grad_norms = dict(zip(map(id, checked), norms))
         self._grad_norms.update(zip(map(id, unchecked), S.grad_norms([p.grad for p in unchecked])))

@@ -112,4 +112,4 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
         if rule.smooth:                                                             # 5
             joined = parts[0] if len(parts) == 1 else tuple(torch.cat(x) for x in zip(*parts))
             field = rule.field_from_parts(t, P, joined)
-            p_step_(P, field, S, plan, step, rule)
+            p_step_(P, field, S, plan, step, rule.retract)   # smooth rules only: they have retract

@@ -21,7 +21,7 @@ state, :mod:`discrete.state`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -109,6 +109,39 @@ def bias_step(state: dict) -> int:
 
 
 # -- 1. refresh ---------------------------------------------------------------------------------
+# Three parts, so that the per-layer mode (discrete/per_layer.py) can compute the new basis while the
+# gradient exists and commit it at step(), and the FSDP2 path (discrete/sharded.py) can compute it on
+# the gathered gradient: refresh_ = refresh_event → new_basis → switch_basis_.
+def refresh_event(state: dict, rule: ProjectionRule, plan: Plan) -> str | None:
+    """"init" while no P₀ exists (``last_refresh_step`` = −1), "jump" every T steps (jump rules), else None."""
+    if state["last_refresh_step"] < 0:
+        return "init"
+    return "jump" if rule.jumps and int(state["step"]) % plan.gap == 0 else None
+
+
+def new_basis(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int, event: str) -> Tensor | None:
+    """The rule's P₀ (event "init") or jump basis from G (m, n); None when G gives none (keep P). Pure."""
+    gen = basis_generator(plan.seed, index, int(state["step"]))
+    P_old = state["proj"]
+    P_new = rule.initial_basis(G, gen) if event == "init" else rule.jump_basis(P_old, G, gen)
+    return None if P_new is None else P_new.to(device=P_old.device, dtype=torch.float32)
+
+
+def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str) -> float | None:
+    """Commit a new basis: the switch policy on the subspace state (jumps), then P ← P_new; returns the overlap."""
+    t = int(state["step"])
+    P_old = state["proj"]
+    overlap = None
+    if event == "jump":
+        overlap = float(subspace_overlap(P_new, P_old))
+        SWITCH.get(plan.switch)(state, P_old, P_new, plan.inner.state_names)
+    elif plan.switch == "restart":
+        state["subproblem_start"] = t
+    P_old.copy_(P_new)
+    state["last_refresh_step"] = t
+    return overlap
+
+
 def refresh_(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> tuple[str | None, float | None]:
     """P₀ on the first usable gradient, then a jump every T steps (jump rules); returns the event.
 
@@ -116,25 +149,13 @@ def refresh_(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: in
     that yields no basis (zero or non-finite G, SVD failure) keeps the old P. Events: None, "init", "jump", "skipped"; with "jump" the state also
     gets what the switch policy does. One host sync at most (the SVD guard), only on event steps.
     """
-    t = int(state["step"])
-    first = state["last_refresh_step"] < 0
-    if not first and not (rule.jumps and t % plan.gap == 0):
+    event = refresh_event(state, rule, plan)
+    if event is None:
         return None, None
-    gen = basis_generator(plan.seed, index, t)
-    P_old = state["proj"]
-    P_new = rule.initial_basis(G, gen) if first else rule.jump_basis(P_old, G, gen)
+    P_new = new_basis(state, G, rule, plan, index, event)
     if P_new is None:
         return "skipped", None
-    P_new = P_new.to(device=P_old.device, dtype=torch.float32)
-    overlap = None
-    if not first:
-        overlap = float(subspace_overlap(P_new, P_old))
-        SWITCH.get(plan.switch)(state, P_old, P_new, plan.inner.state_names)
-    elif plan.switch == "restart":
-        state["subproblem_start"] = t
-    P_old.copy_(P_new)
-    state["last_refresh_step"] = t
-    return ("init" if first else "jump"), overlap
+    return event, switch_basis_(state, P_new, plan, event)
 
 
 # -- 2. project, 3. inner step ------------------------------------------------------------------
@@ -172,27 +193,46 @@ def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:
 
 
 # -- 5. the P step of a smooth rule ---------------------------------------------------------------
-def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, rule: ProjectionRule) -> None:
+def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retract: bool = False) -> None:
     """P ← (1 − αελ^P)P + αε·Opt_P(−field), in place (THEORY.md §4.2: OSD's P update when Opt_P is Adam
     on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``).
 
-    A rule with ``retract`` steps along the tangent part of its field and then retracts P onto
+    With ``retract`` (the rule's) the step goes along the tangent part of its field and then retracts P onto
     orthonormal columns (QR). With ``switch="rotate"`` the subspace moments are transported to the
     new basis after the step, as at a jump (m ← Rm, R = P_newᵀP_old; discrete.projection.SWITCH).
     """
-    if rule.retract:
+    if retract:
         field = tangent(P, field)
     P_old = P.clone() if plan.switch == "rotate" else None
     U_P = plan.p_opt.step(state, field.neg_(), plan.hp_p, step, prefix="proj_")   # a fresh field: negated in place
     ds.decoupled_weight_decay_(P, plan.hp_p.lr, plan.proj_weight_decay)
     P.add_(U_P, alpha=plan.hp_p.lr)
-    if rule.retract:
+    if retract:
         P.copy_(retract_qr(P))
     if P_old is not None:
         SWITCH.get("rotate")(state, P_old, P, plan.inner.state_names)
 
 
 # -- one matrix, 1–5 in order -----------------------------------------------------------------------
+def projected_step_(W: Tensor, G_hat: Tensor, state: dict, plan: Plan,
+                    field: Callable[[float], Tensor] | None = None, retract: bool = False) -> None:
+    """Steps 3–5 from the projected gradient Ĝ (the part every path shares).
+
+    ``field(t)`` (smooth rules) gives the P field at t = k, the iteration count before this step; it is
+    called after the weight update, when it is needed. The per-layer mode (Ĝ and the field computed
+    in the backward hook) and the FSDP2 path (Ĝ and the field from local shards plus collectives)
+    call this with their own Ĝ and field.
+    """
+    P, side = state["proj"], state["proj_side"]
+    state["step"] += 1
+    step = int(state["step"])
+    U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state))   # 3
+    update_weights_(W, P, U, side, plan)                                                    # 4
+    track_coordinate_(state, U, plan)
+    if field is not None:
+        p_step_(P, field(float(step - 1)), state, plan, step, retract)                      # 5
+
+
 def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan: Plan,
                    inv: Tensor | None = None) -> None:
     """Steps 2–5 for one projected matrix (the reference path; step 1, :func:`refresh_`, comes first).
@@ -200,14 +240,10 @@ def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan
     G is the float32 (m, n) gradient; ``inv`` = 1/‖G‖ when known. The field's t is the iteration count k.
     """
     P, side = state["proj"], state["proj_side"]
-    state["step"] += 1
-    step = int(state["step"])
     with plan.mode.context():
         G_hat = project(P, G, side)                                                 # 2
-        U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state))   # 3
-        update_weights_(W, P, U, side, plan)                                        # 4
-        track_coordinate_(state, U, plan)
+        field = None
         if rule.smooth:
-            t = float(step - 1)
-            field = rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))
-            p_step_(P, field, state, plan, step, rule)                              # 5
+            def field(t: float) -> Tensor:
+                return rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))
+        projected_step_(W, G_hat, state, plan, field, retract=getattr(rule, "retract", False))   # 3–5

@@ -154,9 +154,19 @@ def online_pca_grad_from_parts(P: Tensor, A: Tensor, B: Tensor, pca_lambda: floa
     Written with E = PᵀP − I as P·(2AAᵀ + 4λE) + B·2(E − I): two r×r matrices, then two products
     that touch P's size. E comes from :func:`gram_float32`. Batched over leading dims.
     """
-    E = gram_float32(P)                                            # PᵀP (…, r, r)
+    return online_pca_grad_from_grams(P, A @ A.mT, B, pca_lambda, gram_float32(P))
+
+
+def online_pca_grad_from_grams(P: Tensor, AAt: Tensor, B: Tensor, pca_lambda: float, PtP: Tensor) -> Tensor:
+    """∇_P 𝓛_G(P) from the r×r Gram matrices AAᵀ and PᵀP and the second pass B (P's rows).
+
+    The form the sharded path needs (discrete/sharded.py): when the rows of P or the columns of A are
+    split over processes, AAᵀ and PᵀP are sums of per-process Grams (one all-reduce of r×r numbers)
+    while P and B stay row-local. ``AAt`` and ``PtP`` are consumed (modified in place).
+    """
+    E = PtP
     E.diagonal(dim1=-2, dim2=-1).sub_(1.0)                         # E = PᵀP − I
-    X = (A @ A.mT).mul_(2.0).add_(E, alpha=4.0 * pca_lambda)      # 2AAᵀ + 4λE
+    X = AAt.mul_(2.0).add_(E, alpha=4.0 * pca_lambda)             # 2AAᵀ + 4λE
     F = E.mul_(2.0)
     F.diagonal(dim1=-2, dim2=-1).sub_(2.0)                         # 2(E − I) = 2(PᵀP − 2I)
     return _add_matmul_(B @ F, P, X)

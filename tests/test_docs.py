@@ -29,7 +29,7 @@ def test_mkdocs_build_strict(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{log[-6000:]}"
     assert (tmp_path / "site" / "index.html").is_file()
-    for page in ("claims", "your-own-rule", "theory", "optimizers", "results-validation"):
+    for page in ("claims", "your-own-rule", "theory", "optimizers", "results-validation", "scaling"):
         assert (tmp_path / "site" / page / "index.html").is_file(), f"page {page!r} missing from the build"
 
 
@@ -40,7 +40,7 @@ def test_mkdocs_build_strict(tmp_path):
 import re  # noqa: E402
 
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
-PAGES_WITH_CODE = ["optimizers.md", "your-own-rule.md"]
+PAGES_WITH_CODE = ["optimizers.md", "your-own-rule.md", "scaling.md"]
 
 
 def code_blocks(page: str) -> list[tuple[str, str | None, str]]:

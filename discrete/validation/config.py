@@ -103,6 +103,10 @@ class RunConfig:
                              "per step (ignore: no check, the run stops at a non-finite logged loss)", role=SAFE)
     max_skipped_steps: int = setting(10, COUNT, "with --nonfinite skip: fail after this many consecutive steps "
                                      "in which every update was skipped", role=SAFE)
+    per_layer: bool = setting(False, R.Switch(), "per-layer mode (discrete.PerLayer): each projected gradient is "
+                              "consumed and freed in backward; one process (docs/scaling.md)")
+    fsdp: bool = setting(False, R.Switch(), "shard the model with FSDP2 (fully_shard per block) instead of DDP, under "
+                         "torchrun; no checkpoints (docs/scaling.md)")
     # data
     data: str = setting(str(DEFAULT_DATA), R.Text(), "corpus dir with train.* and valid.* "
                         "(default ../shared/data/corpus)", role=DATA)

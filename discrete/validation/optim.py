@@ -36,6 +36,14 @@ class OptimizerBundle:
     projected: list[nn.Parameter] = field(default_factory=list)  # params in groups with a rank
     after_step: Callable[[int], dict] | None = None  # called with the finished step; returns diagnostics
     kind: str = "optimizer_state"  # where projectors live: "optimizer_state" or "model" (RSO)
+    per_layer: object | None = None  # discrete.PerLayer (cfg.per_layer): it knows the norms of the freed gradients
+
+    def clip_grad_norm_(self, model: nn.Module, max_norm: float) -> torch.Tensor:
+        """The global gradient norm before clipping to ``max_norm`` (inf: only the norm), as a plain tensor."""
+        if self.per_layer is not None:  # torch's clip would not see the gradients freed in backward
+            return self.per_layer.clip_grad_norm_(max_norm)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # FSDP2: a DTensor
 
 
 def is_projected(name: str, p: nn.Parameter) -> bool:
@@ -132,4 +140,22 @@ def build_optimizer(model: nn.Module, cfg: RunConfig) -> OptimizerBundle:
     builder = OPTIMIZER_BUILDERS.get(cfg.optimizer)
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
     rank = cfg.rank if cfg.rank is not None else DEFAULT_RANK.get(cfg.model, 128)
-    return builder(model, cfg, lr, rank)
+    bundle = builder(model, cfg, lr, rank)
+    if cfg.per_layer:
+        bundle.per_layer = per_layer(bundle, cfg)
+    return bundle
+
+
+def per_layer(bundle: OptimizerBundle, cfg: RunConfig):
+    """discrete.PerLayer over the bundle's optimizer (docs/scaling.md), or a UserError where it cannot apply."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise UserError("--per-layer runs on one process: under DDP the per-layer hooks would see each process's "
+                        "gradient before DDP's all-reduce (use --fsdp to train on several GPUs)")
+    if not bundle.projected:
+        raise UserError(f"--per-layer frees the gradients of projected matrices; optimizer {cfg.optimizer!r} has none "
+                        "(use galore, osd or rso)")
+    from discrete import PerLayer
+
+    return PerLayer(bundle.optimizer, accumulation_steps=cfg.batch_size // cfg.micro_batch_size)

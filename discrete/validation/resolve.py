@@ -63,8 +63,15 @@ def resume_or_overwrite(cfg: RunConfig, world: int) -> str | None:
     return None
 
 
+def _fsdp(cfg: RunConfig, world: int) -> str | None:
+    if cfg.fsdp and (world < 2 or cfg.per_layer or cfg.resume):
+        return ("--fsdp needs torchrun with 2 or more processes, and neither --per-layer nor --resume "
+                "(validate writes no checkpoints under FSDP2: checkpoint.py saves one process's state)")
+    return None
+
+
 CROSS_CHECKS: tuple[Callable[[RunConfig, int], str | None], ...] = (
-    resume_or_overwrite, _divisible_batch, _context, _rank, _subspace_only, _options_need_rule,
+    resume_or_overwrite, _divisible_batch, _context, _rank, _subspace_only, _options_need_rule, _fsdp,
 )
 
 
@@ -83,4 +90,5 @@ def resolve(cfg: RunConfig, world: int = 1) -> RunConfig:
         message = check(cfg, world)
         if message:
             raise UserError(message)
+    cfg.ckpt_every = -1 if cfg.fsdp else cfg.ckpt_every
     return cfg

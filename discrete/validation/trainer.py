@@ -95,12 +95,16 @@ def evaluate(model, windows: torch.Tensor, batch: int, device, amp, info: D.Dist
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
     mine = windows[info.rank :: info.world]
-    for i in range(0, len(mine), batch):
+    most = -(-len(windows) // info.world)  # every rank runs as many forwards (FSDP2's forward is collective)
+    for i in range(0, most, batch):
         xy = mine[i : i + batch].to(device)
+        counted = len(xy) > 0
+        xy = xy if counted else windows[:1].to(device)  # a rank out of windows runs one uncounted forward
         with amp():
             logits, _ = model(xy[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), xy[:, 1:].flatten(), reduction="sum")
-        total += torch.stack([loss.double(), torch.tensor(xy[:, 1:].numel(), dtype=torch.float64, device=device)])
+        if counted:
+            total += torch.stack([loss.double(), torch.tensor(xy[:, 1:].numel(), dtype=torch.float64, device=device)])
     D.all_reduce_sum(total, info)
     model.train()
     return float(total[0] / total[1])
@@ -159,6 +163,12 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     data = prepare_data(cfg, info, log)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, vocab_size=data.vocab_size, max_seq_len=cfg.seq_len).to(device)
+    if cfg.fsdp:  # FSDP2: every block, then the root (embeddings, norm, head); parameters become DTensors
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.layers:
+            fully_shard(block)
+        fully_shard(model)
     bundle = build_optimizer(model, cfg)
     if ck is not None:
         restore(ck, model, bundle.optimizer, cfg, data.key)
@@ -199,7 +209,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
     opt = bundle.optimizer
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
     fwd = torch.compile(model) if cfg.compile else model
-    if info.enabled:
+    if info.enabled and not cfg.fsdp:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
     start = ck["step"] if ck is not None else 0
     log(f"{cfg.model}: {model.num_params() / 1e6:.2f}M params, vocab {data.vocab_size}, {cfg.optimizer} "
@@ -240,13 +250,13 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
             for k in range(accum):
                 x, y = data.train.sequences((step - 1) * B + info.rank * per_rank + k * mb, mb)
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled) else fwd.no_sync()
+                sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled or cfg.fsdp) else fwd.no_sync()
                 with sync, amp():
                     _, loss = fwd(x, y)
                 (loss / accum).backward()
                 window["loss"] += loss.detach() / accum
             before = M.snapshot(opt) if is_log else None
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            grad_norm = bundle.clip_grad_norm_(model, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             opt.step()
             extra = bundle.after_step(step) if bundle.after_step else {}
             window["steps"] += 1
@@ -332,7 +342,8 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
         rec["peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 2**30
     if cfg.nonfinite == "skip":
         rec["skipped"] = list(window["skipped"])  # per step of the window: parameters whose update was skipped
-    theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj)
+    # the theory metrics read full matrices; under FSDP2 they are DTensor shards (not computed: docs/scaling.md)
+    theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj) if not cfg.fsdp else ({}, {})
     rec.update(theory)
     # reset the window after the metric work, so its cost is charged to no window's tokens/s
     if device.type == "cuda":

@@ -1,0 +1,190 @@
+"""Peak GPU memory of real LLaMA training steps: AdamW, GaLore, OSD, RSO; ordinary and per-layer (issue 10).
+
+Each row — (model, optimizer, per-layer mode, activation checkpointing, batch) — runs in a fresh subprocess
+(an OOM or a crash costs that row only): the validation track's LLaMA built on the GPU (float32 weights),
+the optimizer as in benchmarks/scaling_common.py, ``--steps`` training steps on random tokens under bf16
+autocast with global-norm clipping at 1.0 (none for ``in_backward``), as ``osd-theory validate`` trains.
+Memory is ``torch.cuda.max_memory_allocated``; GB = 2³⁰ bytes, as the trainer.
+
+One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row ends:
+
+* ``peak_gb``: peak allocated over steps 2.. (the steady state); ``peak_first_step_gb``: step 1 (state created);
+* the split: ``weights_gb``, ``grads_gb`` (full-size gradients held after backward), ``pending_gb``
+  (per-layer deferred: Ĝ and OSD's P field held until ``step()``), ``optimizer_state_gb``,
+  ``activations_gb`` (allocated after the forward minus before it: what backward starts from);
+  activations and gradients are not at their peaks together, so the parts do not sum to the peak;
+* ``analytic``: the same parts from the formula of :func:`scaling_common.analytic` (``static`` = their sum);
+* ``status``: ok, oom (``peak_gb`` then is the peak when it failed), error, timeout; ``cap_gb`` when
+  ``--cap-gb`` limited the allocator (79 on an H200 checks "fits an 80 GB H100", whose 80 GB are 79.2 GiB).
+
+    # one H100/H200 (~5 min): 1B at batch 16 x 256, every optimizer and mode, checkpointing off and on
+    PYTHONPATH=. python3 benchmarks/memory.py --models 1b --batch 16 --ac off,on --out $OUT
+    # 7B at batch 4 x 256 with checkpointing, the allocator capped at an H100's 79 GiB (~8 min)
+    PYTHONPATH=. python3 benchmarks/memory.py --models 7b --batch 4 --ac on --cap-gb 79 \\
+        --optimizers galore,osd,rso,adamw --per-layer off,deferred,in_backward --out $OUT
+    # CPU, tiny model, in one process: byte counts against the formula (peak_gb null)
+    PYTHONPATH=. python3 benchmarks/memory.py --smoke --out /tmp/m
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scaling_common as C  # noqa: E402
+
+GB = 2 ** 30
+
+
+def plan(args) -> list[dict]:
+    """The rows: every model × optimizer × mode × checkpointing asked for (AdamW: off and in_backward only)."""
+    rows = []
+    for model in args.models:
+        for ac in args.ac:
+            for opt in args.optimizers:
+                for mode in args.per_layer:
+                    if opt == "adamw" and mode == "deferred":
+                        continue                      # nothing is projected: deferred would be the ordinary mode
+                    rows.append({"model": model, "optimizer": opt, "per_layer_mode": mode, "activation_checkpointing": ac,
+                                 "batch": args.batch, "seq_len": args.seq_len, "steps": args.steps, "rank": args.rank,
+                                 "cap_gb": args.cap_gb, "smoke": args.smoke})
+    return rows
+
+
+def measure(spec: dict) -> dict:
+    """Train ``spec['steps']`` steps of one row and return its JSON row (CUDA, or CPU byte counts in smoke mode)."""
+    cuda = torch.cuda.is_available() and not spec["smoke"]
+    device = torch.device("cuda" if cuda else "cpu")
+    name = C.SMOKE_MODEL if spec["smoke"] else spec["model"]
+    vocab = C.SMOKE_VOCAB if spec["smoke"] else 32000
+    rank = C.rank_for(name, spec["rank"])
+    row = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "steps", "activation_checkpointing", "cap_gb")}
+    row["model"] = name
+    row.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], rank=rank,
+               device=torch.cuda.get_device_name(device) if cuda else "cpu", torch=torch.__version__,
+               clip=spec["per_layer_mode"] != "in_backward", status="ok")
+    if cuda and spec["cap_gb"]:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_gb"] * GB / total), device)
+    alloc = (lambda: torch.cuda.memory_allocated(device)) if cuda else (lambda: 0)
+    peak = (lambda: torch.cuda.max_memory_allocated(device)) if cuda else (lambda: 0)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    act = grads = pending = 0
+    try:
+        model = C.llama(name, vocab, spec["seq_len"], device, spec["activation_checkpointing"])
+        row["n_params"] = sum(p.numel() for p in model.parameters())
+        row["weights_gb"] = alloc() / GB if cuda else sum(p.numel() * 4 for p in model.parameters()) / GB
+        opt, layers = C.make_optimizer(model, spec["optimizer"], spec["per_layer_mode"], rank, fused=cuda)
+        row["analytic"] = C.analytic(model, spec["optimizer"], spec["per_layer_mode"], rank).gb()
+        x, y = C.random_batch(spec["batch"], spec["seq_len"], vocab, device)
+        t0 = time.perf_counter()
+        for step in range(1, spec["steps"] + 1):
+            if step == 2:                               # steady state from here: state exists, warm-ups done
+                if cuda:
+                    torch.cuda.synchronize(device)
+                row["peak_first_step_gb"] = peak() / GB
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(device)
+                t0 = time.perf_counter()
+            before = alloc()
+            with amp:
+                _, loss = model(x, y)
+            act = max(act, alloc() - before)
+            loss.backward()
+            grads = max(grads, C.grad_bytes(model))
+            pending = max(pending, layers.pending_bytes() if layers is not None and step > 1 else 0)
+            norm = C.clip_(model, layers)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            print(f"  step {step}: loss {float(loss):.3f} |g| {float(norm):.3f} allocated {alloc() / GB:.2f} GB "
+                  f"peak {peak() / GB:.2f} GB", file=sys.stderr, flush=True)
+        if cuda:
+            torch.cuda.synchronize(device)
+        dt = (time.perf_counter() - t0) / max(1, spec["steps"] - 1)
+        row.update(peak_gb=peak() / GB if cuda else None, step_s=dt,
+                   tokens_per_s=spec["batch"] * spec["seq_len"] / dt, grads_gb=grads / GB, pending_gb=pending / GB,
+                   optimizer_state_gb=C.state_bytes(opt) / GB, activations_gb=act / GB if cuda else None,
+                   peak_reserved_gb=torch.cuda.max_memory_reserved(device) / GB if cuda else None)
+    except torch.cuda.OutOfMemoryError as exc:
+        row.update(status="oom", peak_gb=peak() / GB, error=str(exc).split("\n")[0][:300])
+    return row
+
+
+def run_row(spec: dict, timeout: float) -> dict:
+    """One row in a fresh interpreter; its last stdout line is the JSON row."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing")}
+    base.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], peak_gb=None,
+                device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {**base, "status": "timeout", "timeout_s": timeout}
+    sys.stderr.write(proc.stderr[-3000:])
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {**base, "status": "error", "returncode": proc.returncode, "error": proc.stderr.strip()[-500:]}
+    return json.loads(lines[-1])
+
+
+def summary(row: dict) -> str:
+    a = row.get("analytic", {})
+    peak = "—" if row.get("peak_gb") is None else f"{row['peak_gb']:.2f} GB"
+    return (f"{row['model']} {row['optimizer']:6s} per_layer={row['per_layer_mode']:11s} "
+            f"ac={row['activation_checkpointing']!s:5s} "
+            f"batch {row['batch']}x{row['seq_len']}: {row['status']}, peak {peak}, state "
+            f"{row.get('optimizer_state_gb', float('nan')):.3f} GB (formula {a.get('state', float('nan')):.3f})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=None, help="folder; rows are appended to OUT/memory.jsonl")
+    ap.add_argument("--models", type=lambda s: s.split(","), default=["1b"], help="comma-separated flavours (1b,7b)")
+    ap.add_argument("--optimizers", type=lambda s: s.split(","), default=list(C.OPTIMIZER_NAMES))
+    ap.add_argument("--per-layer", type=lambda s: s.split(","), default=["off", "deferred", "in_backward"],
+                    help=f"modes among {C.PER_LAYER_MODES}; AdamW skips deferred")
+    ap.add_argument("--ac", type=lambda s: [v == "on" for v in s.split(",")], default=[False],
+                    help="activation checkpointing: off, on or off,on")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--rank", type=int, default=None, help="default: 512 at 1B, 1024 at 7B (GaLore's)")
+    ap.add_argument("--cap-gb", type=float, default=None, help="limit the CUDA allocator to this many GB")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per row")
+    ap.add_argument("--smoke", action="store_true", help="CPU, tiny model, all rows in this process")
+    ap.add_argument("--subprocess", action="store_true", help="with --smoke: still one subprocess per row")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))), flush=True)
+        return 0
+    if not args.out:
+        ap.error("--out is required")
+    bad = sorted(set(args.optimizers) - set(C.OPTIMIZER_NAMES)) + sorted(set(args.per_layer) - set(C.PER_LAYER_MODES))
+    if bad:
+        ap.error(f"unknown optimizer or mode {bad}; expected {C.OPTIMIZER_NAMES} and {C.PER_LAYER_MODES}")
+    if args.smoke:
+        args.batch, args.seq_len, args.steps = 2, 16, 3
+    os.makedirs(args.out, exist_ok=True)
+    rows = plan(args)
+    path = os.path.join(args.out, "memory.jsonl")
+    for i, spec in enumerate(rows, 1):
+        print(f"[{i}/{len(rows)}] {spec['model']} {spec['optimizer']} per_layer={spec['per_layer_mode']} "
+              f"ac={spec['activation_checkpointing']}", flush=True)
+        row = measure(spec) if (args.smoke and not args.subprocess) else run_row(spec, args.timeout)
+        row["command"] = "python3 benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print("   " + summary(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The GPU benchmarks of issue 10 run on the CPU at tiny sizes (``--smoke``) and write the rows they promise.
+
+benchmarks/memory.py: every optimizer × per-layer mode row, in one process; the byte counts it
+measures (optimizer state, gradients held after backward, per-layer pending) equal the analytic formula
+exactly, so the formula printed next to the GPU peaks is checked here. One row, with activation
+checkpointing, also runs through the subprocess driver the GPU runs use. benchmarks/fsdp.py: FSDP2 and DDP
+through torchrun with 2 gloo processes; both must reach the same loss (same data, same initialisation; OSD with Adam on a random P₀).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS_MEMORY = {"model", "optimizer", "per_layer", "batch", "seq_len", "peak_gb", "device", "analytic", "command"}
+KEYS_FSDP = {"model", "optimizer", "mode", "gpus", "tokens_per_s", "peak_gb_per_gpu", "device", "command"}
+
+
+def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_memory_smoke_rows_match_the_formula(tmp_path):
+    proc = _run("memory.py", "--smoke", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path / "memory.jsonl")
+    assert len(rows) == 2 + 3 * 3                 # AdamW off/in_backward + 3 optimizers × 3 modes
+    for r in rows:
+        assert KEYS_MEMORY <= set(r) and r["status"] == "ok", r
+        a = r["analytic"]
+        assert r["optimizer_state_gb"] == pytest.approx(a["state"], rel=0, abs=1e-15), r
+        assert r["grads_gb"] == pytest.approx(a["grads"], rel=0, abs=1e-15), r
+        assert r["pending_gb"] == pytest.approx(a["pending"], rel=0, abs=1e-15), r
+    modes = {(r["optimizer"], r["per_layer_mode"]): r for r in rows}
+    assert modes[("galore", "deferred")]["grads_gb"] < modes[("galore", "off")]["grads_gb"]   # the point of the mode
+    assert modes[("osd", "deferred")]["pending_gb"] > modes[("galore", "deferred")]["pending_gb"]  # + P's field
+
+
+def test_memory_subprocess_driver(tmp_path):
+    proc = _run("memory.py", "--smoke", "--subprocess", "--optimizers", "osd", "--per-layer", "deferred",
+                "--ac", "on", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = _rows(tmp_path / "memory.jsonl")
+    assert row["status"] == "ok" and row["per_layer"] is True and row["activation_checkpointing"] is True, row
+    assert row["optimizer_state_gb"] == pytest.approx(row["analytic"]["state"], rel=0, abs=1e-15)
+
+
+def test_fsdp_smoke_fsdp_and_ddp_reach_the_same_loss(tmp_path):
+    pytest.importorskip("torch.distributed.fsdp")
+    proc = _run("fsdp.py", "--smoke", "--optimizers", "osd", "--modes", "fsdp,ddp", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path / "fsdp.jsonl")
+    assert [r["mode"] for r in rows] == ["fsdp", "ddp"]
+    for r in rows:
+        assert KEYS_FSDP <= set(r) and r["status"] == "ok" and r["gpus"] == 2 and r["tokens_per_s"] > 0, r
+    assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)
