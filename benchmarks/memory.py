@@ -71,7 +71,7 @@ def measure(spec: dict) -> dict:
                clip=spec["per_layer_mode"] != "in_backward", status="ok")
     if cuda and spec["cap_gb"]:
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_gb"] * GB / total), device)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_gb"] * GB / total), torch.cuda.current_device())
     alloc = (lambda: torch.cuda.memory_allocated(device)) if cuda else (lambda: 0)
     peak = (lambda: torch.cuda.max_memory_allocated(device)) if cuda else (lambda: 0)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
