@@ -108,25 +108,39 @@ def test_non_finite_state_exits_1_with_time(capsys):
 
 
 def test_verify_quick_json(capsys):
-    assert main(["verify", "--quick", "--json", "--claims", "C4"]) == 0
+    assert main(["verify", "--quick", "--json", "--claims", "C6"]) == 0
     d = _json(capsys)
-    assert d[0]["claim"] == "C4" and d[0]["verdict"] == "violated"   # the predicted violation, exit 0
+    assert d[0]["claim"] == "C6" and d[0]["verdict"] == d[0]["expected"] == "holds" and d[0]["as_expected"]
 
 
-def test_verify_unavailable_claim_is_inconclusive(monkeypatch, capsys):
+def test_verify_reports_progress_on_stderr(capsys):
+    assert main(["verify", "--quick", "--claims", "C6"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/1] C6 holds (ok)" in captured.err
+    assert "C6" in captured.out and "1/1 claims gave their predicted verdict" in captured.out
+
+
+def test_verify_exits_1_when_a_verdict_differs_from_its_prediction(monkeypatch, capsys):
+    import osd_theory.claims as claims
+    monkeypatch.setitem(claims.EXPECTED, "C6", "violated")       # the run says "holds"
+    assert main(["verify", "--quick", "--json", "--claims", "C6"]) == 1
+    d = _json(capsys)
+    assert d[0]["verdict"] == "holds" and d[0]["expected"] == "violated" and not d[0]["as_expected"]
+
+
+def test_verify_unavailable_claim_is_inconclusive_and_fails(monkeypatch, capsys):
     import osd_theory.claims as claims
     monkeypatch.setitem(claims.CLAIMS, "C5", "no_such_pkg_xyz.claims:c5")
-    assert main(["verify", "--json", "--claims", "C5"]) == 0
+    assert main(["verify", "--json", "--claims", "C5"]) == 1
     d = _json(capsys)
-    assert d[0]["verdict"] == "inconclusive" and "not available" in d[0]["evidence"]
+    assert d[0]["verdict"] == "inconclusive" and "not available" in d[0]["evidence"] and not d[0]["as_expected"]
 
 
-def test_verify_crashing_claim_exits_1(monkeypatch, capsys, tmp_path):
+def test_verify_crashing_claim_exits_1(monkeypatch, capsys):
     import osd_theory.claims as claims
-    monkeypatch.setitem(claims.CLAIMS, "C1", "osd_theory.claims:no_such_function")
-    assert main(["verify", "--json", "--claims", "C1"]) == 0   # missing function: unavailable, not a crash
     monkeypatch.setitem(claims.CLAIMS, "C1", "json:loads")     # loads(True) raises TypeError: a crash
     assert main(["verify", "--json", "--claims", "C1"]) == 1
+    assert "ERROR: TypeError" in _json(capsys)[0]["evidence"]
 
 
 def test_verify_unknown_claim(capsys):
