@@ -112,7 +112,7 @@ class PeriodicSVD(ProjectionRule):
 
 @dataclass
 class OnlinePCA(ProjectionRule):
-    alpha: float = 1.0        # rate of the P flow relative to W's (ε^P/ε^W)
+    alpha: float = 5.0        # rate of the P flow relative to W's (ε^P/ε^W); 5 as the paper (§4.3) and discrete OSD
     pca_lambda: float = 0.1   # λ of the orthogonality term λ‖PᵀP − I‖²
 
     name = "online_pca"
