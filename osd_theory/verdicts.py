@@ -42,6 +42,8 @@ REFINE_SHRINK = 0.7        # a refinement ratio below this means "shrinks"; 0.5 
 # |−Δ − autodiff Ḣ| / |Δ|: both are float64 sums of O(1) terms, measured ≤ 3e-10 on every C1 run;
 # a wrong Δ (a factor, a dropped or flipped term) is off by O(1), so 1e-6 separates the two by 10³ both ways.
 HDOT_MISMATCH_TOL = 1e-6
+STATIONARY_ATOL = 1e-6     # the stationarity verdict: final residual ≤ max(atol, rtol·r₀)
+STATIONARY_RTOL = 1e-6
 
 
 def _col(traj, name: str) -> torch.Tensor:
@@ -199,7 +201,7 @@ def growth(traj) -> dict:
                         + ("still growing" if growing else "NOT growing over the second half"))}
 
 
-def stationarity_verdict(traj, *, atol: float = 1e-6, rtol: float = 1e-6) -> StationarityVerdict:
+def stationarity_verdict(traj, *, atol: float = STATIONARY_ATOL, rtol: float = STATIONARY_RTOL) -> StationarityVerdict:
     """Did the run reach a stationary point (residual → 0, bounded, and one exists)?"""
     meta = _meta(traj)
     r = _col(traj, "residual")
