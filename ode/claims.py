@@ -246,13 +246,15 @@ def c2(quick: bool = False) -> dict:
     bad_spec = RunSpec(hp={"a": 1.0, "b": 8.0}, **base)
     bad_run = lyapunov_verdict(run_spec(bad_spec))
     refine = refinement_test(bad_spec)
-    sims_ok = ok_run.holds and not bad_run.holds and refine.kind == "real violation"
+    # b = 8a: step rises flagged AND dH/dt > 0 seen pointwise (each check must be able to see it)
+    sims_ok = ok_run.holds and bad_run.n_violations > 0 and not bad_run.pointwise_ok and refine.kind == "real violation"
     fmt = lambda x: "none found" if x is None else f"{x:.5g}"
     evidence = ("; ".join(f"{r['system']}: located {r['parameter']} = {fmt(r['located'])}, condition() says "
                           f"{fmt(r['stated'])} ({'agree' if r['agree'] else 'DISAGREE'})" for r in rows)
                 + f" ({n_states} states, {iters} bisection steps); simulation b=4a: "
                 + ("H non-increasing" if ok_run.holds else f"H ROSE ({ok_run.n_violations} steps)")
-                + f"; b=8a: {bad_run.n_violations} rises above tol, max pointwise dH/dt {bad_run.max_pointwise_hdot:.3g}, "
+                + f"; b=8a: {bad_run.n_violations} rises above tol, max pointwise dH/dt {bad_run.max_pointwise_hdot:.3g} "
+                  f"({'flagged' if not bad_run.pointwise_ok else 'NOT flagged'} pointwise), "
                   f"refinement: {refine.kind} ({refine.explanation})")
     boundaries_ok = all(r["agree"] for r in rows)
     verdict = "holds" if boundaries_ok and sims_ok else ("violated" if not boundaries_ok else "inconclusive")

@@ -13,8 +13,9 @@ method), for each optimizer whose continuous counterpart the simulator has: SGD-
 heavy ball, Adam (no bias correction, v₀ = 0) ↔ Adam, OSD (heavy-ball inner, SGD on P) ↔ heavy
 ball + online-PCA flow, GaLore (stateless inner step, refresh every τ/h steps) ↔ gradient flow +
 periodic SVD every τ. GaLore *with* momentum and its default "keep" switch is reported, not
-asserted: its kept momentum lives in the coordinates of an SVD basis whose column signs are not a
-continuous function of G, so the discrete and continuous runs can disagree in sign after a refresh
+asserted: its kept momentum lives in the coordinates of an SVD basis whose column signs are a
+convention of the SVD routine (float32 in the optimizer, float64 in the simulator: they differ at
+the first refresh here), so the two runs can move differently after a refresh
 (:func:`galore_momentum_keep`). Not compared, and why: Lion (its ∇𝒦 = sign is discontinuous; the simulator
 has only smoothed 𝒦, a different system) and RSO (it resets its state at every resample, a jump of
 H the continuous system has no counterpart for, and draws P from its own generator).
@@ -149,10 +150,11 @@ def _cases():
 def galore_momentum_keep(quick: bool) -> dict:
     """GaLore with momentum and its default switch "keep" against heavy ball + periodic SVD.
 
-    The kept momentum is stored in coordinates of the SVD basis; a refresh can return the new
-    basis with other column signs than the simulator's (the SVD's sign convention is not continuous
-    in G, and G differs by O(h)), which flips the kept momentum in W-space. Reported, not asserted:
-    the signs of diag(P_discreteᵀ P_ode) after the first refresh, and the error against h.
+    The kept momentum is stored in coordinates of the SVD basis, and an SVD's column signs are a
+    convention: the optimizer takes the SVD of G in float32, the simulator in float64, and on this
+    problem they return opposite signs at the first refresh (at t = 0 they agree), which flips the
+    kept momentum in W-space. Reported, not asserted: the signs of diag(P_discreteᵀ P_ode) after the
+    first refresh, and the error against h.
     """
     from discrete import OPTIMIZERS
     from ode import SimulationConfig, simulate
