@@ -125,25 +125,31 @@ RANK = 2
 
 
 def _cases():
-    """name -> (ODE (system name, hp, rule name, rule hp), optimizer factory(params, h), state key names)."""
+    """name -> (ODE (system name, hp, rule name, rule hp), optimizer factory(params, h), HD system of the
+    discretisation at h (:mod:`osd_theory.discrete_steps`: what the optimizer's step is the Euler step of))."""
     from discrete import OPTIMIZERS
+    from osd_theory import discrete_steps as ds
+    from osd_theory.hd import make_system
     a, mu = A_RATE, lambda h: 1.0 - A_RATE * h
     sub = dict(rank=RANK, proj_type="left")
+    sgd_system = lambda h: ds.heavy_ball_system(ds.sgd_time_step(a * h * h, mu(h)), mu(h))
     return {
         "sgd_momentum": (("heavy_ball", {"a": a}, "identity", {}),
-                         lambda ps, h: OPTIMIZERS["sgd"](ps, lr=a * h * h, momentum=mu(h))),
+                         lambda ps, h: OPTIMIZERS["sgd"](ps, lr=a * h * h, momentum=mu(h)), sgd_system),
         "adam": (("adam", {"a": a, "b": B_RATE, "e": E_ADAM, "v0": 1e-12}, "identity", {}),
                  lambda ps, h: OPTIMIZERS["adamw"](ps, lr=h, betas=(1 - a * h, 1 - B_RATE * h), eps=E_ADAM,
-                                                   bias_correction=False)),
+                                                   bias_correction=False),
+                 lambda h: ds.adam_system(h, 1 - a * h, 1 - B_RATE * h, E_ADAM)),
         "osd": (("heavy_ball", {"a": a}, "online_pca", {"alpha": ALPHA_ODE, "pca_lambda": PCA_LAMBDA}),
                 lambda ps, h: OPTIMIZERS["osd"]([{"params": ps, **sub}], lr=a * h * h, inner="sgd", momentum=mu(h),
                                                 alpha=ALPHA_ODE / (1 - mu(h)), pca_lambda=PCA_LAMBDA,
-                                                proj_optimizer="sgd", proj_init="svd")),
+                                                proj_optimizer="sgd", proj_init="svd"), sgd_system),
         # GaLore with a stateless inner step (momentum 0: GD in the refreshed subspace) ↔ gradient flow
         # + periodic SVD; with momentum see galore_momentum_keep (not an ODE discretisation)
         "galore": (("gd", {}, "periodic_svd", {"tau": TAU}),
                    lambda ps, h: OPTIMIZERS["galore"]([{"params": ps, **sub, "update_proj_gap": int(round(TAU / h))}],
-                                                      lr=h, inner="sgd", momentum=0.0)),
+                                                      lr=h, inner="sgd", momentum=0.0),
+                   lambda h: make_system("gd")),
     }
 
 
@@ -194,7 +200,7 @@ def order_part(quick: bool) -> dict:
     hs = [2.0 ** -k for k in (range(3, 7) if quick else range(3, 9))]
     problem = make_problem("quadratic", 6, 10, 0)
     out = {}
-    for name, ((sys_name, hp, rule_name, rule_hp), make_opt) in _cases().items():
+    for name, ((sys_name, hp, rule_name, rule_hp), make_opt, discrete_system) in _cases().items():
         system = make_system(sys_name, **hp)
         side = {"side": "left"} if rule_name == "identity" else {"rank": RANK, "side": "left", "init": "svd"}
         ode_run = simulate(system, make_rule(rule_name, **side, **rule_hp), problem,
@@ -207,9 +213,12 @@ def order_part(quick: bool) -> dict:
             for _ in range(int(round(t_end / h))):
                 W.grad = problem.grad(W.detach())
                 opt.step()
+            # H_K with the HD system the optimizer's step discretises (discrete_steps), on its own state:
+            # if that system's rates were not the ODE's, H_K could not converge to H(T)
+            dsys = discrete_system(h)
             st = opt.state[W]
-            S = tuple(st[n].double() for n in system.state_names)
-            errors.append(abs(float(system.hamiltonian(t_end, problem.loss(W.detach()), S)) - H_T))
+            S = tuple(st[n].double() for n in dsys.state_names)
+            errors.append(abs(float(dsys.hamiltonian(t_end, problem.loss(W.detach()), S)) - H_T))
         slope = float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
         out[name] = {"ode": f"{sys_name}+{rule_name}", "H_T": H_T, "hs": hs, "errors": errors, "order": slope,
                      "ok": ORDER_RANGE[0] <= slope <= ORDER_RANGE[1]}
