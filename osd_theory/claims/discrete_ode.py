@@ -248,8 +248,9 @@ def c5(quick: bool = False) -> dict:
                 + ", ".join(f"{n} order {d['order']:.2f} (error {d['errors'][0]:.1e} -> {d['errors'][-1]:.1e})"
                             for n, d in b["optimizers"].items())
                 + f" (expected {ORDER_RANGE[0]:g}-{ORDER_RANGE[1]:g}); not compared: lion, rso; reported: GaLore with "
-                  f"momentum (switch keep) vs heavy ball + periodic SVD, basis column signs after the first refresh "
-                  + ", ".join(f"{''.join('+' if x > 0 else '-' for x in r['column_signs'])} at h={r['h']:g}" for r in keep["rows"])
+                  f"momentum (switch keep) vs heavy ball + periodic SVD, signs of the optimizer's basis columns against the "
+                  f"simulator's after the first refresh "
+                  + ", ".join(f"({', '.join('+' if x > 0 else '-' for x in r['column_signs'])}) at h={r['h']:g}" for r in keep["rows"])
                   + ", H error " + " -> ".join(f"{r['error']:.2g}" for r in keep["rows"])
                 + (f"; FAILED: {', '.join(bad)}" if bad else ""))
     return {"claim": "C5",
