@@ -66,8 +66,13 @@ def run_tests(name: str) -> dict:
             "summary": summary, "seconds": round(time.perf_counter() - start, 1)}
 
 
+def git_commit() -> str:
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return proc.stdout.strip() or "unknown"
+
+
 def report(rows: list[dict], command: str) -> str:
-    lines = ["# Mutation check", "",
+    lines = ["# Mutation check", "", f"Recorded at commit `{git_commit()}`.", "",
              "Each bug below was planted at runtime (never committed), one at a time, by",
              "`scripts/mutation/sitecustomize.py`; then `osd-theory verify --quick --json` and the whole test suite",
              "(`pytest -x`) ran with it. \"caught\" means the command failed. The control row runs with no bug and must",
