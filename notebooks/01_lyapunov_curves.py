@@ -121,6 +121,7 @@ assert all(v.holds for v in lyap.values()), "H rose beyond solver error along so
 # %% [markdown]
 # Note the Adam, Lion-$\mathcal K$ and Signum runs with **online PCA**: $H$ and $\lVert\nabla L\rVert$ flatten
 # well above zero. This is not a failure of the Lyapunov property (H still never rises) but of
-# *convergence*: at this flow rate ($\alpha=1$) the optimizer removes $P^\top\nabla L$ faster than
+# *convergence*: at this flow rate ($\alpha=1$, chosen on purpose; the rule's default is the paper's
+# $\alpha=5$) the optimizer removes $P^\top\nabla L$ faster than
 # $P$ can turn towards the gradient, and the pair walks into the blind set $P^\top\nabla L=0$ —
 # the gap in Assumption 4.4(ii). Notebook 3 looks at it in detail.

@@ -24,8 +24,10 @@
 # $$\tfrac{d}{dt}(P^\top G)=-4\lambda(P^\top P-I)\,P^\top G=0 .$$
 #
 # So heavy ball started at a non-stationary $W_0$ with $\hat M_0=0$ and $P_0^\top\nabla L(W_0)=0$
-# **never moves**: $\hat G=0$ keeps $\hat M=0$, so $W$, and hence $G$, stay put. The set is invariant
-# but unstable: a perturbation of $P_0$ of size $\varepsilon$ grows and the run converges.
+# **never moves**: $\hat G=0$ keeps $\hat M=0$, so $W$, and hence $G$, stay put. The theorem assumes
+# 4.4(ii), so it simply does not apply to this flow. In *this* small example the set is also
+# unstable: a perturbation of $P_0$ of size $\varepsilon$ grows and the run converges. Part 2 shows
+# that this is not true in general, and part 3 predicts when it is.
 #
 # Construction: on the quadratic $L=\frac12\lVert W-C\rVert^2$ (`box_quadratic`, no weight decay)
 # take $W_0=C+e_1v^\top$, so $\nabla L(W_0)=e_1v^\top$ has rank one, and $P_0=[e_2,\dots,e_{r+1}]$.
@@ -152,10 +154,58 @@ for alpha, tr in adam_runs.items():
           f"||P^T grad L|| -> {tr.final('proj_grad_norm'):.2g}")
 
 # %% [markdown]
+# ## 3. When does the blind set attract? The linearisation at the stall
+#
+# Take gradient flow + online PCA, let it park in the blind set at $\alpha=1$, and linearise the
+# projected gradient $y=P^\top G$ there (`ode.stall`, our derivation, checked against autodiff of
+# the full field):
+#
+# $$\dot y=\frac{2\alpha}{\lVert G\rVert^2}\,y\,G^\top G-P^\top\nabla^2L[P\,y].$$
+#
+# The largest eigenvalue $\lambda_{\max}(\alpha)$ of this symmetric operator is negative (the stall
+# attracts) below $\alpha^*=\lVert G\rVert^2/(2\mu_{\max})$ and positive above it. **Look at:** the curve
+# crosses zero at the predicted $\alpha^*$, and runs kicked off the stall along the leading mode
+# return below $\alpha^*$ and escape above it, at the predicted rates (claim C6 does the same on a
+# 100×100 quadratic, where $\alpha^*\approx3.8$).
+
+# %%
+import numpy as np
+
+from ode.spec import build_run
+from ode.stall import critical_alpha, kicked_run, lambda_max, leading_mode, linearisation, measured_rate, stall_spec
+
+STALL_DIM, STALL_RANK = ((30, 30), 3)
+spec = stall_spec(STALL_DIM, STALL_RANK, t_end=200.0)
+reach = run_spec(spec)
+W_s, P_s = reach.final_y[0], reach.final_y[-2]
+_, rule_s, problem_s = build_run(spec)
+lin = linearisation(problem_s, W_s, P_s, rule_s.side_)
+alpha_star = critical_alpha(lin)
+alphas = np.linspace(0.25, 3 * alpha_star, 40)
+kicked = {f: kicked_run(spec, W_s, P_s, rule_s.side_, lin, leading_mode(lin, f * alpha_star), f * alpha_star,
+                        min(4 / abs(lambda_max(lin, f * alpha_star)), 100.0)) for f in (0.7, 1.4)}
+
+fig, (ax_l, ax_k) = plt.subplots(1, 2, figsize=(11, 3.8))
+ax_l.plot(alphas, [lambda_max(lin, a) for a in alphas], "k-")
+ax_l.axhline(0, color="0.7", lw=0.8); ax_l.axvline(alpha_star, color="C3", ls="--", label=f"alpha* = {alpha_star:.3g}")
+ax_l.set_xlabel("alpha"); ax_l.set_ylabel("lambda_max of the linearised P^T G flow"); ax_l.legend()
+for i, (f, tr) in enumerate(kicked.items()):
+    ax_k.semilogy(tr["t"], tr["proj_grad_norm"], color=f"C{i}", label=f"alpha = {f:g} alpha*")
+    lam = lambda_max(lin, f * alpha_star)
+    ax_k.semilogy(tr["t"], float(tr["proj_grad_norm"][0]) * np.exp(lam * tr["t"].numpy()), color=f"C{i}", ls=":",
+                  label=f"predicted rate {lam:+.3f}")
+ax_k.set_xlabel("t"); ax_k.set_ylabel("||P^T grad L||"); ax_k.legend(fontsize=8)
+ax_k.set_title(f"kicked off the stall ({STALL_DIM[0]}x{STALL_DIM[1]}, rank {STALL_RANK})")
+plt.tight_layout(); plt.show()
+for f, tr in kicked.items():
+    print(f"alpha = {f:g} alpha*: predicted rate {lambda_max(lin, f * alpha_star):+.4f}, measured {measured_rate(tr):+.4f}")
+
+# %% [markdown]
 # ## What this means for Theorem 4.5
 #
-# The theorem is stated for *every* initial $P_0$ and every rate, so it needs an extra genericity
-# (or instability, or noise) argument, and the second experiment suggests the rate of $P$
-# relative to the optimizer matters too. Rules that do not preserve the
-# blind set — random jumps, periodic SVD — leave it at their first event; the built-in
-# `adversarial` rule is the opposite: it is designed to *stay* blind.
+# The theorem assumes 4.4(ii), and the exact online-PCA flow violates it: the theorem does not
+# cover this flow (it is not wrong). What the experiments add: the blind set is not only
+# invariant but, for a rate $\alpha$ small relative to the curvature, **attracting**, so a generic
+# start can converge to a non-stationary point. Every rule built from $P$ and $G$ by matrix
+# products (online PCA, Oja, `adversarial`) keeps the set invariant; rules that break the symmetry —
+# random jumps, periodic SVD, or the `GradientRelax` rule of claim C3 — leave it.

@@ -20,6 +20,7 @@ The pointwise check ``dHdt`` vs ``dHdt_autodiff`` is solver-independent (§7.1).
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import Tensor
@@ -32,7 +33,11 @@ COLUMNS = ("t", "h", "H", "L", "dHdt", "dHdt_autodiff", "residual", "grad_norm",
 
 
 class StopIntegration(Exception):
-    """Raised from the accept-step callback when the run reached its stopping residual."""
+    """Raised from the accept-step callback to end a run early; ``reason`` is "residual" or "max_seconds"."""
+
+    def __init__(self, reason: str = "residual"):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _norm(x: Tensor) -> float:
@@ -87,7 +92,7 @@ class Recorder:
     """Collects one row per accepted step; stops on a non-finite state or a small residual."""
 
     def __init__(self, field, *, autodiff: bool | int = True, stop_residual: float | None = None,
-                 progress=None):
+                 progress=None, max_seconds: float | None = None):
         self.field = field
         # autodiff: True = at every sample, an int k = at every k-th sample (NaN between), False = never
         self.autodiff_every = int(autodiff) if not isinstance(autodiff, bool) else (1 if autodiff else 0)
@@ -98,6 +103,8 @@ class Recorder:
         self.W_star = star if star is not None and field.system.weight_decay == 0 else None
         self.last_t = math.nan
         self.last_y = None
+        self.max_seconds = max_seconds
+        self.started = time.perf_counter()
 
     def __len__(self) -> int:
         return len(self.rows["t"])
@@ -136,9 +143,11 @@ class Recorder:
             self.rows[k].append(v)
         self.last_t, self.last_y = t, tuple(b.detach().clone() for b in y)
         if self.progress is not None:
-            self.progress.update(h)
+            self.progress.update(t, h, len(self))
         if self.stop_residual is not None and r["residual"] <= self.stop_residual:
-            raise StopIntegration
+            raise StopIntegration("residual")
+        if self.max_seconds is not None and time.perf_counter() - self.started > self.max_seconds:
+            raise StopIntegration("max_seconds")
 
     def set_last_h(self, h: float) -> None:
         if len(self):

@@ -40,16 +40,47 @@ NON_AUTONOMOUS_T0 = 1e-3  # start time for non-autonomous systems (adam_bc is si
 
 @dataclass
 class SimulationConfig:
-    t_end: float = 100.0            # final time (ODE time = learning-rate units)
-    t0: float | None = None         # None: 0, or NON_AUTONOMOUS_T0 for non-autonomous systems
-    method: str = "dopri5"          # a name in INTEGRATORS
-    rtol: float = 1e-8              # adaptive methods: relative tolerance per component
-    atol: float = 1e-10             # adaptive methods: absolute tolerance per component
-    step_size: float = 1e-2         # fixed-step methods: h
-    stop_residual: float | None = None  # stop at the first accepted step with residual <= this
-    max_steps: int = 1_000_000      # per segment
-    autodiff: bool | int = True     # record dH/dt by AD: True every sample, k every k-th, False never
-    progress: bool = False          # tqdm bar over t
+    """How to integrate: horizon, method, tolerances, when to stop early, what to record.
+
+    The same defaults serve ``osd-theory simulate`` and the Python API (the CLI flags are these
+    fields). A run ends at ``t_end``, or earlier when it is stationary (``stop_residual``), when it
+    has used ``max_seconds`` of wall-clock time, or when it fails (non-finite state).
+    """
+
+    t_end: float = 100.0
+    """Final time, in ODE time (learning-rate units: one discrete step of size η advances t by η)."""
+    t0: float | None = None
+    """Start time; None is 0, or ``NON_AUTONOMOUS_T0`` for non-autonomous systems (singular at 0)."""
+    method: str = "dopri5"
+    """A name in ``INTEGRATORS``: adaptive ``dopri5``, ``dopri8``, ``bosh3``, ``adaptive_heun``; fixed-step
+    ``euler``, ``rk4``, ``implicit_midpoint``."""
+    rtol: float = 1e-8
+    """Adaptive methods: relative tolerance per component (THEORY.md §7: ≤ 1e-8 to certify)."""
+    atol: float = 1e-10
+    """Adaptive methods: absolute tolerance per component (Adam's v gets a purely relative one)."""
+    step_size: float = 1e-2
+    """Fixed-step methods: h."""
+    stop_residual: float | str | None = "auto"
+    """Stop at the first accepted step whose stationarity residual is ≤ this. ``"auto"``: the
+    stationarity verdict's own tolerance max(1e-6, 1e-6·r₀), so a run stops as soon as the verdict
+    would say "stationary" (never on a problem without stationary points); None: never stop early."""
+    max_steps: int = 1_000_000
+    """Accepted steps per segment (between projection jumps) before the solver gives up."""
+    autodiff: bool | int = True
+    """Record dH/dt by autodiff: True at every sample, k at every k-th, False never."""
+    progress: bool = False
+    """Print t-progress with an ETA on stderr while integrating (the CLI turns it on for a terminal)."""
+    max_seconds: float | None = None
+    """Wall-clock cap: stop (status "stopped: max_seconds …", not a failure) after this many seconds."""
+
+    def stop_threshold(self, problem: Problem, r0: float) -> float | None:
+        """The residual at which to stop, resolved for a problem whose initial residual is r₀."""
+        if self.stop_residual is None:
+            return None
+        if self.stop_residual == "auto":
+            from osd_theory.verdicts import STATIONARY_ATOL, STATIONARY_RTOL
+            return max(STATIONARY_ATOL, STATIONARY_RTOL * r0) if problem.has_stationary_points else None
+        return float(self.stop_residual)
 
     def start(self, system: HDSystem) -> float:
         if self.t0 is not None:
@@ -67,6 +98,12 @@ class SimulationConfig:
             raise UserError(f"rtol, atol and step_size must be > 0, got {self.rtol}, {self.atol}, {self.step_size}")
         if not system.autonomous and not t0 > 0:
             raise UserError(f"{system.name} is non-autonomous and singular at t = 0: start at t0 > 0")
+        sr = self.stop_residual
+        if not (sr is None or sr == "auto" or (isinstance(sr, (int, float)) and not isinstance(sr, bool)
+                                                and math.isfinite(sr) and sr >= 0)):
+            raise UserError(f"stop_residual must be a number >= 0, 'auto' or None, got {sr!r}")
+        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float)) and self.max_seconds > 0):
+            raise UserError(f"max_seconds must be > 0 or None, got {self.max_seconds!r}")
         INTEGRATORS.get(self.method)
 
 
@@ -102,7 +139,7 @@ def initial_state(system: HDSystem, rule: ProjectionRule, problem: Problem, *, W
     W0 = problem.initial_point() if W0 is None else W0.to(torch.float64)
     G0 = problem.grad(W0)
     if P0 is None:
-        P0 = rule.initial(G0)
+        P0 = _initial(rule, G0)
     else:
         rule.reset()
         expected = (rule.dim, rule.rank)
@@ -110,6 +147,24 @@ def initial_state(system: HDSystem, rule: ProjectionRule, problem: Problem, *, W
             raise UserError(f"P0 has shape {tuple(P0.shape)}, expected {expected}")
     S0 = system.init_state(project(P0, G0, rule.side_)) if S0 is None else tuple(S0)
     return (W0, *S0, P0, torch.zeros((), dtype=torch.float64))
+
+
+def _initial(rule: ProjectionRule, G0: Tensor) -> Tensor:
+    """P₀ from the rule; a user rule's failure here is one UserError naming it (as in the field)."""
+    from ode.system import user_rule_label
+    label = user_rule_label(rule)
+    if label is None:
+        return rule.initial(G0)
+    try:
+        P0 = rule.initial(G0)
+    except UserError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise UserError(f"user projection rule {label!r}: initial() raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(P0, Tensor) or P0.ndim != 2 or P0.shape[0] != rule.dim:
+        raise UserError(f"user projection rule {label!r}: initial() returned "
+                        f"{tuple(P0.shape) if isinstance(P0, Tensor) else type(P0).__name__}, expected ({rule.dim}, r)")
+    return P0
 
 
 def describe_run(system, rule, problem, config, t0) -> dict:
@@ -136,7 +191,9 @@ def simulate(system: HDSystem, rule: ProjectionRule, problem: Problem, config: S
     t0 = config.start(system)
     field = CoupledField(system, rule, problem)
     bar = _progress(config, t0)
-    rec = field.recorder = Recorder(field, autodiff=config.autodiff, stop_residual=config.stop_residual, progress=bar)
+    stop_at = config.stop_threshold(problem, float(system.stationarity(y[0], problem.grad(y[0]))))
+    rec = field.recorder = Recorder(field, autodiff=config.autodiff, stop_residual=stop_at, progress=bar,
+                                    max_seconds=config.max_seconds)
     jumps = {k: [] for k in JUMP_COLUMNS}
     times = [t0, *(rule.jump_times(t0, config.t_end) if rule.jumps else []), float(config.t_end)]
     status, started = "completed", time.perf_counter()
@@ -146,16 +203,17 @@ def simulate(system: HDSystem, rule: ProjectionRule, problem: Problem, config: S
             if b < times[-1]:
                 y = _apply_jump(field, y, b, jumps)
         rec(float(times[-1]), y, 0.0)
-    except StopIntegration:
-        status = f"stopped: {system.stationarity_name} <= {config.stop_residual:g}"
+    except StopIntegration as stop:
+        status = (f"stopped: max_seconds = {config.max_seconds:g} s of wall-clock time used"
+                  if stop.reason == "max_seconds" else f"stopped: {system.stationarity_name} <= {stop_at:.3g}")
         rec.set_last_h(0.0)
     except IntegrationError as exc:
-        exc.trajectory = _finish(rec, jumps, system, rule, problem, config, t0, f"failed: {exc}", field, started)
+        exc.trajectory = _finish(rec, jumps, system, rule, problem, config, t0, f"failed: {exc}", field, started, stop_at)
         raise
     finally:
         if bar is not None:
             bar.close()
-    return _finish(rec, jumps, system, rule, problem, config, t0, status, field, started)
+    return _finish(rec, jumps, system, rule, problem, config, t0, status, field, started, stop_at)
 
 
 def _apply_jump(field: CoupledField, y: tuple, t: float, jumps: dict) -> tuple:
@@ -163,7 +221,7 @@ def _apply_jump(field: CoupledField, y: tuple, t: float, jumps: dict) -> tuple:
     W, S, P, E = field.layout.unpack(y)
     G = field.problem.grad(W)
     H = float(field.system.hamiltonian(t, field.problem.loss(W), S, W))
-    P_new = field.rule.jump(t, P, G)
+    P_new = field.rule_call("jump", t, P, G)
     if tuple(P_new.shape) != tuple(P.shape) or not bool(torch.isfinite(P_new).all()):
         raise UserError(f"projection {field.rule.describe()} jumped to a bad P (shape {tuple(P_new.shape)}, "
                         f"expected {tuple(P.shape)}, finite: {bool(torch.isfinite(P_new).all())})")
@@ -178,13 +236,14 @@ def _apply_jump(field: CoupledField, y: tuple, t: float, jumps: dict) -> tuple:
 def _progress(config: SimulationConfig, t0: float):
     if not config.progress:
         return None
-    from tqdm import tqdm
-    return tqdm(total=config.t_end - t0, unit="t", desc="simulate", leave=False)
+    from ode.progress import Progress
+    return Progress(t0, config.t_end)
 
 
-def _finish(rec, jumps, system, rule, problem, config, t0, status, field, started) -> Trajectory:
+def _finish(rec, jumps, system, rule, problem, config, t0, status, field, started, stop_at) -> Trajectory:
     meta = describe_run(system, rule, problem, config, t0)
-    meta.update(status=status, nfev=field.nfev, n_samples=len(rec), wall_s=time.perf_counter() - started)
+    meta.update(status=status, nfev=field.nfev, n_samples=len(rec), wall_s=time.perf_counter() - started,
+                stop_residual_resolved=stop_at)
     if rec.last_y is not None:
         W, S, P, _ = field.layout.unpack(rec.last_y)
         meta["final_state"] = {"W_shape": list(W.shape), "P_shape": list(P.shape)}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from osd_theory.errors import UserError
 from osd_theory.hd.base import HDSystem
 from osd_theory.kernels import back_project, project
 from osd_theory.problems.base import Problem
@@ -68,6 +69,7 @@ class CoupledField(torch.nn.Module):
         self.side = rule.side_
         self.recorder = None
         self.nfev = 0
+        self.user_label = user_rule_label(rule)
 
     # -- the pieces, also used by the diagnostics -------------------------------------
     def parts(self, t: float, y: tuple[Tensor, ...]):
@@ -89,9 +91,38 @@ class CoupledField(torch.nn.Module):
         W, S, P, G, g_hat = self.parts(t, y)
         Wdot = self.velocity(t, W, S, P, g_hat)
         Sdot = self.system.state_rate(t, S, g_hat)
-        Pdot = self.rule.rate(t, P, G) if self.rule.smooth else torch.zeros_like(P)
+        Pdot = self.rule_call("rate", t, P, G) if self.rule.smooth else torch.zeros_like(P)
         Edot = self.system.dissipation(t, S, g_hat, W).reshape(())   # Ė = Δ
         return self.layout.pack(Wdot, Sdot, Pdot, Edot)
+
+    def rule_call(self, method: str, t: float, P: Tensor, G: Tensor) -> Tensor:
+        """``rule.rate`` / ``rule.jump``; for a user rule, any failure is one UserError naming it.
+
+        A built-in rule that raises is a bug and keeps its traceback. A user rule's exception,
+        ``sys.exit``, a non-tensor, a wrong shape or non-finite values stop the run with the
+        rule's name, the time and what went wrong (the CLI prints it as one line, exit 2).
+        """
+        fn = getattr(self.rule, method)
+        if self.user_label is None:
+            return fn(t, P, G)
+        try:
+            out = fn(t, P, G)
+        except UserError:
+            raise
+        except SystemExit as exc:
+            raise UserError(f"user projection rule {self.user_label!r} called sys.exit({exc.code!r}) in "
+                            f"{method}() at t={t:.6g}") from None
+        except Exception as exc:
+            raise UserError(f"user projection rule {self.user_label!r} raised {type(exc).__name__}: {exc} "
+                            f"in {method}() at t={t:.6g}") from None
+        if not isinstance(out, Tensor) or tuple(out.shape) != tuple(P.shape):
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise UserError(f"user projection rule {self.user_label!r}: {method}() returned {got}, expected a "
+                            f"tensor of P's shape {tuple(P.shape)}")
+        if not bool(torch.isfinite(out).all()):
+            raise UserError(f"user projection rule {self.user_label!r}: {method}() returned non-finite values "
+                            f"at t={t:.6g}")
+        return out.to(P.dtype)
 
     def atol_blocks(self, atol: float) -> tuple[float, ...]:
         """Per-block absolute tolerance (W, S…, P, E): ``atol``, or 0 for POSITIVE_STATES."""
@@ -101,3 +132,15 @@ class CoupledField(torch.nn.Module):
     def callback_accept_step(self, t0, y0, dt):
         if self.recorder is not None:
             self.recorder(float(t0), y0, float(dt))
+
+
+def user_rule_label(rule: ProjectionRule) -> str | None:
+    """The user's name for a rule loaded from a file or given as a callable; None for a built-in."""
+    from osd_theory.projections import PROJECTIONS
+    if getattr(rule, "osd_user_label", None):               # set by ode.spec.build_run: the file.py:name spec
+        return str(rule.osd_user_label)
+    if getattr(rule, "name", None) == "user":
+        return str(getattr(rule, "label", "user"))
+    if rule.name in PROJECTIONS and type(rule) is PROJECTIONS.get(rule.name):
+        return None
+    return f"{type(rule).__module__}.{type(rule).__name__}" if type(rule).__module__.startswith("osd_user_rule_") else None

@@ -28,9 +28,22 @@ def _empty() -> Tensor:
 
 @dataclass
 class Trajectory:
+    """A simulated run: diagnostics at accepted steps, projection jumps, and how the run was made.
+
+    ``traj["H"]`` is a column, ``traj.final("grad_norm")`` its last value, ``len(traj)`` the number
+    of samples; ``traj.final_y`` (not saved) is the last recorded state tuple ``(W, S…, P, E)``.
+    """
+
     columns: dict[str, Tensor]
+    """name → (N,) float64 tensor sampled at the solver's accepted steps: ``t``, ``h``, ``H``, ``L``,
+    ``dHdt`` (closed form −Δ), ``dHdt_autodiff``, ``residual``, ``grad_norm``, ``proj_grad_norm``,
+    ``orth_defect``, ``W_norm``, ``S_norm``, ``P_norm``, ``E``, ``dist_star`` (see :mod:`ode.diagnostics`)."""
     jumps: dict[str, Tensor] = field(default_factory=lambda: {k: _empty() for k in JUMP_COLUMNS})
+    """name → (J,) tensor, one entry per projection jump: ``t``, ``H_before``, ``H_after``,
+    ``proj_grad_before``, ``proj_grad_after``."""
     meta: dict = field(default_factory=dict)
+    """JSON-serialisable description: optimizer, projection, problem, config, condition, ``status``
+    (how the run ended), ``nfev``, ``wall_s``, ``resolved`` (every hyperparameter used) and ``spec``."""
 
     def __getitem__(self, name: str) -> Tensor:
         try:

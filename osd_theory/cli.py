@@ -7,6 +7,7 @@ provides ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code).
 
 User errors (bad names, bad sizes, missing files) are raised as
 :class:`osd_theory.errors.UserError` and printed as one line, without a traceback.
+``osd-theory --version`` prints the package version.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import importlib
 import sys
 
+from osd_theory import __version__
 from osd_theory.errors import UserError
 
 # subcommand -> (module implementing it, one-line help)
@@ -35,11 +37,15 @@ def _top_parser() -> argparse.ArgumentParser:
     p.epilog = "subcommands:\n" + lines
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("command", choices=sorted(SUBCOMMANDS), help="what to run")
+    p.add_argument("-V", "--version", action="version", version=f"osd-theory {__version__}")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-V"], ["--version"]):
+        print(f"osd-theory {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         _top_parser().parse_args(argv[:1] or ["--help"])  # exits with usage / error
         return 2

@@ -16,12 +16,16 @@ which must re-simulate, is orchestrated in :mod:`ode.refinement` and classified 
 (the second term only for adaptive solvers: each accepted step has local error ≤ atol + rtol·|y|
 per component; fixed-step runs get the rounding term only, so any real rise is flagged
 and sent to the refinement test). H is Lyapunov along the run iff ΔH_n ≤ tol_n for all n
-and the pointwise autodiff Ḣ never exceeds ``POINTWISE_TOL`` (relative).
+and the pointwise autodiff Ḣ never exceeds ``POINTWISE_TOL`` (relative). Separately,
+``closed_form_ok`` says whether the system's closed-form −Δ *is* the autodiff Ḣ at every
+sample (relative mismatch ≤ ``HDOT_MISMATCH_TOL``): a wrong Δ (halved, a dropped term) fails
+it even where H still falls.
 
 **Stationarity verdict.** "stationary" iff the problem has stationary points, the run did
 not fail, the monitors stayed bounded, and the final residual ≤ max(atol, rtol·r₀)
 (defaults 1e-6, 1e-6). A problem without stationary points (logistic on separable data) is
-never reported stationary, however small its gradient got.
+never reported stationary, however small its gradient got; its verdict says what ‖W‖ did
+(:func:`growth`), measured, because the theory predicts ‖W‖ → ∞ there.
 """
 from __future__ import annotations
 
@@ -35,6 +39,11 @@ ROUNDING_FACTOR = 10.0     # rises below 10·eps·|H| are float64 rounding of H 
 SOLVER_FACTOR = 10.0       # c in tol_n: a step's H error is a few local errors at most
 POINTWISE_TOL = 1e-9       # autodiff Ḣ > 1e-9·(1 + |H|) at a sample is a pointwise violation
 REFINE_SHRINK = 0.7        # a refinement ratio below this means "shrinks"; 0.5 (Euler, h/2) to 0.1 (rtol/10)
+# |−Δ − autodiff Ḣ| / |Δ|: both are float64 sums of O(1) terms, measured ≤ 3e-10 on every C1 run;
+# a wrong Δ (a factor, a dropped or flipped term) is off by O(1), so 1e-6 separates the two by 10³ both ways.
+HDOT_MISMATCH_TOL = 1e-6
+STATIONARY_ATOL = 1e-6     # the stationarity verdict: final residual ≤ max(atol, rtol·r₀)
+STATIONARY_RTOL = 1e-6
 
 
 def _col(traj, name: str) -> torch.Tensor:
@@ -92,14 +101,18 @@ class LyapunovVerdict:
     max_pointwise_hdot: float   # max autodiff Ḣ over samples (NaN if not recorded)
     pointwise_ok: bool
     max_hdot_mismatch: float    # max |−Δ − autodiff Ḣ| / (|Δ| + 1e-12·(1+|H|)): closed form vs AD
+    closed_form_ok: bool | None  # max_hdot_mismatch ≤ HDOT_MISMATCH_TOL (None: autodiff not recorded)
     max_jump_rise: float        # max (H_after − H_before) over projection jumps
     tolerance: str
 
     def summary(self) -> str:
         word = "holds" if self.holds else "VIOLATED"
         where = f", first at t={self.first_violation_t:.4g}" if self.first_violation_t is not None else ""
+        closed = ("not checked" if self.closed_form_ok is None else
+                  f"{'agrees' if self.closed_form_ok else 'DISAGREES'} (max rel mismatch {self.max_hdot_mismatch:.1g})")
         return (f"H Lyapunov {word}: {self.n_violations}/{max(self.n_samples - 1, 0)} step rises above tol{where}; "
-                f"max rise {self.max_rise:.3g} (rel {self.max_rel_rise:.3g}); max pointwise dH/dt {self.max_pointwise_hdot:.3g}")
+                f"max rise {self.max_rise:.3g} (rel {self.max_rel_rise:.3g}); max pointwise dH/dt {self.max_pointwise_hdot:.3g}; "
+                f"closed-form -Delta vs autodiff dH/dt {closed}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +133,7 @@ def lyapunov_verdict(traj) -> LyapunovVerdict:
     pointwise_ok = not bool((ad[finite] > POINTWISE_TOL * (1 + H[finite].abs())).any())
     an = _col(traj, "dHdt")
     mism = ((an - ad).abs() / (an.abs() + 1e-12 * (1 + H.abs())))[finite]
+    max_mism = float(mism.max()) if mism.numel() else math.nan
     jumps = getattr(traj, "jumps", None) or {}
     jr = (jumps["H_after"] - jumps["H_before"]) if "H_after" in jumps and jumps["H_after"].numel() else torch.zeros(1)
     cfg = meta.get("config", {})
@@ -130,7 +144,8 @@ def lyapunov_verdict(traj) -> LyapunovVerdict:
         max_rise=max(0.0, float(d.max())) if d.numel() else 0.0, max_rel_rise=max_rel_rise(traj),
         positive_variation=positive_variation(traj), first_violation_t=first,
         max_pointwise_hdot=max_pt, pointwise_ok=pointwise_ok,
-        max_hdot_mismatch=float(mism.max()) if mism.numel() else math.nan,
+        max_hdot_mismatch=max_mism,
+        closed_form_ok=None if math.isnan(max_mism) else max_mism <= HDOT_MISMATCH_TOL,
         max_jump_rise=max(0.0, float(jr.max())), tolerance=tol_s)
 
 
@@ -167,7 +182,26 @@ def bounded(traj, growth: float = 10.0) -> bool:
     return True
 
 
-def stationarity_verdict(traj, *, atol: float = 1e-6, rtol: float = 1e-6) -> StationarityVerdict:
+def growth(traj) -> dict:
+    """What ‖W‖ did: its values at the start, the middle and the end of the run, and whether it
+    still grew over the second half (by more than 1e-6 relative; float64 rounding is ~1e-16).
+
+    On a problem without stationary points (separable logistic) the flow must escape to
+    infinity (‖W‖ ~ log t for gradient flow): a run whose ‖W‖ stopped growing there contradicts
+    the problem's own statement, so callers can check ``growing`` instead of assuming it.
+    """
+    w = _col(traj, "W_norm")
+    t = _col(traj, "t")
+    mid = len(w) // 2
+    w0, wm, w1 = float(w[0]), float(w[mid]), float(w[-1])
+    growing = bool(w1 > wm * (1 + 1e-6)) and bool(torch.isfinite(w).all())
+    return {"W_norm_start": w0, "W_norm_mid": wm, "W_norm_end": w1, "t_mid": float(t[mid]), "t_end": float(t[-1]),
+            "growing": growing,
+            "summary": (f"||W|| {w0:.3g} -> {wm:.3g} (t={float(t[mid]):.3g}) -> {w1:.3g} (t={float(t[-1]):.3g}): "
+                        + ("still growing" if growing else "NOT growing over the second half"))}
+
+
+def stationarity_verdict(traj, *, atol: float = STATIONARY_ATOL, rtol: float = STATIONARY_RTOL) -> StationarityVerdict:
     """Did the run reach a stationary point (residual → 0, bounded, and one exists)?"""
     meta = _meta(traj)
     r = _col(traj, "residual")
@@ -176,9 +210,9 @@ def stationarity_verdict(traj, *, atol: float = 1e-6, rtol: float = 1e-6) -> Sta
     measure = meta.get("stationarity_name", "residual")
     v = dict(initial_residual=r0, final_residual=r1, min_residual=rmin, tolerance=tol, measure=measure)
     if not meta.get("has_stationary_points", True):
+        g = growth(traj)
         return StationarityVerdict(False, f"{meta.get('problem', 'the problem')} has no stationary points "
-                                          f"({measure} {r0:.3g} -> {r1:.3g}, ||W|| {float(traj['W_norm'][0]):.3g} -> "
-                                          f"{float(traj['W_norm'][-1]):.3g}: unbounded)", **v)
+                                          f"({measure} {r0:.3g} -> {r1:.3g}; {g['summary']})", **v)
     if str(meta.get("status", "")).startswith("failed"):
         return StationarityVerdict(False, f"the run failed: {meta['status']}", **v)
     if not bounded(traj):

@@ -11,7 +11,7 @@ import pytest
 
 from osd_theory.cli import main
 
-FAST = ["--t-end", "0.5", "--dim", "4x4"]
+FAST = ["--t-end", "0.5", "--dim", "4x4", "--no-progress"]
 
 
 def _json(capsys):
@@ -20,11 +20,67 @@ def _json(capsys):
     return json.loads(out[0])
 
 
-def test_simulate_default_runs(capsys):
-    assert main(["simulate"]) == 0
+def test_simulate_default_runs_to_a_clear_outcome(capsys):
+    """A newcomer's first run: it prints what it uses, converges, and says so in one line."""
+    assert main(["simulate", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for key in ("final H", "max rel H increase", "final ||grad L||", "condition", "lyapunov", "stationary"):
+    for key in ("final H", "max rel H increase", "final ||grad L||", "condition", "lyapunov", "stationary", "outcome"):
         assert key in out
+    assert "alpha=5" in out and "side=auto -> right" in out and "t_end=100" in out   # every hyperparameter used
+    assert "outcome    converged: stationary at t=" in out and "H never rose" in out
+
+
+def test_cli_defaults_are_the_python_api_defaults():
+    import argparse
+
+    from discrete import OnlineSubspaceDescent
+    from ode.cli import add_arguments
+    from ode.integrate import SimulationConfig
+    from ode.spec import RunSpec
+    from osd_theory.projections.rules import OnlinePCA
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a, spec, cfg = p.parse_args([]), RunSpec(), SimulationConfig()
+    assert (a.optimizer, a.projection, a.problem, a.dim, a.rank, a.side, a.seed) == \
+        (spec.optimizer, spec.projection, spec.problem, f"{spec.dim[0]}x{spec.dim[1]}", spec.rank, spec.side, spec.seed)
+    assert (a.t_end, a.method, a.rtol, a.atol, a.step_size, a.stop_residual, a.max_seconds) == \
+        (cfg.t_end, cfg.method, cfg.rtol, cfg.atol, cfg.step_size, str(cfg.stop_residual), cfg.max_seconds)
+    assert a.hp is a.proj_hp is a.problem_hp is None                    # the classes' own defaults apply
+    assert OnlinePCA().alpha == OnlineSubspaceDescent.proj_keys["alpha"][0] == 5.0
+
+
+def test_header_shows_the_hyperparameters_actually_used(capsys):
+    assert main(["simulate", "--no-progress", *FAST]) == 0
+    default = capsys.readouterr().out
+    assert main(["simulate", "--no-progress", *FAST, "--proj-hp", "alpha=1"]) == 0
+    changed = capsys.readouterr().out
+    head = lambda out: out.split("status")[0]
+    assert head(default) != head(changed) and "alpha=1" in head(changed) and "alpha=5" in head(default)
+    for key in ("pca_lambda=0.1", "rank=2", "t_end=0.5", "rtol=1e-08", "condition=100"):
+        assert key in head(default)
+
+
+def test_simulate_help_lists_the_valid_names(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("heavy_ball", "lion_k_wd", "online_pca", "periodic_svd", "lowrank_regression", "implicit_midpoint"):
+        assert name in out
+
+
+def test_version(capsys):
+    from osd_theory import __version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"osd-theory {__version__}"
+
+
+def test_max_seconds_caps_a_stiff_user_rule(tmp_path, capsys):
+    f = tmp_path / "grow.py"
+    f.write_text("def f(t, P, G):\n    return 50 * P\n")        # P grows like e^{50t}: stiff, slow
+    assert main(["simulate", "--no-progress", "--json", "--projection", f"{f}:f", "--max-seconds", "1"]) == 0
+    d = _json(capsys)
+    assert d["status"].startswith("stopped: max_seconds") and d["wall_s"] < 5 and "--max-seconds" in d["outcome"]
 
 
 def test_simulate_json_fields(capsys):
@@ -46,6 +102,18 @@ def test_simulate_plot_and_save(tmp_path, capsys):
     png, npz = tmp_path / "h.png", tmp_path / "t.npz"
     assert main(["simulate", *FAST, "--plot", str(png), "--save", str(npz)]) == 0
     assert png.stat().st_size > 1000 and npz.stat().st_size > 0
+
+
+@pytest.mark.parametrize("flag,path,needle", [
+    ("--save", "no/such/dir/t.npz", "does not exist"), ("--save", "t.txt", ".npz"),
+    ("--plot", "h.xyz", ".png"), ("--plot", "no/such/dir/h.png", "does not exist"),
+])
+def test_bad_output_paths_fail_before_integrating(tmp_path, monkeypatch, capsys, flag, path, needle):
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", *FAST, flag, path]) == 2
+    captured = capsys.readouterr()
+    assert needle in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "status" not in captured.out                                 # nothing was integrated
 
 
 def test_user_rule_file(tmp_path, capsys):
@@ -89,13 +157,22 @@ def test_unknown_names_list_valid_ones(capsys):
     ("def f(t, P, G):\n    return torch.zeros(3, 3, 3)\n", "shape"),
     ("def f(t, P, G):\n    return P * float('nan')\n", "non-finite"),
     ("def g(t, P, G):\n    return P\n", "no function"),
+    ("def f(t, P, G):\n    raise RuntimeError('boom')\n", "raised RuntimeError: boom"),
+    ("import sys\nsys.exit(3)\ndef f(t, P, G):\n    return P\n", "sys.exit(3)"),
+    ("def f(t, P, G):\n    raise SystemExit(0)\n", "sys.exit(0)"),
+    ("raise ImportError('no such thing')\n", "ImportError: no such thing"),
+    ("from osd_theory.projections.base import ProjectionRule\nclass f(ProjectionRule):\n"
+     "    def __post_init__(self):\n        raise ValueError('bad options')\n", "ValueError: bad options"),
+    ("from osd_theory.projections.base import ProjectionRule\nclass f(ProjectionRule):\n    smooth = True\n"
+     "    def rate(self, t, P, G):\n        return P[:1]\n", "expected a tensor of P's shape"),
 ])
-def test_bad_user_rule(tmp_path, capsys, body, needle):
+def test_bad_user_rule_is_one_line_naming_it(tmp_path, capsys, body, needle):
     f = tmp_path / "rule.py"
     f.write_text("import torch\n" + body)
     assert main(["simulate", *FAST, "--projection", f"{f}:f"]) == 2
     err = capsys.readouterr().err
-    assert needle in err and len(err.strip().splitlines()) == 1
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "rule.py:f" in err
 
 
 def test_non_finite_state_exits_1_with_time(capsys):
@@ -108,25 +185,39 @@ def test_non_finite_state_exits_1_with_time(capsys):
 
 
 def test_verify_quick_json(capsys):
-    assert main(["verify", "--quick", "--json", "--claims", "C4"]) == 0
+    assert main(["verify", "--quick", "--json", "--claims", "C6"]) == 0
     d = _json(capsys)
-    assert d[0]["claim"] == "C4" and d[0]["verdict"] == "violated"   # the predicted violation, exit 0
+    assert d[0]["claim"] == "C6" and d[0]["verdict"] == d[0]["expected"] == "holds" and d[0]["as_expected"]
 
 
-def test_verify_unavailable_claim_is_inconclusive(monkeypatch, capsys):
+def test_verify_reports_progress_on_stderr(capsys):
+    assert main(["verify", "--quick", "--claims", "C6"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/1] C6 holds (ok)" in captured.err
+    assert "C6" in captured.out and "1/1 claims gave their predicted verdict" in captured.out
+
+
+def test_verify_exits_1_when_a_verdict_differs_from_its_prediction(monkeypatch, capsys):
+    import osd_theory.claims as claims
+    monkeypatch.setitem(claims.EXPECTED, "C6", "violated")       # the run says "holds"
+    assert main(["verify", "--quick", "--json", "--claims", "C6"]) == 1
+    d = _json(capsys)
+    assert d[0]["verdict"] == "holds" and d[0]["expected"] == "violated" and not d[0]["as_expected"]
+
+
+def test_verify_unavailable_claim_is_inconclusive_and_fails(monkeypatch, capsys):
     import osd_theory.claims as claims
     monkeypatch.setitem(claims.CLAIMS, "C5", "no_such_pkg_xyz.claims:c5")
-    assert main(["verify", "--json", "--claims", "C5"]) == 0
+    assert main(["verify", "--json", "--claims", "C5"]) == 1
     d = _json(capsys)
-    assert d[0]["verdict"] == "inconclusive" and "not available" in d[0]["evidence"]
+    assert d[0]["verdict"] == "inconclusive" and "not available" in d[0]["evidence"] and not d[0]["as_expected"]
 
 
-def test_verify_crashing_claim_exits_1(monkeypatch, capsys, tmp_path):
+def test_verify_crashing_claim_exits_1(monkeypatch, capsys):
     import osd_theory.claims as claims
-    monkeypatch.setitem(claims.CLAIMS, "C1", "osd_theory.claims:no_such_function")
-    assert main(["verify", "--json", "--claims", "C1"]) == 0   # missing function: unavailable, not a crash
     monkeypatch.setitem(claims.CLAIMS, "C1", "json:loads")     # loads(True) raises TypeError: a crash
     assert main(["verify", "--json", "--claims", "C1"]) == 1
+    assert "ERROR: TypeError" in _json(capsys)[0]["evidence"]
 
 
 def test_verify_unknown_claim(capsys):

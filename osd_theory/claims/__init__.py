@@ -2,18 +2,24 @@
 
 Each function has the signature ``fn(quick: bool) -> dict`` and returns
 ``{"claim", "statement", "verdict", "evidence"}`` (+ optional ``"details"``), with
-``verdict`` one of :data:`VERDICTS`. A verdict of "violated" is a *finding*, not a failure:
-C4 predicts that Assumption 4.4(ii) is violated. Only an exception is a failed check.
+``verdict`` one of :data:`VERDICTS`, computed from what the runs showed. Every claim also
+states the verdict it **predicts** (:data:`EXPECTED`): "violated" can be the prediction (C4
+predicts that Assumption 4.4(ii) fails). ``osd-theory verify`` fails (exit 1) when a verdict
+differs from its prediction or a check raises, so a planted bug that changes an outcome is
+caught.
 
-| id | claim                                                              | lives in        |
-|----|--------------------------------------------------------------------|-----------------|
-| C1 | dH/dt ≤ 0 for arbitrary projection dynamics Γ (THEORY §1.2)        | ode.claims      |
-| C2 | Adam's H is Lyapunov iff b ≤ 4a (THEORY §3.2)                       | ode.claims      |
-| C3 | Theorem 4.5: bounded solutions converge to stationary points        | ode.claims      |
-| C4 | Assumption 4.4(ii) fails for the exact online-PCA flow (THEORY §2)  | ode.claims      |
-| C5 | discrete-time counterpart (another package)                         | discrete.claims |
+| id | claim                                                                        | predicts  | lives in                       |
+|----|------------------------------------------------------------------------------|-----------|--------------------------------|
+| C0 | dH/dt = −Δ for every Ṗ, proved with sympy and linked to the torch code        | holds     | osd_theory.claims.symbolic     |
+| C1 | dH/dt ≤ 0 for arbitrary projection dynamics Γ, and Δ is dH/dt (THEORY §1.2)  | holds     | ode.claims                     |
+| C2 | each system's own condition() is the boundary where dH/dt ≤ 0 stops (§3)     | holds     | ode.claims                     |
+| C3 | Theorem 4.5 where Assumption 4.4(ii) holds                                   | holds     | ode.claims                     |
+| C4 | the exact online-PCA flow violates Assumption 4.4(ii) (THEORY §2)            | violated  | ode.claims                     |
+| C5 | discrete H_k: order-1 convergence to H(t), sharp monotonicity threshold      | holds     | osd_theory.claims.discrete_ode |
+| C6 | the blind set attracts below a predicted α* and repels above it              | holds     | ode.stall                      |
+| C7 | stochastic gradients: noise floors, GaLore's stall (GoLore), OSD and RSO      | holds     | osd_theory.claims.stochastic   |
 
-``osd_theory`` never imports :mod:`ode` or :mod:`discrete` at import time: the targets
+``osd_theory`` never imports :mod:`ode`, :mod:`discrete` or sympy at import time: the targets
 are strings resolved by :func:`resolve` when a claim runs.
 """
 from __future__ import annotations
@@ -24,11 +30,20 @@ from typing import Callable
 VERDICTS = ("holds", "violated", "inconclusive")
 
 CLAIMS: dict[str, str] = {
+    "C0": "osd_theory.claims.symbolic:c0",
     "C1": "ode.claims:c1",
     "C2": "ode.claims:c2",
     "C3": "ode.claims:c3",
     "C4": "ode.claims:c4",
-    "C5": "discrete.claims:c5",
+    "C5": "osd_theory.claims.discrete_ode:c5",
+    "C6": "ode.stall:c6",
+    "C7": "osd_theory.claims.stochastic:c7",
+}
+
+# The verdict each claim predicts; verify exits 1 when a run disagrees.
+EXPECTED: dict[str, str] = {
+    "C0": "holds", "C1": "holds", "C2": "holds", "C3": "holds", "C4": "violated",
+    "C5": "holds", "C6": "holds", "C7": "holds",
 }
 
 
@@ -54,18 +69,25 @@ def resolve(target: str) -> Callable[[bool], dict]:
 
 
 def run_claim(claim_id: str, quick: bool = False) -> dict:
-    """Run one claim; an unavailable implementation gives an "inconclusive" result."""
+    """Run one claim and compare its verdict with :data:`EXPECTED`.
+
+    The result gains ``"expected"`` and ``"as_expected"``; an unavailable implementation
+    gives an "inconclusive" result, which is never as expected.
+    """
     target = CLAIMS[claim_id]
+    expected = EXPECTED.get(claim_id, "holds")
     try:
         fn = resolve(target)
     except ClaimUnavailable as exc:
         return {"claim": claim_id, "statement": f"(implemented in {target})", "verdict": "inconclusive",
-                "evidence": str(exc)}
+                "expected": expected, "as_expected": False, "evidence": str(exc)}
     result = dict(fn(quick))
     result.setdefault("claim", claim_id)
     if result.get("verdict") not in VERDICTS:
         raise ValueError(f"claim {claim_id} returned verdict {result.get('verdict')!r}; expected one of {VERDICTS}")
+    result["expected"] = expected
+    result["as_expected"] = result["verdict"] == expected
     return result
 
 
-__all__ = ["CLAIMS", "VERDICTS", "run_claim", "resolve", "ClaimUnavailable"]
+__all__ = ["CLAIMS", "EXPECTED", "VERDICTS", "run_claim", "resolve", "ClaimUnavailable"]

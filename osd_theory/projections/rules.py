@@ -107,6 +107,7 @@ class PeriodicSVD(ProjectionRule):
 class OnlinePCA(SmoothRule):
     """OSD's flow Ṗ = −α ∇_P 𝓛_G(P) (arXiv:2408.12857 Eq. (6); closed form, THEORY.md §4.1)."""
 
+    alpha: float = 5.0        # rate of the P flow relative to W's (ε^P/ε^W); 5 as the paper (§4.3) and discrete OSD
     pca_lambda: float = 0.1   # λ of the orthogonality term λ‖PᵀP − I‖²
 
     name = "online_pca"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from osd_theory.errors import IntegrationError, UserError
 from osd_theory.verdicts import (classify_refinement, lyapunov_verdict, positive_variation, stationarity_verdict)
 from ode import RunSpec, build_run, run_spec
-from ode.claims import blind_start, c4
+from ode.claims import blind_start, invariance_defect
 from ode.diagnostics import COLUMNS, autodiff_hdot, jvp_hdot
 from ode.integrate import SimulationConfig, initial_state
 from ode.refinement import refinement_test
@@ -168,10 +168,23 @@ def test_logistic_run_is_reported_not_stationary():
 
 
 # -- C4 --------------------------------------------------------------------------------------------
-def test_c4_counterexample_stalls_exactly_and_escapes():
-    res = c4(quick=True)
-    assert res["verdict"] == "violated", res["evidence"]
-    assert res["details"]["stall_grad_norm"] > 1.0 and res["details"]["escape_grad_norm"] < 1e-6
+def test_c4_blind_start_stalls_exactly():
+    """Heavy ball + online PCA from an exact blind start: PᵀG is exactly 0 at every accepted step."""
+    from osd_theory.problems import make_problem
+    spec = RunSpec(optimizer="heavy_ball", projection="online_pca", proj_hp={"alpha": 1.0}, problem="box_quadratic",
+                   dim=(4, 4), rank=2, side="left", config=SimulationConfig(t_end=20.0, rtol=1e-9, atol=1e-12, autodiff=False))
+    W0, P0 = blind_start(make_problem("box_quadratic", 4, 4, 0), 2)
+    traj = run_spec(spec, W0=W0, P0=P0)
+    assert float(traj["proj_grad_norm"].abs().max()) == 0.0
+    assert abs(traj.final("grad_norm") - float(traj["grad_norm"][0])) <= 1e-12 * float(traj["grad_norm"][0])
+
+
+def test_online_pca_keeps_the_blind_set_invariant_but_oja_free_rules_do_not():
+    from ode.blind import GradientRelax, blind_set_check
+    from osd_theory.projections import make_rule
+    assert invariance_defect() < 1e-12                       # d/dt(PᵀG) = 0 on {PᵀG = 0}
+    assert not blind_set_check(make_rule("online_pca", rank=3, side="left", alpha=5.0))["leaves"]
+    assert blind_set_check(GradientRelax(rank=3, side="left"))["leaves"]
 
 
 def test_plot_writes_a_file(tmp_path):
