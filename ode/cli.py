@@ -177,6 +177,12 @@ def _finite(x):
     return x
 
 
+def _trend(reason: str) -> str:
+    """The second-half trend the stationarity verdict measured ("still decreasing, 3.3x over ...")."""
+    tail = reason.rsplit("(", 1)[-1].rstrip(")")
+    return tail if "second half" in tail else "trend unknown"
+
+
 def outcome(res: dict) -> str:
     """One line a newcomer can act on, computed from the verdicts and the final state."""
     sv, lv = res["stationarity_detail"], res["lyapunov_detail"]
@@ -195,8 +201,9 @@ def outcome(res: dict) -> str:
         ratio = res["final_proj_grad_norm"] / res["final_grad_norm"] if res["final_grad_norm"] > 0 else 0.0
         head = (f"not stationary by t={t:.4g} ({measure} {r1:.2g} > tol {tol:.1g}); "
                 + (f"||P^T grad L|| / ||grad L|| = {ratio:.1g}: the subspace has gone (nearly) blind to the gradient, "
-                   "a spurious equilibrium of the projection flow (claims C4, C6; a larger alpha can escape it)"
-                   if ratio <= BLIND_RATIO else "raise --t-end to see where it goes"))
+                   "a spurious equilibrium of the projection flow (claims C4, C6; for the online-PCA flow a larger "
+                   "alpha can escape it)"
+                   if ratio <= BLIND_RATIO else f"{_trend(sv['reason'])}: raise --t-end to see where it goes"))
     return f"{head}; {lyap}"
 
 

@@ -89,6 +89,8 @@ def test_simulate_json_fields(capsys):
     for key in ("final_H", "max_rel_H_increase", "final_grad_norm", "lyapunov", "stationary"):
         assert key in d
     assert d["lyapunov"] is True and d["max_rel_H_increase"] == 0.0 and "b=2" in d["optimizer"]
+    assert d["outcome"].startswith("not stationary by t=0.5") and "over the second half" in d["outcome"]
+    assert d["resolved"]["optimizer"] == {"name": "adam", "a": 1, "b": 2, "e": 0.01, "v0": 0.01, "wd": 0.0}
 
 
 def test_simulate_reports_adam_violation_with_refinement(capsys):

@@ -71,6 +71,10 @@ def git_commit() -> str:
     return proc.stdout.strip() or "unknown"
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def report(rows: list[dict], command: str) -> str:
     lines = ["# Mutation check", "", f"Recorded at commit `{git_commit()}`.", "",
              "Each bug below was planted at runtime (never committed), one at a time, by",
@@ -83,7 +87,7 @@ def report(rows: list[dict], command: str) -> str:
         v, t = r.get("verify"), r.get("tests")
         vtxt = "–" if v is None else (f"{'**caught**' if v['caught'] else 'passed'} ({v['seconds']:.0f} s)")
         ttxt = "–" if t is None else (f"{'**caught**' if t['caught'] else 'passed'} ({t['seconds']:.0f} s)")
-        lines.append(f"| `{r['name']}` | {r['kind']} | {r['description']} | {vtxt} | "
+        lines.append(f"| `{r['name']}` | {r['kind']} | {_cell(r['description'])} | {vtxt} | "
                      f"{', '.join(v['claims']) if v else ''} | {ttxt} | "
                      f"{('`' + t['first_failure'] + '`') if t and t['first_failure'] else ''} |")
     mut = [r for r in rows if r["name"] != "none"]
