@@ -46,7 +46,7 @@ def test_cli_defaults_are_the_python_api_defaults():
     assert (a.t_end, a.method, a.rtol, a.atol, a.step_size, a.stop_residual, a.max_seconds) == \
         (cfg.t_end, cfg.method, cfg.rtol, cfg.atol, cfg.step_size, str(cfg.stop_residual), cfg.max_seconds)
     assert a.hp is a.proj_hp is a.problem_hp is None                    # the classes' own defaults apply
-    assert OnlinePCA().alpha == OnlineSubspaceDescent.proj_keys["alpha"][0] == 5.0
+    assert OnlinePCA().alpha == OnlineSubspaceDescent.proj_keys["alpha"] == 5.0
 
 
 def test_header_shows_the_hyperparameters_actually_used(capsys):
