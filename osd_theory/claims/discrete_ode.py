@@ -59,31 +59,14 @@ def hd_state(opt, W, names: tuple[str, ...]) -> tuple:
 
 
 def is_monotone(H: list[float]) -> bool:
-    return all(math.isfinite(h) for h in H) and all(b - a <= TOL * abs(H[0]) for a, b in zip(H, H[1:]))
+    from discrete.claims import is_monotone as monotone
+    return monotone(H)
 
 
 def heavy_ball_worst_case_lr(eigs: torch.Tensor, momentum: float = MOMENTUM) -> float:
-    """Largest torch lr with H(A x) ≤ H(x) for every state and every Hessian eigenvalue (bisection in log lr).
-
-    Per mode: x = (w, M), M' = μM + (1−μ)λw, w' = w − hM' with h = lr/(1−μ), H = ½(λw² + M²/a),
-    a = (1−μ)/h; monotone for all x iff AᵀQA − Q ⪯ 0 with Q = diag(λ, 1/a).
-    """
-    def ok(lr: float) -> bool:
-        h = lr / (1 - momentum)
-        a = (1 - momentum) / h
-        for lam in eigs.tolist():
-            A = torch.tensor([[1 - h * (1 - momentum) * lam, -h * momentum], [(1 - momentum) * lam, momentum]],
-                             dtype=torch.float64)
-            Q = torch.diag(torch.tensor([lam, 1 / a], dtype=torch.float64))
-            if torch.linalg.eigvalsh(A.T @ Q @ A - Q).max() > 1e-12 * float(Q.max()):
-                return False
-        return True
-
-    lo, hi = 2.0 ** -20, 2.0 ** 6
-    for _ in range(40):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return lo
+    """Largest torch lr with H(A x) ≤ H(x) for every state and Hessian eigenvalue (discrete.claims)."""
+    from discrete.claims import heavy_ball_worst_case_lr as bound
+    return bound(eigs, momentum)
 
 
 def threshold_part(quick: bool) -> dict:
