@@ -557,8 +557,8 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     out = str(tmp_path / "ddp.pt")
-    # fork: the children inherit the imported modules (spawn would re-import torch)
-    torch.multiprocessing.start_processes(_ddp_worker, args=(port, out), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
+    torch.multiprocessing.start_processes(_ddp_worker, args=(port, out), nprocs=2, join=True, start_method="spawn")
     ddp = torch.load(out)
     for row in DDP_ROWS:
         model = make_model()

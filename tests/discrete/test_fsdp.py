@@ -173,8 +173,8 @@ def fsdp(tmp_path_factory):
         pytest.skip("needs torch.distributed with gloo")
     root = tmp_path_factory.mktemp("fsdp")
     path, out = str(root / "run"), str(root / "result.pt")
-    # fork: the children inherit the imported modules (spawn would re-import torch, ~5 s each)
-    mp.start_processes(_worker, args=(path, out), nprocs=WORLD, join=True, start_method="fork")
+    # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
+    mp.start_processes(_worker, args=(path, out), nprocs=WORLD, join=True, start_method="spawn")
     return path, torch.load(out, weights_only=False)
 
 
@@ -285,7 +285,7 @@ if __name__ == "__main__":   # python tests/discrete/test_fsdp.py: print the mea
 
     tmp = tempfile.mkdtemp()
     mp.start_processes(_worker, args=(os.path.join(tmp, "run"), os.path.join(tmp, "r.pt")), nprocs=WORLD,
-                       start_method="fork")
+                       start_method="spawn")
     out = torch.load(os.path.join(tmp, "r.pt"), weights_only=False)
     for n in CONFIGS:
         print(f"{n:22s} fsdp-single {rel(flat(out['params'][n]), reference(n)):.2e}  "

@@ -56,9 +56,9 @@ def test_fsdp_two_gloo_processes_match_one_process(make_cfg, tmp_path):
     one = make_cfg(optimizer="galore", steps=4, micro_batch_size=2, val_tokens=17 * 16, out=str(tmp_path / "one"))
     train(one)
     two = make_cfg(optimizer="galore", steps=4, fsdp=True, val_tokens=17 * 16, out=str(tmp_path / "two"))
-    # fork: the children inherit the imported modules (spawn would re-import torch, ~5 s each)
+    # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
     torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), two), nprocs=2, join=True,
-                                          start_method="fork")
+                                          start_method="spawn")
     _same_logs(one.out, two.out)
 
 

@@ -153,9 +153,9 @@ def test_ddp_two_gloo_processes_match_one_process(make_cfg, tmp_path):
     one = make_cfg(steps=4, out=str(tmp_path / "one"), micro_batch_size=2)  # 2 micro-batches of 2
     train(one)
     two = make_cfg(steps=4, out=str(tmp_path / "two"))  # 2 processes x 2 sequences
-    # fork: the children inherit the imported modules (spawn would re-import torch, ~5 s each)
+    # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
     torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), two), nprocs=2, join=True,
-                                          start_method="fork")
+                                          start_method="spawn")
     a, b = read_log(one.out), read_log(two.out)
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b):
