@@ -347,10 +347,6 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         self.diagnostics["skipped_nonfinite"] += len(bad)
         return [[p for p in params if id(p) not in bad] for _, params, _ in work]
 
-    def _filter_finite(self, params: list[Tensor], group: dict) -> list[Tensor]:
-        """One group's parameters that pass its nonfinite policy (:meth:`_finite_params` for one group)."""
-        return self._finite_params([(group, params, {id(p): i for i, p in enumerate(params)})])[0]
-
     def _warn_if_nothing_projected(self) -> None:
         # HF Trainer's optimizer_cls_and_kwargs=(OnlineSubspaceDescent, {...}) builds groups without a
         # rank: it would silently train full-rank AdamW.

@@ -24,7 +24,7 @@ from torch import Tensor
 from osd_theory.errors import UserError
 from osd_theory.kernels import LEFT
 from osd_theory.projections import PROJECTIONS, CallableRule, ProjectionRule, make_rule
-from osd_theory.projections.user import load_user_object
+from osd_theory.projections.user import load_user_object, rule_from_object
 from osd_theory.registry import Registry
 
 # group key -> rule field it sets (when the rule has that field and the key is not None)
@@ -41,11 +41,8 @@ def rule_kwargs(group: dict, cls: type | None) -> dict:
     return out
 
 
-def _rule_class(spec: Any) -> type:
-    """The class a spec builds: a registered rule, a user ProjectionRule subclass, or CallableRule."""
-    if isinstance(spec, str) and spec in PROJECTIONS:
-        return PROJECTIONS.get(spec)
-    obj = load_user_object(spec)
+def _user_class(obj: Any) -> type:
+    """The class a user object builds: its own ProjectionRule subclass, or CallableRule for a function."""
     return obj if isinstance(obj, type) and issubclass(obj, ProjectionRule) else CallableRule
 
 
@@ -55,12 +52,15 @@ def group_rule(group: dict, shape: tuple[int, int], rank: int) -> ProjectionRule
     Raises UserError for an unknown rule, a bad option or a bad rank.
     """
     spec = group["projection"]
-    opts = rule_kwargs(group, _rule_class(spec))
-    opts.pop("rank", None)
-    opts.pop("side", None)
-    rule = make_rule(spec, rank=rank, side=group["proj_type"], **opts)
     if spec == "identity":
         raise UserError("projection 'identity' is the full-rank system: train without 'rank' instead")
+    registered = isinstance(spec, str) and spec in PROJECTIONS
+    obj = None if registered else load_user_object(spec)        # a user file is imported (executed) once
+    opts = rule_kwargs(group, PROJECTIONS.get(spec) if registered else _user_class(obj))
+    opts.pop("rank", None)
+    opts.pop("side", None)
+    kw = dict(rank=rank, side=group["proj_type"], **opts)
+    rule = make_rule(spec, **kw) if registered else rule_from_object(obj, spec, **kw)
     return rule.bind(tuple(shape))
 
 

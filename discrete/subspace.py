@@ -242,8 +242,5 @@ def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan
     P, side = state["proj"], state["proj_side"]
     with plan.mode.context():
         G_hat = project(P, G, side)                                                 # 2
-        field = None
-        if rule.smooth:
-            def field(t: float) -> Tensor:
-                return rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))
+        field = (lambda t: rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))) if rule.smooth else None
         projected_step_(W, G_hat, state, plan, field, retract=getattr(rule, "retract", False))   # 3–5

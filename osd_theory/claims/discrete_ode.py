@@ -25,7 +25,6 @@ Uses only the public ``torch.optim`` API of :mod:`discrete` and the HD systems o
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
