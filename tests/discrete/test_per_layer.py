@@ -278,7 +278,7 @@ def cuda_run(name: str, mode: str, width: int = 64, steps: int = 4):
     row = next(r for r in PROJECTED if r.name == name)
     mats = [p for p in model.parameters() if p.ndim == 2]
     rest = [p for p in model.parameters() if p.ndim != 2]
-    proj = {**row.proj, "rank": 8, "matmul_precision": "highest"}
+    proj = {**row.proj, "rank": 8, "clip_rank": True, "matmul_precision": "highest"}  # the 4-row head: rank 4
     opt = row.cls([{"params": rest}, {"params": mats, **proj}], **{**row.kwargs, "foreach": None})
     layers = PerLayer(opt) if mode == "deferred" else None
     g = torch.Generator(device=dev).manual_seed(0)
