@@ -99,6 +99,13 @@ CASES = [
     (OnlineSubspaceDescent, {"rank": 4, "proj_optimizer": "gd", "alpha": 0.5, "proj_type": "right"}),
     (GaLore, {"rank": 4, "update_proj_gap": 5, "scale": 0.25}),
     (GaLore, {"rank": 4, "update_proj_gap": 3, "switch": "rotate", "proj_type": "right"}),
+    (GaLore, {"rank": 4, "update_proj_gap": 3, "switch": "rotate_m", "proj_type": "left"}),
+    # the transport after every P step runs on the bucket's stacked state
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate", "proj_optimizer": "gd", "proj_type": "left"}),
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate_m", "proj_optimizer": "gd", "proj_type": "right"}),
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate_m", "proj_init": "random", "proj_type": "std"}),
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate_m", "projection": "online_pca_refresh", "update_proj_gap": 3,
+                             "proj_init": "random"}),
 ]
 
 
