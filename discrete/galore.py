@@ -9,7 +9,7 @@ Per projected matrix, at step t (counted from 0, tested *before* the increment a
 with Adam bias-corrected and ε placed as in galore-torch/HF (``√v + ε``, step lr·√c₂/c₁).
 Group keys as galore-torch: ``rank``, ``update_proj_gap`` (T), ``scale`` (α), ``proj_type``
 ∈ {std, reverse_std, left, right} (``full`` is two-sided and not offered). Ours: ``switch`` ∈
-{keep (galore-torch), reset, rotate} and ``inner`` (``adamw``, ``lion``, ``sgd``). ``reset`` zeroes
+{keep (galore-torch), reset, rotate, rotate_m} and ``inner`` (``adamw``, ``lion``, ``sgd``). ``reset`` zeroes
 the moments but keeps the step count, so bias correction does not restart with them.
 
 Differences from galore-torch, on purpose: weight decay is torch's (W ← (1−lrλ)W *before* the

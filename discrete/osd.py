@@ -20,8 +20,11 @@ Symbols → group keys: r ``rank``, α ``alpha`` (default 5, §4.3), λ ``pca_la
 ``sgd``), Opt_P ``proj_optimizer`` (``adam``, ``sgd``, ``lion``, ``gd``: stateless, so OSD's
 state equals GaLore's) with ``proj_betas``,
 ``proj_eps``, ``proj_momentum``; P₀ ``proj_init`` (``svd`` of the first non-zero gradient, or
-``random``); side ``proj_type`` (GaLore's keys; ``update_proj_gap`` is accepted and unused).
-``projection`` replaces the online-PCA rule by any other (then OSD is just these defaults).
+``random``); side ``proj_type`` (GaLore's key). ``projection`` replaces the online-PCA rule by any
+other (then OSD is just these defaults). ``update_proj_gap`` T and ``switch`` act on rules that
+jump, e.g. ``projection="online_pca_refresh"``: this flow every step plus GaLore's jump to the
+top-r singular basis of G_t every T steps (``switch`` = what the jump does to Ŝ, ``keep`` by
+default); with the default ``online_pca`` (no jumps) they are unused.
 P and all moments are float32.
 
 Departures from the reference code (THEORY.md §4.4), all deliberate: λ is used (the reference

@@ -8,7 +8,8 @@ does to the subspace state.
   ``proj_options`` may set any field of the rule.
 * ``SWITCH`` — what a jump does to the subspace moments (ECOSYSTEM.md §2.9): ``keep``
   (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = P_newᵀP_old;
-  v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation), ``restart`` (RSO: a fresh
+  v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation), ``rotate_m`` (m ← R m only,
+  v kept: the moment-misalignment ablation), ``restart`` (RSO: a fresh
   subproblem: moments and the accumulated coordinate B zeroed, bias correction restarted).
 * :func:`basis_generator` — every random draw of P depends only on (seed, parameter index, step),
   so a resumed run draws the same P.
@@ -87,6 +88,16 @@ def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, .
         x.copy_(M @ x if state["proj_side"] == LEFT else x @ M.mT)
 
 
+def _rotate_m(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
+    """m ← R m for the first moments only; the second moments (``*_sq``) are left as they are.
+
+    v has no exact rotation (R v is not a second moment of the rotated gradients, and (R∘R) v is a
+    heuristic); keeping v is the conservative choice: it changes nothing that cannot be transported
+    exactly, so an ablation against ``rotate`` isolates what transporting m does.
+    """
+    _rotate(state, P_old, P_new, tuple(k for k in moment_keys if not k.endswith("_sq")))
+
+
 def _restart(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
     _reset(state, P_old, P_new, moment_keys)
     state["rso_coord"].zero_()
@@ -97,4 +108,8 @@ SWITCH: Registry[Callable[[dict, Tensor, Tensor, tuple[str, ...]], None]] = Regi
 SWITCH.add("keep", _keep)
 SWITCH.add("reset", _reset)
 SWITCH.add("rotate", _rotate)
+SWITCH.add("rotate_m", _rotate_m)
 SWITCH.add("restart", _restart)
+
+# the policies that transport the moments after every P step of a smooth rule too (discrete.subspace.p_step_)
+TRANSPORTS = frozenset({"rotate", "rotate_m"})

@@ -201,6 +201,7 @@ def fixed_right(P, G, norm, rows, rule):
 # rule name -> (left, right) functions giving (Ĝ, field); rules without a flow (jump rules, constant) need no field
 SHARDED_RULES: dict[str, tuple[Callable, Callable]] = {
     "online_pca": (online_pca_left, online_pca_right),
+    "online_pca_refresh": (online_pca_left, online_pca_right),   # + periodic_svd's jump: a refresh step
     "periodic_svd": (fixed_left, fixed_right),
     "random_jump": (fixed_left, fixed_right),
     "constant": (fixed_left, fixed_right),

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
-from discrete.projection import SWITCH, basis_generator
+from discrete.projection import SWITCH, TRANSPORTS, basis_generator
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, project, random_basis,
                                 subspace_overlap)
@@ -198,19 +198,20 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retrac
     on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``).
 
     With ``retract`` (the rule's) the step goes along the tangent part of its field and then retracts P onto
-    orthonormal columns (QR). With ``switch="rotate"`` the subspace moments are transported to the
-    new basis after the step, as at a jump (m ← Rm, R = P_newᵀP_old; discrete.projection.SWITCH).
+    orthonormal columns (QR). With ``switch="rotate"`` or ``"rotate_m"`` the subspace moments are
+    transported to the new basis after the step, as at a jump (m ← Rm, R = P_newᵀP_old, and v as the
+    policy says; discrete.projection.SWITCH). ``state`` may be a bucket's stacked state (the batched path).
     """
     if retract:
         field = tangent(P, field)
-    P_old = P.clone() if plan.switch == "rotate" else None
+    P_old = P.clone() if plan.switch in TRANSPORTS else None
     U_P = plan.p_opt.step(state, field.neg_(), plan.hp_p, step, prefix="proj_")   # a fresh field: negated in place
     ds.decoupled_weight_decay_(P, plan.hp_p.lr, plan.proj_weight_decay)
     P.add_(U_P, alpha=plan.hp_p.lr)
     if retract:
         P.copy_(retract_qr(P))
     if P_old is not None:
-        SWITCH.get("rotate")(state, P_old, P, plan.inner.state_names)
+        SWITCH.get(plan.switch)(state, P_old, P, plan.inner.state_names)
 
 
 # -- one matrix, 1–5 in order -----------------------------------------------------------------------

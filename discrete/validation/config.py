@@ -89,7 +89,8 @@ class RunConfig:
     betas: tuple[float, float] = setting((0.9, 0.999), R.Pair(), "Adam's beta1 beta2")
     eps: float = setting(1e-8, NONNEG, "Adam's epsilon")
     # subspace-optimizer knobs (param groups with a rank)
-    update_proj_gap: int = setting(200, COUNT, "GaLore T (SVD refresh period); RSO resample period")
+    update_proj_gap: int = setting(200, COUNT, "GaLore T (SVD refresh period; also online_pca_refresh's); "
+                                  "RSO resample period")
     scale: float = setting(0.25, POSITIVE, "GaLore/OSD update scale")
     # OSD alpha: 0.5 at lr 0.01 is the paper's P lr 0.005 (alpha 5 at lr 1e-3, THEORY.md 4.3) and the
     # reference code's 1/(gap*lr); alpha 5 at lr 0.01 blew P up (results README)

@@ -10,7 +10,7 @@ import dataclasses
 from osd_theory.errors import UserError
 from osd_theory.projections.base import ProjectionRule
 from osd_theory.projections.rules import (BUILTIN_RULES, Adversarial, Constant, Identity, Oja, OnlinePCA,
-                                          PeriodicSVD, RandomJump, RandomSmooth)
+                                          OnlinePCARefresh, PeriodicSVD, RandomJump, RandomSmooth)
 from osd_theory.projections.user import CallableRule, load_user_object, rule_from_object
 from osd_theory.registry import Registry
 
@@ -35,4 +35,4 @@ def make_rule(name_or_spec, **kw) -> ProjectionRule:
 
 
 __all__ = ["PROJECTIONS", "make_rule", "ProjectionRule", "CallableRule", "Constant", "Identity", "RandomJump",
-           "PeriodicSVD", "OnlinePCA", "Oja", "Adversarial", "RandomSmooth"]
+           "PeriodicSVD", "OnlinePCA", "OnlinePCARefresh", "Oja", "Adversarial", "RandomSmooth"]

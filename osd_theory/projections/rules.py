@@ -7,6 +7,7 @@
 | ``random_jump`` | jump   | resample P every τ (Haar or Gaussian)                          |
 | ``periodic_svd``| jump   | P ← top-r singular basis of G every τ (GaLore)                 |
 | ``online_pca``  | smooth | Ṗ = −α ∇_P 𝓛_G(P), the OSD flow (closed form, §4.1)            |
+| ``online_pca_refresh`` | smooth + jump | ``online_pca``'s flow between jumps, ``periodic_svd``'s jump every τ |
 | ``oja``         | smooth | Ṗ = α (I − PPᵀ) G̃G̃ᵀ P (Oja's subspace rule)                    |
 | ``adversarial`` | smooth | Ṗ = −α G̃G̃ᵀP − μ P(PᵀP − I): drives PᵀG → 0 (starts ⟂ G₀)        |
 | ``random_smooth``| smooth| Ṗ = tanh(A P + P B) + c G̃G̃ᵀ P with seeded random A, B, c      |
@@ -116,7 +117,7 @@ class OnlinePCA(SmoothRule):
     def __post_init__(self):
         super().__post_init__()
         if not self.pca_lambda >= 0:
-            raise UserError(f"online_pca needs pca_lambda >= 0, got {self.pca_lambda!r}")
+            raise UserError(f"{self.name} needs pca_lambda >= 0, got {self.pca_lambda!r}")
 
     def field_parts(self, t, P, G, G_hat=None, inv=None):
         return online_pca_parts(P, G, self.side_, G_hat=G_hat, inv=inv)      # A = PᵀG̃, B = G̃Aᵀ
@@ -124,6 +125,20 @@ class OnlinePCA(SmoothRule):
     def field_from_parts(self, t, P, parts):
         A, B = parts
         return online_pca_grad_from_parts(P, A, B, self.pca_lambda).neg_()
+
+
+@dataclass
+class OnlinePCARefresh(PeriodicSVD, OnlinePCA):
+    """OSD's flow between jumps, GaLore's jump every τ (issue 12: does GaLore's coverage of new directions help OSD?).
+
+    Composed, not copied: the flow (``alpha``, ``pca_lambda``, ``field_parts``/``field_from_parts``, Adam on P)
+    is :class:`OnlinePCA`'s, the jump (``tau``, ``jump_times``, ``jump_basis``: the top-r singular basis of
+    the current G) is :class:`PeriodicSVD`'s. Discrete face: a P step every step, a jump every
+    ``update_proj_gap`` steps (the group's ``switch`` acts on the moments there, as for GaLore); the
+    P-optimizer's own state is kept across a jump.
+    """
+
+    name = "online_pca_refresh"
 
 
 @dataclass
@@ -202,4 +217,4 @@ class RandomSmooth(SmoothRule):
         return self.scale * torch.tanh(A @ P + P @ B) + self.c * CP
 
 
-BUILTIN_RULES = (Constant, Identity, RandomJump, PeriodicSVD, OnlinePCA, Oja, Adversarial, RandomSmooth)
+BUILTIN_RULES = (Constant, Identity, RandomJump, PeriodicSVD, OnlinePCA, OnlinePCARefresh, Oja, Adversarial, RandomSmooth)

@@ -6,7 +6,10 @@
   rtol 1e-4 / atol 1e-6 (float32; both paths call the same functions, only mm vs bmm and the order
   of the norm reduction differ). Adam on P amplifies round-off where ∇_P ≈ 0 (at an SVD-initialised
   online-PCA basis the field is pure round-off and Adam's first step normalises it to ±1), so the
-  online-PCA rows start from a random P₀; test_osd_adam_p_amplifies_roundoff_at_the_svd_basis shows the effect.
+  rows of rules with Adam on P (online_pca, online_pca_refresh) start from a random P₀;
+  test_osd_adam_p_amplifies_roundoff_at_the_svd_basis shows the effect. (online_pca_refresh's later SVD
+  jumps are compared as they come: by then Adam's moments carry the earlier steps, so the round-off
+  field is not normalised to ±1.)
 * for every smooth rule, one discrete P step with the stateless ``gd`` P-optimizer is the Euler step
   P₁ = P₀ + ε·Γ(P₀, G) of the simulator's own rule object (P is float32 state: rtol 1e-5).
 """
@@ -69,8 +72,8 @@ def _assert_same(ref, opt_ref, got, opt_got):
 
 def _group(rule, user_rule):
     kw = {"rank": 4, "update_proj_gap": 3, "projection": user_rule if rule == "user" else rule}
-    if rule == "online_pca":
-        kw["proj_init"] = "random"
+    if rule != "user" and getattr(PROJECTIONS.get(rule), "p_optimizer", None) == "adam":
+        kw["proj_init"] = "random"     # online PCA's Adam on P at an SVD P₀: see the test below
     return kw
 
 
@@ -83,6 +86,8 @@ def test_every_rule_trains_and_batched_matches_per_matrix(rule, inner, user_rule
     _assert_same(ref, opt_ref, got, opt_got)
     st = opt_ref.state[ref[0]]
     assert st["last_refresh_step"] >= 0 and st["proj"].shape == (12, 4)
+    if rule != "user" and PROJECTIONS.get(rule).jumps:
+        assert st["last_refresh_step"] == 6                                  # jumps at 3 and 6 were compared
     assert not torch.equal(ref[0].detach(), _params()[0].detach())            # it trained
 
 
@@ -94,6 +99,13 @@ CASES = [
     (OnlineSubspaceDescent, {"rank": 4, "proj_optimizer": "gd", "alpha": 0.5, "proj_type": "right"}),
     (GaLore, {"rank": 4, "update_proj_gap": 5, "scale": 0.25}),
     (GaLore, {"rank": 4, "update_proj_gap": 3, "switch": "rotate", "proj_type": "right"}),
+    (GaLore, {"rank": 4, "update_proj_gap": 3, "switch": "rotate_m", "proj_type": "left"}),
+    # the transport after every P step runs on the bucket's stacked state
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate", "proj_optimizer": "gd", "proj_type": "left"}),
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate_m", "proj_optimizer": "gd", "proj_type": "right"}),
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate_m", "proj_init": "random", "proj_type": "std"}),
+    (OnlineSubspaceDescent, {"rank": 4, "switch": "rotate_m", "projection": "online_pca_refresh", "update_proj_gap": 3,
+                             "proj_init": "random"}),
 ]
 
 

@@ -43,6 +43,8 @@ CONFIGS = {                                 # name -> (optimizer, constructor ke
     "osd": ("osd", {"lr": 1e-2}, {"rank": 2}),
     "osd_random_p0": ("osd", {"lr": 1e-2}, {"rank": 2, "proj_init": "random", "pca_lambda": 0.5}),
     "osd_gd": ("osd", {"lr": 1e-2}, {"rank": 2, "proj_optimizer": "gd", "alpha": 1.0}),
+    "osd_refresh_gd": ("osd", {"lr": 1e-2}, {**P2, "projection": "online_pca_refresh", "proj_optimizer": "gd",
+                                             "alpha": 1.0}),
     "osd_lion_inner_right": ("osd", {"lr": 3e-3, "inner": "lion"}, {"rank": 2, "proj_type": "right",
                                                                      "proj_optimizer": "sgd", "proj_momentum": 0.9}),
 }

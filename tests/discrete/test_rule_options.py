@@ -1,4 +1,4 @@
-"""Options of the smooth rules' P step: retraction, moment transport, the P step size's schedule.
+"""Options of the smooth rules' P step: retraction, moment transport (``rotate``, ``rotate_m``), the P step size's schedule.
 
 Tolerances: float32 state; orthonormality to 1e-5 after QR; the transport and the lr checks compare
 the same arithmetic done by hand (rtol 1e-5).
@@ -74,6 +74,46 @@ def test_rotate_transports_moments_at_every_p_step():
     R = st["proj"].mT @ P_before
     torch.testing.assert_close(st["exp_avg"], R @ m, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(R @ m, m, atol=1e-4)                 # the transport did something
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_rotate_m_transports_the_first_moment_only_at_every_p_step(side):
+    W = torch.nn.Parameter(torch.randn(10, 14))
+    opt = _opt(W, switch="rotate_m", proj_optimizer="gd", proj_init="random", alpha=50.0, proj_type=side)
+    G0, G1 = _grads(2)
+    W.grad = G0
+    opt.step()
+    st = opt.state[W]
+    m0, v0, P0 = st["exp_avg"].clone(), st["exp_avg_sq"].clone(), st["proj"].clone()
+    W.grad = G1
+    opt.step()
+    # by hand: the inner step on Ĝ with P0, the P step, then m ← R m (LEFT) or m Rᵀ (RIGHT), R = P_newᵀP_old; v kept
+    g_hat = P0.mT @ G1 if side == "left" else G1 @ P0
+    m = 0.9 * m0 + 0.1 * g_hat
+    v = 0.999 * v0 + 0.001 * g_hat * g_hat
+    R = st["proj"].mT @ P0
+    torch.testing.assert_close(st["exp_avg"], R @ m if side == "left" else m @ R.mT, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(st["exp_avg_sq"], v, rtol=1e-5, atol=1e-9)
+    assert not torch.allclose(R @ m if side == "left" else m @ R.mT, m, atol=1e-4)   # the transport did something
+
+
+def test_rotate_m_at_a_jump_rotates_m_and_keeps_v():
+    from discrete import GaLore
+    W = torch.nn.Parameter(torch.randn(10, 14))
+    opt = GaLore([{"params": [W], "rank": 3, "proj_type": "left", "update_proj_gap": 2, "switch": "rotate_m"}], lr=1e-2)
+    G0, G1, G2 = _grads(3)
+    for G in (G0, G1):
+        W.grad = G
+        opt.step()
+    st = opt.state[W]
+    m0, v0, P0 = st["exp_avg"].clone(), st["exp_avg_sq"].clone(), st["proj"].clone()
+    W.grad = G2
+    opt.step()                                                   # step index 2: the jump, then the inner step
+    P1 = st["proj"]
+    assert opt.diagnostics["refreshes"] == 1 and not torch.allclose(P1, P0, atol=1e-3)
+    g_hat = P1.mT @ G2
+    torch.testing.assert_close(st["exp_avg"], 0.9 * (P1.mT @ P0 @ m0) + 0.1 * g_hat, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(st["exp_avg_sq"], 0.999 * v0 + 0.001 * g_hat * g_hat, rtol=1e-5, atol=1e-9)
 
 
 def test_constant_proj_lr_ignores_the_schedule():

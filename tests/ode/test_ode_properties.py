@@ -39,6 +39,7 @@ RULES = {
     "adversarial": st.builds(lambda a: {"alpha": a}, st.floats(1.0, 20.0)),
     "online_pca": st.builds(lambda a, l: {"alpha": a, "pca_lambda": l}, st.floats(0.5, 5.0), st.sampled_from([0.0, 0.1, 1.0])),
     "oja": st.builds(lambda a: {"alpha": a}, st.floats(0.5, 5.0)),
+    "online_pca_refresh": st.builds(lambda a, tau: {"alpha": a, "tau": tau}, st.floats(0.5, 5.0), st.floats(0.15, 0.6)),
 }
 
 PROBLEMS = ["quadratic", "lowrank_regression", "deep_linear", "box_quadratic", "rosenbrock", "logistic"]

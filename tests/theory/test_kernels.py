@@ -92,7 +92,8 @@ def test_random_basis_haar_is_orthonormal(shape, seed):
     assert Q.shape == (dim, r) and bool(torch.isfinite(Q).all())
 
 
-RULE_OPTIONS = {"identity": {}, "random_jump": {"tau": 0.3}, "periodic_svd": {"tau": 0.3}}
+RULE_OPTIONS = {"identity": {}, "random_jump": {"tau": 0.3}, "periodic_svd": {"tau": 0.3},
+                "online_pca_refresh": {"tau": 0.3}}
 
 
 @pytest.mark.parametrize("name", PROJECTIONS.names())
