@@ -3,8 +3,9 @@
 Runs whose configs differ only in the seed form a *group*; the table and the plots show each
 group's mean and, with two or more seeds, the Student-t 95 % confidence interval of the mean
 (:mod:`stats`) of validation PPL, tokens/s, peak memory and, for ``--coverage`` runs, the final
-visited dimension and effective rank of W_t - W_0 (:mod:`metrics`; "-" for runs without them). Colours follow the optimizer (the same
-colour for an optimizer in every figure); groups of one optimizer differ by line style / hatch.
+visited dimension and effective rank of W_t - W_0 (:mod:`metrics`; "-" for runs without them).
+Colours follow the optimizer (the same colour for an optimizer in every figure); groups of one
+optimizer differ by line style / hatch.
 """
 from __future__ import annotations
 
@@ -209,7 +210,8 @@ def table(rows: list[dict]) -> str:
             _pm(g["peak_mem_gb"], g["peak_mem_gb_ci95"], ".2f"),
             _fmt(None if g["optimizer_state_gb"] is None else g["optimizer_state_gb"] * 1024, ".1f"),
             _fmt(g["state_share_of_peak"], ".3f"), _fmt(g["H_final"], ".4f"), _fmt(g["residual_mean"], ".3f"),
-            _pm(g["visited_dim"], g["visited_dim_ci95"], ".1f"), _pm(g["update_eff_rank"], g["update_eff_rank_ci95"], ".1f"),
+            _pm(g["visited_dim"], g["visited_dim_ci95"], ".1f"),
+            _pm(g["update_eff_rank"], g["update_eff_rank_ci95"], ".1f"),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)

@@ -23,10 +23,10 @@ import torch
 from discrete.validation import distributed as D
 from discrete.validation import metrics as M
 from discrete.validation import rundir
-from discrete.validation.coverage import start as start_coverage
 from discrete.validation.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, save_checkpoint
 from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
+from discrete.validation.coverage import start as start_coverage
 from discrete.validation.data import TrainStream, load_or_encode, valid_windows
 from discrete.validation.model import build_model, flops_per_token
 from discrete.validation.optim import build_optimizer
@@ -275,8 +275,8 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                         f"{cfg.max_skipped_steps}); the model no longer trains. Lower --lr (now {cfg.lr:g})")
 
             if is_log:
-                rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm,
-                                             coverage)
+                rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj,
+                                             grad_norm, coverage)
                 rec.update(extra)
                 runlog.write(rec)
                 summary = rec
