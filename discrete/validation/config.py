@@ -133,6 +133,11 @@ class RunConfig:
     stop_after: int | None = setting(None, COUNT, "stop (with a checkpoint) after this step, as if interrupted",
                                      role=LOCAL, cli=False)
     device: str = setting("auto", R.Device(), "auto (cuda if available), cpu, cuda, cuda:N or mps", role=SAFE)
+    # metric-only, but run-defining: a resume could not switch it on (W_0 of the run's step 0 is gone)
+    coverage: bool = setting(False, R.Switch(), "log the coverage metrics of issue 12: visited dimension of the "
+                             "projectors (train records) and the shape of W_t - W_0 (eval records); keeps a copy "
+                             "of the projected weights and a d x d matrix per projector (discrete/validation/"
+                             "coverage.py)")
     compile: bool = setting(False, R.Switch(), "torch.compile the model", role=SAFE)
     progress: bool = setting(True, R.Switch(), "no tqdm bar", role=SAFE, flag="no-progress")
 

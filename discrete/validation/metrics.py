@@ -17,8 +17,25 @@ Contract with ``discrete`` (per projected parameter): ``state["proj"]`` is P (fl
   (``drift_step``) and between the previous log step and now (``drift_window``).
 - **State bytes** numel x element size per category: params, grads, moments, projector,
   projector-optimizer state, other optimizer state.
+
+Coverage (issue 12, ``--coverage``; the running state lives in :mod:`coverage`):
+
+- **Visited dimension** of a projector over a run. With Q_k (d x r) an orthonormal basis of span(P)
+  at the k-th log step (d = the projected side: m for ``proj_side == 0``, n for 1), the visit
+  matrix is Pi_bar = (1/K) sum_k Q_k Q_k^T (d x d, symmetric PSD, trace r) and the visited
+  dimension is its participation ratio d_vis = (tr Pi_bar)^2 / ||Pi_bar||_F^2 = (sum lambda)^2 /
+  sum lambda^2 over its eigenvalues. It is r for a subspace that never moves, K r for K mutually
+  orthogonal subspaces visited equally often, and at most d: "how many directions the projector
+  spent its time in". Scale-free, so K only normalises.
+- **Shape of the total update** dW = W_t - W_0 (m x n) of a projected matrix, from its singular
+  values s_1 >= s_2 >= ...: stable rank ||dW||_F^2 / ||dW||_2^2 = sum s_i^2 / s_1^2; effective
+  rank (Roy & Vetterli 2007) exp(H(p)) with p_i = s_i / sum_j s_j and H(p) = -sum p_i log p_i;
+  top-r energy sum_{i<=r} s_i^2 / sum s_i^2, the share of ||dW||_F^2 a rank-r matrix can hold.
+  A run whose updates stayed in one r-dimensional subspace has top-r energy 1 and both ranks <= r.
 """
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -151,3 +168,53 @@ def orthogonality_error(projs: dict[int, tuple[torch.Tensor, int]]) -> float | N
         P = P.float()
         errs.append((P.T @ P - torch.eye(P.shape[1], device=P.device)).norm())
     return float(torch.stack(errs).max()) if errs else None
+
+
+# -----------------------------------------------------------------------------
+# coverage (issue 12)
+
+
+def add_visit(pi: torch.Tensor | None, P: torch.Tensor) -> torch.Tensor:
+    """Pi + Q Q^T (d x d, float32), Q an orthonormal basis of span(P) (P: d x r); Pi None starts at 0."""
+    Q = orthonormal(P)
+    visit = Q @ Q.T
+    return visit if pi is None else pi.add_(visit)
+
+
+def participation_ratio(pi: torch.Tensor) -> float:
+    """(tr Pi)^2 / ||Pi||_F^2 of a symmetric PSD matrix: its number of effectively used dimensions."""
+    pi = pi.double()
+    return float(torch.diagonal(pi).sum() ** 2 / pi.pow(2).sum())
+
+
+def visited_dim(pis: list[torch.Tensor]) -> dict[str, float]:
+    """``visited_dim`` (mean over matrices), ``visited_dim_min`` and ``_max`` of the visit matrices."""
+    if not pis:
+        return {}
+    d = [participation_ratio(pi) for pi in pis]
+    return {"visited_dim": sum(d) / len(d), "visited_dim_min": min(d), "visited_dim_max": max(d)}
+
+
+def spectrum_shape(s: torch.Tensor, rank: int) -> dict[str, float] | None:
+    """Stable rank, effective rank and top-``rank`` energy of singular values ``s`` (None if all zero)."""
+    s = s.double().sort(descending=True).values
+    energy = s.pow(2)
+    if energy.sum() <= 0:
+        return None
+    p = s / s.sum()
+    p = p[p > 0]  # 0 log 0 = 0
+    return {"stable_rank": float(energy.sum() / energy[0]),
+            "eff_rank": float(torch.exp(-(p * p.log()).sum())),
+            "top_r_energy": float(energy[:rank].sum() / energy.sum())}
+
+
+def update_shape(deltas: Iterable[torch.Tensor], rank: int) -> dict[str, float]:
+    """``update_stable_rank``, ``update_eff_rank``, ``update_top_r_energy``: means over the matrices dW.
+
+    Singular values in float64, so a tiny update of a large weight is not rounding noise; matrices
+    that did not move (dW = 0) have no shape and are left out.
+    """
+    shapes = [sh for dW in deltas if (sh := spectrum_shape(torch.linalg.svdvals(dW.double()), rank)) is not None]
+    if not shapes:
+        return {}
+    return {f"update_{k}": sum(sh[k] for sh in shapes) / len(shapes) for k in shapes[0]}

@@ -5,7 +5,9 @@ One colour per optimizer in every figure (``optimizer_colours``: a fixed order o
 registered optimizers, so AdamW has the same colour in every report); groups of one optimizer
 differ by line style (curves) or hatch (bars). Each optimizer-coloured artist carries the gid
 ``optimizer=<name>`` so tests can check that. Bars are horizontal and the figure grows with the
-number of groups, so labels stay legible with ten runs or more.
+number of groups, so labels stay legible with ten runs or more. The coverage figures
+(``coverage_vs_steps.png``, ``update_rank_vs_tokens.png``) are drawn only when a run logged
+their metric (``validate --coverage``).
 """
 from __future__ import annotations
 
@@ -89,7 +91,9 @@ def figures(runs: list[dict]) -> dict:
     wide = len(groups) > LEGEND_INSIDE_MAX
     figs = {}
 
-    def curve(name, kind, x, y, xlabel, ylabel, logy=False, train_overlay=False):
+    def curve(name, kind, x, y, xlabel, ylabel, logy=False, train_overlay=False, only_if_logged=False):
+        if only_if_logged and not any(_points(r, kind, x, y) for r in runs):
+            return
         fig, ax = plt.subplots(figsize=(8.6 if wide else 6.4, 4.2))
         for g in groups:
             xs, mean, hw = _mean_series(g["runs"], kind, x, y)
@@ -123,6 +127,10 @@ def figures(runs: list[dict]) -> dict:
     curve("residual_vs_steps.png", "train", "step", "residual", "step", "||(I - QQ^T) G|| / ||G||  (P before the step)")
     curve("drift_vs_steps.png", "train", "step", "drift_window", "step",
           "1 - ||Q_now^T Q_prev||_F^2 / r  (since last log)", logy=True)
+    curve("coverage_vs_steps.png", "train", "step", "visited_dim", "step",
+          "visited dim (tr Pi)^2 / ||Pi||_F^2,  Pi = sum_k Q_k Q_k^T", only_if_logged=True)
+    curve("update_rank_vs_tokens.png", "eval", "tokens", "update_eff_rank", "tokens",
+          "effective rank of W_t - W_0 (Roy-Vetterli)", only_if_logged=True)
 
     labels = [g["label"] for g in groups]
     height = max(3.2, 0.32 * len(groups) + 1.6)

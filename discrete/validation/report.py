@@ -2,8 +2,10 @@
 
 Runs whose configs differ only in the seed form a *group*; the table and the plots show each
 group's mean and, with two or more seeds, the Student-t 95 % confidence interval of the mean
-(:mod:`stats`) of validation PPL, tokens/s and peak memory. Colours follow the optimizer (the same
-colour for an optimizer in every figure); groups of one optimizer differ by line style / hatch.
+(:mod:`stats`) of validation PPL, tokens/s, peak memory and, for ``--coverage`` runs, the final
+visited dimension and effective rank of W_t - W_0 (:mod:`metrics`; "-" for runs without them).
+Colours follow the optimizer (the same colour for an optimizer in every figure); groups of one
+optimizer differ by line style / hatch.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from osd_theory.errors import UserError
 STATE_KEYS = ("moments", "projector", "projector_optim", "other_state")
 # what makes two runs "the same setting" (the seed is left out: that is what a group varies)
 GROUP_FIELDS = tuple(n for n, f in FIELDS.items() if f.metadata["role"] in (DEFINES, LENGTH, DATA))
-CI_METRICS = ("val_ppl", "tokens_per_s", "peak_mem_gb")
+CI_METRICS = ("val_ppl", "tokens_per_s", "peak_mem_gb", "visited_dim", "update_eff_rank")
 
 
 def load_run(run_dir: str | Path) -> dict:
@@ -43,6 +45,12 @@ def settings(config: dict) -> dict:
     their spellings normalised as a resume reads them)."""
     normal = from_json(config).to_json()
     return {k: normal[k] for k in GROUP_FIELDS}
+
+
+def _last(records: list[dict], key: str):
+    """The last finite value of ``key`` among ``records`` (None if none has one)."""
+    values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return values[-1] if values else None
 
 
 def summarize(run: dict) -> dict:
@@ -84,6 +92,9 @@ def summarize(run: dict) -> dict:
         "H_final": last.get("H"),
         "residual_mean": statistics.fmean(residuals) if residuals else None,
         "skipped_updates": sum(skipped) if skipped else None,
+        # --coverage runs (issue 12): at the last log step, and at the last eval
+        "visited_dim": _last(train, "visited_dim"),
+        "update_eff_rank": _last(evals, "update_eff_rank"),
         "device": run["meta"].get("device"),
         "git_hash": run["meta"].get("git_hash"),
         "settings": settings(cfg),
@@ -187,7 +198,7 @@ def table(rows: list[dict]) -> str:
         if g["optimizer"] == "adamw":
             base.setdefault(g["model"], g)
     head = ["run", "n", "optimizer", "model", "rank", "tokens", "val_ppl", "ppl/adamw", "tok/s", "tok/s/adamw",
-            "peak_mem_GB", "opt_state_MB", "state/peak", "H_final", "residual"]
+            "peak_mem_GB", "opt_state_MB", "state/peak", "H_final", "residual", "visited_dim", "upd_eff_rank"]
     lines = [head]
     for g in groups:
         b = base.get(g["model"])
@@ -199,6 +210,8 @@ def table(rows: list[dict]) -> str:
             _pm(g["peak_mem_gb"], g["peak_mem_gb_ci95"], ".2f"),
             _fmt(None if g["optimizer_state_gb"] is None else g["optimizer_state_gb"] * 1024, ".1f"),
             _fmt(g["state_share_of_peak"], ".3f"), _fmt(g["H_final"], ".4f"), _fmt(g["residual_mean"], ".3f"),
+            _pm(g["visited_dim"], g["visited_dim_ci95"], ".1f"),
+            _pm(g["update_eff_rank"], g["update_eff_rank_ci95"], ".1f"),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)

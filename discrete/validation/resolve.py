@@ -70,8 +70,14 @@ def _fsdp(cfg: RunConfig, world: int) -> str | None:
     return None
 
 
+def _coverage(cfg: RunConfig, world: int) -> str | None:
+    if cfg.coverage and cfg.fsdp:
+        return "--coverage reads whole matrices; under --fsdp they are shards (run it under DDP or one process)"
+    return None
+
+
 CROSS_CHECKS: tuple[Callable[[RunConfig, int], str | None], ...] = (
-    resume_or_overwrite, _divisible_batch, _context, _rank, _subspace_only, _options_need_rule, _fsdp,
+    resume_or_overwrite, _divisible_batch, _context, _rank, _subspace_only, _options_need_rule, _fsdp, _coverage,
 )
 
 

@@ -26,6 +26,7 @@ from discrete.validation import rundir
 from discrete.validation.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, save_checkpoint
 from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
+from discrete.validation.coverage import start as start_coverage
 from discrete.validation.data import TrainStream, load_or_encode, valid_windows
 from discrete.validation.model import build_model, flops_per_token
 from discrete.validation.optim import build_optimizer
@@ -172,6 +173,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     bundle = build_optimizer(model, cfg)
     if ck is not None:
         restore(ck, model, bundle.optimizer, cfg, data.key)
+    coverage = start_coverage(model, cfg, ck, keep=info.is_main)  # rank 0 alone logs and checkpoints
 
     # 2) from here on the run dir changes, under its lock (taken by rank 0; the others follow its verdict)
     with contextlib.ExitStack() as claimed:
@@ -187,7 +189,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         if info.is_main:
             record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log)
         try:
-            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log)
+            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage)
         except (Interrupted, UserError) as exc:
             if info.is_main:
                 event = "interrupted" if isinstance(exc, Interrupted) else "failed"
@@ -204,7 +206,7 @@ def _nonfinite_grads(params: list[torch.Tensor]) -> tuple[int, int]:
     return int((~torch.isfinite(torch.stack(torch._foreach_norm(grads)))).sum()), len(grads)
 
 
-def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
+def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None) -> dict:
     run_dir = Path(cfg.out)
     opt = bundle.optimizer
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
@@ -237,7 +239,8 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
             path = save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
                                    extra={"window_loss": window["loss"].detach().cpu(),
                                           "window_steps": window["loss_steps"], "data_key": data.key,
-                                          "optimizer": cfg.optimizer, "model": cfg.model})
+                                          "optimizer": cfg.optimizer, "model": cfg.model,
+                                          **({"coverage": coverage.state_dict()} if coverage else {})})
         D.barrier(info)
         return path
 
@@ -272,7 +275,8 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
                         f"{cfg.max_skipped_steps}); the model no longer trains. Lower --lr (now {cfg.lr:g})")
 
             if is_log:
-                rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm)
+                rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj,
+                                             grad_norm, coverage)
                 rec.update(extra)
                 runlog.write(rec)
                 summary = rec
@@ -284,7 +288,8 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log) -> dict:
                 if not math.isfinite(val):
                     raise UserError(f"training diverged: non-finite validation loss ({val}) at step {step}; lower --lr")
                 ppl = math.exp(val) if val < 700 else math.inf  # exp overflows a float beyond ~709
-                ev = {"kind": "eval", "step": step, "tokens": step * B * T, "val_loss": val, "val_ppl": ppl}
+                ev = {"kind": "eval", "step": step, "tokens": step * B * T, "val_loss": val, "val_ppl": ppl,
+                      **(coverage.update_metrics() if coverage else {})}
                 runlog.write(ev)
                 log(f"step {step}: val loss {val:.4f}, ppl {ppl:.2f}")
                 summary = {**summary, **ev}
@@ -318,7 +323,7 @@ def _agreed_signal(received: int | None, info: D.DistInfo, device) -> int:
     return int(flag.item())
 
 
-def _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm):
+def _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm, coverage=None):
     """One JSONL record: loss, lr, throughput, memory and the theory metrics."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -345,6 +350,8 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     # the theory metrics read full matrices; under FSDP2 they are DTensor shards (not computed: docs/scaling.md)
     theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj) if not cfg.fsdp else ({}, {})
     rec.update(theory)
+    if coverage is not None:
+        rec.update(coverage.observe(bundle.optimizer))
     # reset the window after the metric work, so its cost is charged to no window's tokens/s
     if device.type == "cuda":
         torch.cuda.synchronize(device)

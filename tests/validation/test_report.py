@@ -19,7 +19,8 @@ STATE = {"params": 4 << 20, "grads": 4 << 20, "moments": 8 << 20, "projector": 0
 
 
 def fake_run(root, name, *, optimizer="galore", seed=0, lr=0.01, ppl=50.0, tok_s=1000.0, mem=2.0,
-             residual=0.4, steps=20):
+             residual=0.4, steps=20, visited=None, eff_rank=None):
+    """A run dir; ``visited`` / ``eff_rank``: the final coverage metrics (earlier records hold less)."""
     d = root / name
     d.mkdir(parents=True)
     cfg = RunConfig(model="tiny", optimizer=optimizer, seed=seed, lr=lr, rank=8, steps=steps, batch_size=8,
@@ -30,9 +31,13 @@ def fake_run(root, name, *, optimizer="galore", seed=0, lr=0.01, ppl=50.0, tok_s
         recs.append({"kind": "train", "step": step, "tokens": step * 512, "loss": 8.0 - step / 10, "lr": lr,
                      "tokens_per_s": tok_s, "H": 8.1 - step / 10, "residual": residual, "drift_window": 0.01,
                      "state_bytes": STATE, "peak_alloc_gb": mem, "peak_reserved_gb": mem + 0.5})
+        if visited is not None:
+            recs[-1]["visited_dim"] = visited * step / 20
         if step in (10, 20):
             recs.append({"kind": "eval", "step": step, "tokens": step * 512, "val_loss": math.log(ppl) + (20 - step) / 100,
                          "val_ppl": ppl * math.exp((20 - step) / 100)})
+            if eff_rank is not None:
+                recs[-1]["update_eff_rank"] = eff_rank * step / 20
     (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return d
 
@@ -130,3 +135,51 @@ def test_report_groups_seeds_with_a_student_t_interval(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["group_n"] == 3 and rows[0]["val_ppl_mean"] == pytest.approx(11.0)
     assert rows[0]["val_ppl_ci95"] == pytest.approx(half) and rows[3]["val_ppl_ci95"] is None
+
+
+def test_report_shows_the_final_coverage_metrics_with_seed_intervals_and_plots_them(tmp_path, capsys):
+    seeds = [fake_run(tmp_path, f"osd{s}", optimizer="osd", seed=s, visited=v, eff_rank=e)
+             for s, v, e in ((0, 10.0, 20.0), (1, 11.0, 21.0), (2, 12.0, 22.0))]
+    plain = fake_run(tmp_path, "galore_plain")
+    assert cli_main(["report", *map(str, seeds), str(plain), "--plots", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    head, *lines = out.splitlines()
+    assert head.split()[-2:] == ["visited_dim", "upd_eff_rank"]
+    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(n), s = 1
+    osd = next(ln for ln in lines if ln.split()[0] == "osd")
+    assert osd.split()[-6:] == ["11.0", "±", f"{half:.1f}", "21.0", "±", f"{half:.1f}"]  # the last values
+    galore = next(ln for ln in lines if ln.split()[0] == "galore_plain")
+    assert galore.split()[-2:] == ["-", "-"]
+    assert {"coverage_vs_steps.png", "update_rank_vs_tokens.png"} <= {p.name for p in (tmp_path / "plots").iterdir()}
+
+    assert cli_main(["report", *map(str, seeds), str(plain), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["visited_dim"] for r in rows] == [10.0, 11.0, 12.0, None]
+    assert [r["update_eff_rank"] for r in rows] == [20.0, 21.0, 22.0, None]
+    assert rows[0]["visited_dim_mean"] == pytest.approx(11.0) and rows[0]["visited_dim_ci95"] == pytest.approx(half)
+    assert rows[0]["update_eff_rank_ci95"] == pytest.approx(half) and rows[3]["update_eff_rank_mean"] is None
+
+
+def test_coverage_figures_draw_each_run_in_its_optimizers_colour_and_only_when_logged(tmp_path):
+    from matplotlib.colors import to_hex
+
+    from discrete.validation.plots import figures, optimizer_colours
+    from discrete.validation.report import load_run
+
+    import matplotlib.pyplot as plt
+
+    plain = [load_run(fake_run(tmp_path, "plain"))]
+    assert not {"coverage_vs_steps.png", "update_rank_vs_tokens.png"} & set(figures(plain))
+    plt.close("all")
+    runs = [load_run(fake_run(tmp_path, opt, optimizer=opt, visited=v, eff_rank=v))
+            for opt, v in (("galore", 30.0), ("osd", 9.0), ("adamw", None))]
+    figs = figures(runs)
+    colour = optimizer_colours(["galore", "osd", "adamw"])
+    for name, ys in (("coverage_vs_steps.png", {"galore": [1.5, 15, 30], "osd": [0.45, 4.5, 9]}),
+                     ("update_rank_vs_tokens.png", {"galore": [15, 30], "osd": [4.5, 9]})):
+        lines = [ln for ln in figs[name].axes[0].get_lines() if ln.get_label() in ys]
+        assert sorted(ln.get_label() for ln in lines) == sorted(ys)
+        assert all(list(ln.get_ydata()) == pytest.approx(ys[ln.get_label()]) for ln in lines)
+        assert all(to_hex(ln.get_color()) == to_hex(colour[ln.get_label()]) for ln in lines)
+        assert "adamw" not in {ln.get_label() for ln in figs[name].axes[0].get_lines()}
+    plt.close("all")
