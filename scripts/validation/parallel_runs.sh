@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run validation jobs on one lent GPU, N at a time (a 60M model leaves most of an H100/H200 idle, so
 # concurrent runs finish sooner; their tokens/s are then NOT comparable with single runs: read quality,
-# not speed, from them). After each wave the run dirs (config.json, meta.json, log.jsonl, events.jsonl;
-# no checkpoints) are tarred into $OUT/runs-$TAG.tgz, so a call cut off by its limit keeps finished runs.
+# not speed, from them). A pool: a new job starts as soon as one ends. After each job the run dirs
+# (config.json, meta.json, log.jsonl, events.jsonl; no checkpoints) are tarred into $OUT/runs-$TAG.tgz,
+# so a call cut off by its limit keeps every finished run.
 #
 # usage: N=4 COMMON="--model 60m ..." scripts/validation/parallel_runs.sh TAG "NAME OPTIMIZER [flags]" ...
 # The corpus is carried in data/corpus and the pre-trained 32k tokenizer (and valid tokens) in data/cache;
@@ -26,15 +27,11 @@ run() {
 python3 -m discrete.validation.cli --optimizer adamw $COMMON --steps 1 --val-tokens 256 --data data/corpus \
   --cache-dir data/cache --ckpt-every -1 --no-progress --out /tmp/warmup-$TAG > /tmp/warmup-$TAG.log 2>&1 \
   || tail -n 5 /tmp/warmup-$TAG.log
-i=0
+save() { tar czf "$OUTDIR/runs-$TAG.tgz" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null; }
 for job in "$@"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$N" ]; do wait -n; save; done
   run $job &
-  i=$((i + 1))
-  if [ $((i % N)) -eq 0 ]; then
-    wait
-    tar czf "$OUTDIR/runs-$TAG.tgz" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null
-  fi
 done
 wait
-tar czf "$OUTDIR/runs-$TAG.tgz" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null
+save
 python3 -m osd_theory.cli report $(ls -d "$RUNS"/*/) 2>&1 | tail -n 30 || true
