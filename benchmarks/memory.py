@@ -102,7 +102,7 @@ def measure(spec: dict) -> dict:
             norm = C.clip_(model, layers)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            print(f"  step {step}: loss {float(loss):.3f} |g| {float(norm):.3f} allocated {alloc() / GB:.2f} GB "
+            print(f"  step {step}: loss {float(loss.detach()):.3f} |g| {float(norm):.3f} allocated {alloc() / GB:.2f} GB "
                   f"peak {peak() / GB:.2f} GB", file=sys.stderr, flush=True)
         if cuda:
             torch.cuda.synchronize(device)
@@ -123,10 +123,14 @@ def run_row(spec: dict, timeout: float) -> dict:
     base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing")}
     base.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], peak_gb=None,
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+    # a row that hangs dumps its Python stack a few seconds before it is killed, so a timeout says where
+    env["OSD_BENCH_STACK_AFTER_S"] = str(max(1.0, timeout - 5))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {**base, "status": "timeout", "timeout_s": timeout}
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        sys.stderr.write(err[-4000:])
+        return {**base, "status": "timeout", "timeout_s": timeout, "error": err.strip()[-1500:]}
     sys.stderr.write(proc.stderr[-3000:])
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -163,6 +167,9 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        if os.environ.get("OSD_BENCH_STACK_AFTER_S"):
+            import faulthandler
+            faulthandler.dump_traceback_later(float(os.environ["OSD_BENCH_STACK_AFTER_S"]), exit=False)
         print(json.dumps(measure(json.loads(args.worker))), flush=True)
         return 0
     if not args.out:

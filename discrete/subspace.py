@@ -65,7 +65,7 @@ def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[
     m, n = p.shape
     dev = p.device
     stand_in = random_basis(basis_dim((m, n), side), rank, generator=basis_generator(plan.seed, index, -1),
-                            dtype=torch.float64)
+                            dtype=torch.float64, device=dev)
     state: dict[str, Any] = {
         "step": torch.zeros((), dtype=torch.float32),
         "proj": stand_in.to(device=dev, dtype=torch.float32),

@@ -96,7 +96,7 @@ class ProjectionRule:
         if self.init == "svd":
             P = svd_refresh(G, self.rank, self.side_)
             return None if P is None else P.to(dtype)
-        return random_basis(self.dim, self.rank, generator=gen, dtype=torch.float64).to(G.device, dtype)
+        return random_basis(self.dim, self.rank, generator=gen, dtype=torch.float64, device=G.device).to(dtype)
 
     def jump_basis(self, P: Tensor, G: Tensor, gen: torch.Generator) -> Tensor | None:
         """The new P at an event (jump rules), or None to keep P."""

@@ -75,8 +75,9 @@ class RandomJump(ProjectionRule):
 
     def _draw(self, like: Tensor, gen: torch.Generator) -> Tensor:
         dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
-        P = random_basis(self.dim, self.rank, generator=gen, distribution=self.distribution, dtype=torch.float64)
-        return P.to(like.device, dtype)
+        P = random_basis(self.dim, self.rank, generator=gen, distribution=self.distribution, dtype=torch.float64,
+                         device=like.device)
+        return P.to(dtype)
 
     def jump_times(self, t0, t1):
         return periodic_times(t0, t1, self.tau)
@@ -172,7 +173,7 @@ class Adversarial(SmoothRule):
     def initial_basis(self, G0, gen):
         # start blind to G₀: a random basis of the orthogonal complement of col(G₀) when it exists
         dtype = G0.dtype if G0.dtype in (torch.float32, torch.float64) else torch.float32
-        P = random_basis(self.dim, self.rank, generator=gen, dtype=torch.float64).to(G0.device, dtype)
+        P = random_basis(self.dim, self.rank, generator=gen, dtype=torch.float64, device=G0.device).to(dtype)
         Gs = oriented(G0, self.side_).to(dtype)
         k = int(torch.linalg.matrix_rank(Gs)) if bool(torch.linalg.matrix_norm(Gs) > 0) else 0
         if 0 < k and self.dim - k >= self.rank:
