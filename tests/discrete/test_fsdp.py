@@ -193,10 +193,11 @@ def fsdp_nccl(tmp_path_factory):
     return path, torch.load(out, weights_only=False)
 
 
-def reference(name: str, halves: bool = False) -> torch.Tensor:
-    model = make_model()
-    train(model, make_opt(model, name), range(STEPS), halves=halves)
-    return flat(model.parameters())
+def reference(name: str, halves: bool = False, device: str = "cpu") -> torch.Tensor:
+    """The single-process run on ``device`` (on CUDA with float32 products, as the NCCL workers)."""
+    model = make_model().to(device)
+    train(model, make_opt(model, name, exact=device != "cpu"), range(STEPS), halves=halves)
+    return flat(model.parameters()).cpu()
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -223,11 +224,16 @@ def test_dcp_save_load_round_trips_bit_exact(fsdp, name):
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_fsdp2_on_two_gpus_with_nccl(fsdp_nccl, name):
-    """GPU check of the same claims (float32 products; the reference is the CPU run: tolerance 1e-5)."""
+    """GPU check of the same claims against the single-GPU run (float32 products; tolerance 1e-5).
+
+    The reference runs on the GPU, not the CPU: a refresh there takes the top-r eigenvectors of the
+    Gram matrix, whose column signs need not match LAPACK's SVD on the CPU, and with ``switch=keep``
+    the kept moments make the trajectory depend on those signs (GaLore's, and galore-torch's, too).
+    """
     _, res = fsdp_nccl
-    ref = reference(name)
+    ref = reference(name, device="cuda")
     got = flat(res["params"][name])
-    bound = 3 * rel(reference(name, halves=True), ref) if name in CHAOTIC else 1e-5
+    bound = 3 * rel(reference(name, halves=True, device="cuda"), ref) if name in CHAOTIC else 1e-5
     assert rel(got, ref) < bound, (rel(got, ref), bound)
     assert res["dcp"][name]
     assert "unchanged=True" in res["errors"]["nan"] and "is not supported with FSDP2" in res["errors"]["oja"]
