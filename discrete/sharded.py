@@ -25,15 +25,14 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
   each process keeps its rows. An SVD needs the whole matrix; at one refresh per T steps this costs one
   all-gather of W's size per matrix every T steps.
   Random draws are seeded by (seed, parameter index, step), so every process draws the same P.
+* **moment transport** (``switch`` ``rotate`` or ``rotate_m`` with a smooth rule: after every P step,
+  R = P_newᵀP_old): on the left side R = ΣPᵢ,newᵀPᵢ,old, **one all-reduce of r·r**; on the right side
+  (P replicated) none. At a jump (refresh step) R is computed from the gathered P: no extra collective.
 
 The rule for state: a tensor with an m dimension (P and its optimizer state on the left side; Ĝ's
 moments and B on the right side) is sharded like W's rows; a tensor without is replicated (a DTensor with
 ``Replicate()``), so ``torch.distributed.checkpoint`` saves and reshards it correctly. ``step`` stays a
 plain 0-d tensor, as torch's optimizers under FSDP2.
-
-* **moment transport** (``switch`` ``rotate`` or ``rotate_m`` with a smooth rule: after every P step,
-  R = P_newᵀP_old): on the left side R = ΣPᵢ,newᵀPᵢ,old, **one all-reduce of r·r**; on the right side
-  (P replicated) none. At a jump (refresh step) R is computed from the gathered P: no extra collective.
 
 Supported: ``fully_shard`` over a 1-D mesh (placements ``(Shard(0),)``) and the projection rules of
 :data:`SHARDED_RULES`, without ``proj_retract`` on the left side (the QR of a row-sharded P needs the
