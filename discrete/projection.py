@@ -80,22 +80,31 @@ def _reset(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ..
         state[k].zero_()
 
 
-def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
+def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...],
+            reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+    """m ← R m, v ← (R∘R) v with R = P_newᵀP_old (r, r).
+
+    ``reduce``: for P row-sharded over processes (FSDP2, the left side), P_new and P_old are this process's
+    rows and P_newᵀP_old only its part of the sum; ``reduce`` sums it over the processes. None: R is complete.
+    """
     R = P_new.mT @ P_old                                  # (r, r): Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)
+    if reduce is not None:
+        R = reduce(R)
     for k in moment_keys:
         M = R * R if k.endswith("_sq") else R             # second moments: (R∘R) v ≥ 0
         x = state[k]
         x.copy_(M @ x if state["proj_side"] == LEFT else x @ M.mT)
 
 
-def _rotate_m(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
+def _rotate_m(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...],
+              reduce: Callable[[Tensor], Tensor] | None = None) -> None:
     """m ← R m for the first moments only; the second moments (``*_sq``) are left as they are.
 
     v has no exact rotation (R v is not a second moment of the rotated gradients, and (R∘R) v is a
     heuristic); keeping v is the conservative choice: it changes nothing that cannot be transported
     exactly, so an ablation against ``rotate`` isolates what transporting m does.
     """
-    _rotate(state, P_old, P_new, tuple(k for k in moment_keys if not k.endswith("_sq")))
+    _rotate(state, P_old, P_new, tuple(k for k in moment_keys if not k.endswith("_sq")), reduce)
 
 
 def _restart(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
@@ -111,5 +120,6 @@ SWITCH.add("rotate", _rotate)
 SWITCH.add("rotate_m", _rotate_m)
 SWITCH.add("restart", _restart)
 
-# the policies that transport the moments after every P step of a smooth rule too (discrete.subspace.p_step_)
+# the policies that transport the moments after every P step of a smooth rule too (discrete.subspace.p_step_);
+# they take the keyword ``reduce`` (P row-sharded: Σ over the processes of R's partial sums, discrete.sharded)
 TRANSPORTS = frozenset({"rotate", "rotate_m"})

@@ -25,6 +25,9 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
   each process keeps its rows. An SVD needs the whole matrix; at one refresh per T steps this costs one
   all-gather of W's size per matrix every T steps.
   Random draws are seeded by (seed, parameter index, step), so every process draws the same P.
+* **moment transport** (``switch`` ``rotate`` or ``rotate_m`` with a smooth rule: after every P step,
+  R = P_newᵀP_old): on the left side R = ΣPᵢ,newᵀPᵢ,old, **one all-reduce of r·r**; on the right side
+  (P replicated) none. At a jump (refresh step) R is computed from the gathered P: no extra collective.
 
 The rule for state: a tensor with an m dimension (P and its optimizer state on the left side; Ĝ's
 moments and B on the right side) is sharded like W's rows; a tensor without is replicated (a DTensor with
@@ -32,7 +35,8 @@ moments and B on the right side) is sharded like W's rows; a tensor without is r
 plain 0-d tensor, as torch's optimizers under FSDP2.
 
 Supported: ``fully_shard`` over a 1-D mesh (placements ``(Shard(0),)``) and the projection rules of
-:data:`SHARDED_RULES`; the per-matrix path (no batching). Anything else is a :class:`UserError` raised
+:data:`SHARDED_RULES`, without ``proj_retract`` on the left side (the QR of a row-sharded P needs the
+whole P); the per-matrix path (no batching). Anything else is a :class:`UserError` raised
 before any state changes.
 """
 from __future__ import annotations
@@ -242,9 +246,14 @@ def projected_step(opt, group: dict, p: Tensor, G: Tensor, norm: Tensor, rows: R
     if event is not None:
         opt._note(*refresh_sharded_(local, G, rule, plan, index, rows, event), index)
     left, right = SHARDED_RULES[rule.name]
+    is_left = local["proj_side"] == LEFT
+    # P row-sharded (left side): R = P_newᵀP_old of a moment transport (switch rotate, rotate_m) after the P
+    # step is this process's part of the sum: one all-reduce of r·r. Right side: P replicated, R complete.
+    reduce = (lambda R: all_reduce_([R], rows)[0]) if is_left else None
     with plan.mode.context():
-        G_hat, field = (left if local["proj_side"] == LEFT else right)(local["proj"], G, norm, rows, rule)
-        projected_step_(p.to_local(), G_hat, local, plan, field, retract=getattr(rule, "retract", False))
+        G_hat, field = (left if is_left else right)(local["proj"], G, norm, rows, rule)
+        projected_step_(p.to_local(), G_hat, local, plan, field, retract=getattr(rule, "retract", False),
+                        reduce=reduce)
     state.update({k: v for k, v in local.items() if not torch.is_tensor(v)})   # plain scalars set in the view
 
 
@@ -285,6 +294,10 @@ def step_group(opt, group: dict, params: list[Tensor], indices: dict[int, int]) 
     if unsupported:
         raise UserError(f"projection {unsupported[0]!r} is not supported with FSDP2 (DTensor) parameters; "
                         f"supported: {sorted(SHARDED_RULES)} (docs/scaling.md)")
+    if any(r.side_ == LEFT and getattr(r, "retract", False) for r in rules):
+        raise UserError("proj_retract (the QR retraction of P) is not supported with FSDP2 on the left side, where P "
+                        "is row-sharded and its QR needs the whole P: use proj_type='right' or no retraction "
+                        "(docs/scaling.md)")
     grads = []
     for p in shard:
         if not is_dtensor(p.grad):

@@ -193,7 +193,8 @@ def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:
 
 
 # -- 5. the P step of a smooth rule ---------------------------------------------------------------
-def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retract: bool = False) -> None:
+def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retract: bool = False,
+            reduce: Callable[[Tensor], Tensor] | None = None) -> None:
     """P ← (1 − αελ^P)P + αε·Opt_P(−field), in place (THEORY.md §4.2: OSD's P update when Opt_P is Adam
     on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``).
 
@@ -201,6 +202,7 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retrac
     orthonormal columns (QR). With ``switch="rotate"`` or ``"rotate_m"`` the subspace moments are
     transported to the new basis after the step, as at a jump (m ← Rm, R = P_newᵀP_old, and v as the
     policy says; discrete.projection.SWITCH). ``state`` may be a bucket's stacked state (the batched path).
+    ``reduce`` (FSDP2, P row-sharded: P is this process's rows) sums R = P_newᵀP_old over the processes.
     """
     if retract:
         field = tangent(P, field)
@@ -211,18 +213,19 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retrac
     if retract:
         P.copy_(retract_qr(P))
     if P_old is not None:
-        SWITCH.get(plan.switch)(state, P_old, P, plan.inner.state_names)
+        SWITCH.get(plan.switch)(state, P_old, P, plan.inner.state_names, reduce=reduce)
 
 
 # -- one matrix, 1–5 in order -----------------------------------------------------------------------
 def projected_step_(W: Tensor, G_hat: Tensor, state: dict, plan: Plan,
-                    field: Callable[[float], Tensor] | None = None, retract: bool = False) -> None:
+                    field: Callable[[float], Tensor] | None = None, retract: bool = False,
+                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
     """Steps 3–5 from the projected gradient Ĝ (the part every path shares).
 
     ``field(t)`` (smooth rules) gives the P field at t = k, the iteration count before this step; it is
     called after the weight update, when it is needed. The per-layer mode (Ĝ and the field computed
     in the backward hook) and the FSDP2 path (Ĝ and the field from local shards plus collectives)
-    call this with their own Ĝ and field.
+    call this with their own Ĝ and field; ``reduce`` is :func:`p_step_`'s (the FSDP2 path, P row-sharded).
     """
     P, side = state["proj"], state["proj_side"]
     state["step"] += 1
@@ -231,7 +234,7 @@ def projected_step_(W: Tensor, G_hat: Tensor, state: dict, plan: Plan,
     update_weights_(W, P, U, side, plan)                                                    # 4
     track_coordinate_(state, U, plan)
     if field is not None:
-        p_step_(P, field(float(step - 1)), state, plan, step, retract)                      # 5
+        p_step_(P, field(float(step - 1)), state, plan, step, retract, reduce)              # 5
 
 
 def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan: Plan,

@@ -13,13 +13,17 @@ process takes half of every global batch of 8; the single-process reference take
   1.1e-2) must stay within 3× the distance between two *single-process* runs that differ only in the
   order of summation (the mean of two half-batch means; measured 2.0e-2). Adam on P itself is checked at
   1e-6 from a random P₀ (``osd_random_p0``), the SVD P₀ with the stateless ``gd`` P step (``osd_gd``).
+  ``switch`` ``rotate`` / ``rotate_m`` with a smooth rule transport the moments after every P step with
+  R = P_newᵀP_old, a sum over P's rows on the left side (``osd_gd_rotate``, ``osd_refresh_gd_rotate_m``:
+  the ``gd`` P step, so 1e-6; before R was all-reduced they measured 2.9e-2 and 3.0e-1).
 * **checkpoints**: ``torch.distributed.checkpoint`` save after 2 steps, load into a fresh FSDP2 model and
   optimizer, 3 more steps: bit-equal to the uninterrupted run. The same checkpoint loaded into a plain
   single-process model (DCP reshards) continues to the single-process trajectory (1e-6), which holds only
   if every state tensor was saved as sharded or replicated as it is (P on the left side sharded, ...).
 * **errors**: a NaN in one process's shard raises on both processes with no state changed (the check
   runs per param group, as the ordinary path's, before that group steps); an
-  unsupported projection rule and PerLayer on DTensor parameters are one-line UserErrors.
+  unsupported projection rule, ``proj_retract`` on the left side (a QR of a row-sharded P) and PerLayer
+  on DTensor parameters are one-line UserErrors (the right side, P replicated, retracts: ``osd_gd_retract_right``).
 """
 from __future__ import annotations
 
@@ -45,6 +49,11 @@ CONFIGS = {                                 # name -> (optimizer, constructor ke
     "osd_gd": ("osd", {"lr": 1e-2}, {"rank": 2, "proj_optimizer": "gd", "alpha": 1.0}),
     "osd_refresh_gd": ("osd", {"lr": 1e-2}, {**P2, "projection": "online_pca_refresh", "proj_optimizer": "gd",
                                              "alpha": 1.0}),
+    "osd_gd_rotate": ("osd", {"lr": 1e-2}, {"rank": 2, "proj_optimizer": "gd", "alpha": 1.0, "switch": "rotate"}),
+    "osd_refresh_gd_rotate_m": ("osd", {"lr": 1e-2}, {**P2, "projection": "online_pca_refresh", "proj_init": "random",
+                                                      "proj_optimizer": "gd", "alpha": 20.0, "switch": "rotate_m"}),
+    "osd_gd_retract_right": ("osd", {"lr": 1e-2}, {"rank": 2, "proj_type": "right", "proj_init": "random",
+                                                   "proj_optimizer": "gd", "alpha": 20.0, "proj_retract": True}),
     "osd_lion_inner_right": ("osd", {"lr": 3e-3, "inner": "lion"}, {"rank": 2, "proj_type": "right",
                                                                      "proj_optimizer": "sgd", "proj_momentum": 0.9}),
 }
@@ -156,6 +165,12 @@ def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
         res["errors"]["oja"] = "no error"
     except UserError as exc:
         res["errors"]["oja"] = f"{exc} | state={len(opt.state)}"
+    opt = OPTIMIZERS["osd"]([{"params": mats, "rank": 2, "proj_retract": True}])     # 5×9, 3×5: left side
+    try:
+        train(model, opt, range(1), lo, hi)
+        res["errors"]["retract"] = "no error"
+    except UserError as exc:
+        res["errors"]["retract"] = f"{exc} | state={len(opt.state)}"
     try:
         PerLayer(make_opt(model, "galore"))
         res["errors"]["per_layer"] = "no error"
@@ -264,6 +279,8 @@ def test_unsupported_combinations_are_clear_errors(fsdp):
     errors = fsdp[1]["errors"]
     assert "projection 'oja' is not supported with FSDP2" in errors["oja"] and "state=0" in errors["oja"], errors["oja"]
     assert "per-layer mode does not support FSDP2" in errors["per_layer"], errors["per_layer"]
+    assert "proj_retract" in errors["retract"] and "left side" in errors["retract"], errors["retract"]
+    assert "state=0" in errors["retract"], errors["retract"]
 
 
 def test_every_optimizer_is_covered():
