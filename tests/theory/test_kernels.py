@@ -138,3 +138,17 @@ def test_gram_float32_split_equals_float64(batch):
     ref = P.double().mT @ P.double()
     got = gram_float32(P, split=True)
     assert float((got.double() - ref).norm() / ref.norm()) < 2e-6
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_seeded_haar_basis_is_the_same_draw_wherever_it_is_factored(device):
+    """The Gaussian comes from the (CPU) generator, the QR runs on ``device``: one seeded basis everywhere."""
+    from osd_theory.kernels import random_basis
+
+    ref = random_basis(40, 6, generator=torch.Generator().manual_seed(3))
+    got = random_basis(40, 6, generator=torch.Generator().manual_seed(3), device=device)
+    assert got.device.type == device
+    assert torch.allclose(got.cpu(), ref, atol=1e-12)
+    assert torch.allclose(ref.mT @ ref, torch.eye(6, dtype=ref.dtype), atol=1e-12)
+    other = random_basis(40, 6, generator=torch.Generator().manual_seed(4), device=device)
+    assert not torch.allclose(other.cpu(), ref)
