@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import pytest
-import sympy as sp
 
 from osd_theory.hd import HD_SYSTEMS
 from osd_theory.symbolic import SYMBOLIC, prove, prove_all
 from osd_theory.symbolic.link import link_to_code
-from osd_theory.symbolic.calculus import kp
-from osd_theory.symbolic.systems import Adam, Signum
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +33,27 @@ def test_numeric_fallback_is_reported_as_numeric():
     assert r.method == "numeric" and r.identity_holds and "numeric check at" in r.detail
 
 
-class _AdamWithoutSecondTerm(Adam):
-    """A wrong Δ: drops q Σ m²ĝ²/(s(s+e)²) (the term that makes b ≤ 4a sufficient)."""
+def _control(label: str):
+    """One of claim C0's planted wrong systems (one definition: osd_theory.claims.symbolic.controls)."""
+    from osd_theory.claims.symbolic import controls
 
-    def dissipation(self, h, S, g, W):
-        m, v = S
-        q = h.b / (4 * h.a)
-        return sum((mi**2 / (sp.sqrt(vi) + h.e) * (1 - q * sp.sqrt(vi) / (sp.sqrt(vi) + h.e))
-                    for mi, vi in zip(m, v)), sp.Integer(0))
+    return dict(controls())[label]
 
 
-class _SignumWrongDirection(Signum):
-    """The sign flipped in Ẇ: H then increases, and the sympy twin no longer is the code."""
-
-    def direction(self, h, S, g, W):
-        return S[0].applyfunc(kp)          # the code has −k'(m)
+_ADAM_WITHOUT_SECOND_TERM = "adam without its m^2 g^2 term"   # a wrong Δ: drops q Σ m²ĝ²/(s(s+e)²)
+_SIGNUM_WRONG_DIRECTION = "signum with +k'(m) in Wdot"       # the sign flipped in Ẇ: H then increases
 
 
 @pytest.mark.parametrize("force_numeric", [False, True])
 def test_a_wrong_dissipation_is_caught(force_numeric):
     """Sympy cannot reduce the residual to 0, falls back to numbers, and those fail too."""
-    r = prove(_AdamWithoutSecondTerm(), force_numeric=force_numeric, link=False)
+    r = prove(_control(_ADAM_WITHOUT_SECOND_TERM), force_numeric=force_numeric, link=False)
     assert not r.identity_holds and r.method == "numeric"
     assert ("forced" if force_numeric else "sympy left a residual") in r.detail
 
 
 def test_a_wrong_direction_is_caught_by_proof_and_link():
-    bad = _SignumWrongDirection()
+    bad = _control(_SIGNUM_WRONG_DIRECTION)
     assert not prove(bad, link=False).identity_holds
     assert not link_to_code(bad).ok
-    assert not link_to_code(_AdamWithoutSecondTerm()).ok
+    assert not link_to_code(_control(_ADAM_WITHOUT_SECOND_TERM)).ok
