@@ -1,6 +1,7 @@
 """The optimizer table (torch's OptimizerInfo, in small): one row per (optimizer, kwargs)."""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import torch
@@ -92,3 +93,11 @@ def train(model, opt, steps, scheduler=None):
 
 def flat(model) -> torch.Tensor:
     return torch.cat([p.detach().flatten().float() for p in model.parameters()])
+
+
+def roundtrip(sd):
+    """``sd`` through ``torch.save`` and ``torch.load(weights_only=True)``, as a checkpoint would go."""
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
 
 from discrete.inner import INNER
-from discrete_table import build, data, flat, groups, loss_fn, make_model, train
+from discrete_table import build, data, flat, groups, loss_fn, make_model, roundtrip, train
 
 
 # -- right direction ----------------------------------------------------------------------
@@ -68,13 +67,6 @@ def test_step_is_noop_for_zero_grads(row):
 
 
 # -- state dict ------------------------------------------------------------------------------
-def _roundtrip(sd):
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
-
-
 def test_state_dict_contract(row):
     model = make_model()
     opt = build(row, model)
@@ -102,7 +94,7 @@ def test_save_load_weights_only_resume_is_bit_exact(row):
     a = make_model()
     opt_a = build(row, a)
     train(a, opt_a, 4)
-    sd_model, sd_opt = _roundtrip(a.state_dict()), _roundtrip(opt_a.state_dict())
+    sd_model, sd_opt = roundtrip(a.state_dict()), roundtrip(opt_a.state_dict())
     b = make_model(seed=99)
     b.load_state_dict(sd_model)
     opt_b = build(row, b)
@@ -140,7 +132,7 @@ def test_bf16_params_keep_float32_state_across_load(row):
     model = make_model(dtype=torch.bfloat16)
     opt = build(row, model)
     train(model, opt, 3)
-    sd = _roundtrip(opt.state_dict())
+    sd = roundtrip(opt.state_dict())
     opt2 = build(row, model)
     opt2.load_state_dict(sd)
     for (p, s1), s2 in zip(opt.state.items(), opt2.state.values()):

@@ -7,7 +7,6 @@ optimizer matters (item 9). "Unchanged" means bit-identical parameters and state
 from __future__ import annotations
 
 import copy
-import io
 import os
 import pathlib
 import re
@@ -18,10 +17,10 @@ import warnings
 import pytest
 import torch
 
-from discrete import OPTIMIZERS, AdamW, GaLore, OnlineSubspaceDescent, SGDMomentum
+from discrete import OPTIMIZERS, AdamW, GaLore, SGDMomentum
 from discrete.groups import param_groups
 from discrete.inner import INNER
-from discrete_table import TABLE, Row, build, data, flat, groups, loss_fn, make_model, train
+from discrete_table import TABLE, Row, build, data, flat, groups, loss_fn, make_model, roundtrip, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONTRACT = [next(r for r in TABLE if r.cls is OPTIMIZERS.get(name)) for name in OPTIMIZERS.names()]
@@ -50,13 +49,6 @@ def _assert_unchanged(before, model, opt):
         assert st.keys() == now["state"][pid].keys(), pid
         for k, v in st.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(now["state"][pid][k])), (pid, k)
-
-
-def _roundtrip(sd):
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 def _state_tensors(opt):
@@ -180,7 +172,7 @@ def test_keys_written_by_torch_schedulers_and_frameworks_are_accepted(crow):
     train(model, opt, 3, sched)
     assert {"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"} <= set(opt.param_groups[0])
     fresh = crow.cls(g, **crow.kwargs)
-    fresh.load_state_dict(_roundtrip(opt.state_dict()))
+    fresh.load_state_dict(roundtrip(opt.state_dict()))
     train(model, fresh, 2)
 
 
@@ -305,7 +297,7 @@ def test_user_load_state_dict_hooks_see_and_shape_what_is_loaded(crow, how):
     model = make_model(dtype=torch.bfloat16)              # the float32-keeping hooks matter for bf16 only
     opt = build(crow, model)
     train(model, opt, 2)
-    sd = _roundtrip(opt.state_dict())
+    sd = roundtrip(opt.state_dict())
     fresh = build(crow, model)
 
     def doubled(st):
@@ -373,7 +365,7 @@ def test_rank_above_min_side_is_an_error_unless_clip_rank(prow):
         st = opt.state[p]
         assert st["rank"] == min(6, *p.shape) and st["proj"].shape[-1] == st["rank"]
     fresh = prow.cls(g, **prow.kwargs)
-    fresh.load_state_dict(_roundtrip(opt.state_dict()))       # weights_only and the layout check
+    fresh.load_state_dict(roundtrip(opt.state_dict()))       # weights_only and the layout check
     assert [fresh.state[p]["rank"] for p in g[-1]["params"]] == [5, 5, 2]
     train(model, fresh, 2)
 
