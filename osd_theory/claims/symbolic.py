@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 
-def controls():
+def planted_controls():
     """Wrong twins of three systems: (label, definition). Built lazily (sympy)."""
     import sympy as sp
 
@@ -52,7 +52,7 @@ def c0(quick: bool = False) -> dict:
     results = prove_all(link=True)
     t_proofs = time.perf_counter() - t0
     controls = []
-    for label, sysdef in controls():
+    for label, sysdef in planted_controls():
         r = prove(sysdef, link=False)
         controls.append({"control": label, "rejected": not r.identity_holds, "method": r.method})
     rows = [r.as_row() for r in results]

@@ -34,10 +34,10 @@ def test_numeric_fallback_is_reported_as_numeric():
 
 
 def _control(label: str):
-    """One of claim C0's planted wrong systems (one definition: osd_theory.claims.symbolic.controls)."""
-    from osd_theory.claims.symbolic import controls
+    """One of claim C0's planted wrong systems (one definition: osd_theory.claims.symbolic.planted_controls)."""
+    from osd_theory.claims.symbolic import planted_controls
 
-    return dict(controls())[label]
+    return dict(planted_controls())[label]
 
 
 _ADAM_WITHOUT_SECOND_TERM = "adam without its m^2 g^2 term"   # a wrong Δ: drops q Σ m²ĝ²/(s(s+e)²)
