@@ -541,6 +541,9 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
         weights[row.name] = flat(model)
     if rank == 0:
         torch.save(weights, out)
+    # both ranks leave together: a rank that tears gloo down while its peer is still in it can abort
+    # ("terminate called without an active exception", seen once in CI)
+    dist.barrier()
     dist.destroy_process_group()
 
 
