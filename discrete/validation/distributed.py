@@ -68,6 +68,11 @@ def agree(ok: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(flag.item())
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, finished: bool = False) -> None:
+    """Leave the process group. ``finished`` (the run ended normally on this rank): meet the other ranks
+    first, so none tears gloo down while a peer is still in it (that can abort the process at exit,
+    "terminate called without an active exception"); after an error a peer may be gone, so no barrier."""
     if info.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

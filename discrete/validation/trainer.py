@@ -136,10 +136,13 @@ def log_metrics(model, bundle, loss: float, before, window_start) -> tuple[dict,
 def train(cfg: RunConfig) -> dict:
     check_fields(cfg)  # before DDP/CUDA setup, so --device cuda without a GPU is a one-line error
     info, device = D.setup(cfg.device)
+    finished = False
     try:
-        return _train(cfg, info, device)
+        result = _train(cfg, info, device)
+        finished = True
+        return result
     finally:
-        D.teardown(info)
+        D.teardown(info, finished)
 
 
 def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
