@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from discrete.validation.loss import cross_entropy, lm_loss
 from osd_theory.errors import UserError
 from osd_theory.registry import Registry
 
@@ -111,6 +112,9 @@ class LlamaConfig:
     norm_eps: float = 1e-6
     init_std: float = 0.02  # HF LLaMA initializer_range
     rope_theta: float = 10000.0
+    # not architecture but memory layout: tokens per piece of the head + loss (discrete/validation/loss.py);
+    # 0 = one piece. With targets and a chunk, forward returns no logits (they are never all alive at once).
+    loss_chunk: int = 0
 
 
 # Named sizes: GaLore's LLaMA configs (ANCHORS.md §1). "tiny" is for tests and CPU smoke runs.
@@ -128,6 +132,8 @@ class Llama(nn.Module):
         super().__init__()
         if cfg.dim % cfg.n_heads or (cfg.dim // cfg.n_heads) % 2:
             raise UserError(f"hidden {cfg.dim} must split into {cfg.n_heads} heads of even size")
+        if cfg.loss_chunk < 0:
+            raise UserError(f"loss_chunk must be >= 0 tokens (0 = unchunked), got {cfg.loss_chunk}")
         self.cfg = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
@@ -145,7 +151,8 @@ class Llama(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=self.cfg.init_std)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """idx, targets: (B, T) int64. Returns logits (B, T, V) and the mean cross-entropy (or None)."""
+        """idx, targets: (B, T) int64. Returns logits (B, T, V) and the mean cross-entropy (or None);
+        with targets and ``cfg.loss_chunk`` > 0 the logits are None (the loss is computed in chunks)."""
         B, T = idx.shape
         if T > self.cfg.max_seq_len:
             raise UserError(f"sequence length {T} exceeds the model's max_seq_len {self.cfg.max_seq_len}")
@@ -153,11 +160,13 @@ class Llama(nn.Module):
         x = self.embed_tokens(idx)  # (B, T, C)
         for block in self.layers:
             x = block(x, cos, sin)
-        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        h = self.norm(x)
+        if targets is not None and self.cfg.loss_chunk:
+            return None, lm_loss(h, self.lm_head.weight, targets, self.cfg.loss_chunk)
+        logits = self.lm_head(h)  # (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss
+        return logits, cross_entropy(logits, targets)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
