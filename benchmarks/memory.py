@@ -14,6 +14,9 @@ One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row e
   ``activations_gb`` (allocated after the forward minus before it: what backward starts from);
   activations and gradients are not at their peaks together, so the parts do not sum to the peak;
 * ``analytic``: the same parts from the formula of :func:`scaling_common.analytic` (``static`` = their sum);
+* ``loss_chunk``: tokens per piece of the output head + loss (0: unchunked; discrete/validation/loss.py);
+  ``autocast_cache``: False with checkpointing (the cache would hold a bf16 copy of every weight through the
+  forward, and checkpointing recomputes the casts in backward anyway);
 * ``status``: ok, oom (``peak_gb`` then is the peak when it failed), error, timeout; ``cap_gb`` when
   ``--cap-gb`` limited the allocator (79 on an H200 checks "fits an 80 GB H100", whose 80 GB are 79.2 GiB).
 
@@ -53,6 +56,7 @@ def plan(args) -> list[dict]:
                         continue                      # nothing is projected: deferred would be the ordinary mode
                     rows.append({"model": model, "optimizer": opt, "per_layer_mode": mode, "activation_checkpointing": ac,
                                  "batch": args.batch, "seq_len": args.seq_len, "steps": args.steps, "rank": args.rank,
+                                 "loss_chunk": args.loss_chunk,
                                  "cap_gb": args.cap_gb, "smoke": args.smoke})
     return rows
 
@@ -64,7 +68,8 @@ def measure(spec: dict) -> dict:
     name = C.SMOKE_MODEL if spec["smoke"] else spec["model"]
     vocab = C.SMOKE_VOCAB if spec["smoke"] else 32000
     rank = C.rank_for(name, spec["rank"])
-    row = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "steps", "activation_checkpointing", "cap_gb")}
+    row = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "steps", "activation_checkpointing", "cap_gb",
+                                "loss_chunk")}
     row["model"] = name
     row.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], rank=rank,
                device=torch.cuda.get_device_name(device) if cuda else "cpu", torch=torch.__version__,
@@ -74,10 +79,15 @@ def measure(spec: dict) -> dict:
         torch.cuda.set_per_process_memory_fraction(min(1.0, spec["cap_gb"] * GB / total), torch.cuda.current_device())
     alloc = (lambda: torch.cuda.memory_allocated(device)) if cuda else (lambda: 0)
     peak = (lambda: torch.cuda.max_memory_allocated(device)) if cuda else (lambda: 0)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    # With checkpointing the autocast weight cache would keep a bf16 copy of every weight (2 bytes/param) alive
+    # until the forward ends, and the recompute in backward casts again anyway: off with checkpointing.
+    cache = not spec["activation_checkpointing"]
+    row["autocast_cache"] = cache
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache) if cuda
+           else torch.autocast("cpu", enabled=False))
     act = grads = pending = 0
     try:
-        model = C.llama(name, vocab, spec["seq_len"], device, spec["activation_checkpointing"])
+        model = C.llama(name, vocab, spec["seq_len"], device, spec["activation_checkpointing"], spec["loss_chunk"])
         row["n_params"] = sum(p.numel() for p in model.parameters())
         row["weights_gb"] = alloc() / GB if cuda else sum(p.numel() * 4 for p in model.parameters()) / GB
         opt, layers = C.make_optimizer(model, spec["optimizer"], spec["per_layer_mode"], rank, fused=cuda)
@@ -120,7 +130,7 @@ def run_row(spec: dict, timeout: float) -> dict:
     """One row in a fresh interpreter; its last stdout line is the JSON row."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing")}
+    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing", "loss_chunk")}
     base.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], peak_gb=None,
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
     # a row that hangs dumps its Python stack a few seconds before it is killed, so a timeout says where
@@ -142,7 +152,7 @@ def summary(row: dict) -> str:
     a = row.get("analytic", {})
     peak = "—" if row.get("peak_gb") is None else f"{row['peak_gb']:.2f} GB"
     return (f"{row['model']} {row['optimizer']:6s} per_layer={row['per_layer_mode']:11s} "
-            f"ac={row['activation_checkpointing']!s:5s} "
+            f"ac={row['activation_checkpointing']!s:5s} chunk={row.get('loss_chunk', 0)} "
             f"batch {row['batch']}x{row['seq_len']}: {row['status']}, peak {peak}, state "
             f"{row.get('optimizer_state_gb', float('nan')):.3f} GB (formula {a.get('state', float('nan')):.3f})")
 
@@ -159,6 +169,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--loss-chunk", type=int, default=0,
+                    help="tokens per piece of the output head + loss (0: unchunked; discrete/validation/loss.py)")
     ap.add_argument("--rank", type=int, default=None, help="default: 512 at 1B, 1024 at 7B (GaLore's)")
     ap.add_argument("--cap-gb", type=float, default=None, help="limit the CUDA allocator to this many GB")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per row")
@@ -177,6 +189,8 @@ def main(argv=None) -> int:
     bad = sorted(set(args.optimizers) - set(C.OPTIMIZER_NAMES)) + sorted(set(args.per_layer) - set(C.PER_LAYER_MODES))
     if bad:
         ap.error(f"unknown optimizer or mode {bad}; expected {C.OPTIMIZER_NAMES} and {C.PER_LAYER_MODES}")
+    if args.loss_chunk < 0:
+        ap.error(f"--loss-chunk must be >= 0 tokens (0 = unchunked), got {args.loss_chunk}")
     if args.smoke:
         args.batch, args.seq_len, args.steps = 2, 16, 3
     os.makedirs(args.out, exist_ok=True)

@@ -46,11 +46,13 @@ class Checkpointed(torch.nn.Module):
         return torch.utils.checkpoint.checkpoint(self.block, x, cos, sin, use_reentrant=False)
 
 
-def llama(name: str, vocab: int, seq_len: int, device: torch.device, activation_checkpointing: bool) -> torch.nn.Module:
-    """The validation track's LLaMA, built directly on ``device`` (a 7B model never passes through host memory)."""
+def llama(name: str, vocab: int, seq_len: int, device: torch.device, activation_checkpointing: bool,
+          loss_chunk: int = 0) -> torch.nn.Module:
+    """The validation track's LLaMA, built directly on ``device`` (a 7B model never passes through host memory);
+    ``loss_chunk``: tokens per piece of the head + loss (0: unchunked; discrete/validation/loss.py)."""
     torch.manual_seed(0)
     with torch.device(device):
-        model = build_model(name, vocab_size=vocab, max_seq_len=seq_len)
+        model = build_model(name, vocab_size=vocab, max_seq_len=seq_len, loss_chunk=loss_chunk)
     if activation_checkpointing:
         for i, block in enumerate(model.layers):
             model.layers[i] = Checkpointed(block)
