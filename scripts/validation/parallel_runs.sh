@@ -3,7 +3,7 @@
 # concurrent runs finish sooner; their tokens/s are then NOT comparable with single runs: read quality,
 # not speed, from them). A pool: a new job starts as soon as one ends. After each job the run dirs
 # (config.json, meta.json, log.jsonl, events.jsonl; no checkpoints) are tarred into $OUT/runs-$TAG.tgz,
-# so a call cut off by its limit keeps every finished run.
+# so a call cut off by its limit keeps every finished run; a background loop also saves every minute.
 #
 # usage: N=4 COMMON="--model 60m ..." scripts/validation/parallel_runs.sh TAG "NAME OPTIMIZER [flags]" ...
 # The corpus is carried in data/corpus and the pre-trained 32k tokenizer (and valid tokens) in data/cache;
@@ -27,11 +27,16 @@ run() {
 python3 -m discrete.validation.cli --optimizer adamw $COMMON --steps 1 --val-tokens 256 --data data/corpus \
   --cache-dir data/cache --ckpt-every -1 --no-progress --out /tmp/warmup-$TAG > /tmp/warmup-$TAG.log 2>&1 \
   || tail -n 5 /tmp/warmup-$TAG.log
-save() { tar czf "$OUTDIR/runs-$TAG.tgz" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null; }
+save() { tar czf "$OUTDIR/runs-$TAG.tgz.tmp" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null \
+         && mv "$OUTDIR/runs-$TAG.tgz.tmp" "$OUTDIR/runs-$TAG.tgz"; }
+# a call cut off by its limit still returns the logs of unfinished runs (as of the last minute)
+( while sleep 60; do save; done ) & SAVER=$!
+running() { jobs -rp | grep -cvx "$SAVER"; }
 for job in "$@"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$N" ]; do wait -n; save; done
+  while [ "$(running)" -ge "$N" ]; do wait -n; save; done
   run $job &
 done
-wait
+while [ "$(running)" -gt 0 ]; do wait -n; save; done
+kill $SAVER 2>/dev/null
 save
 python3 -m osd_theory.cli report $(ls -d "$RUNS"/*/) 2>&1 | tail -n 30 || true
