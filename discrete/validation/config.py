@@ -79,6 +79,8 @@ class RunConfig:
                                      "micro-batches (default 512; 8 for tiny)")
     micro_batch_size: int | None = setting(None, COUNT, "sequences per forward/backward per process "
                                            "(default: batch / processes)", role=SAFE)
+    loss_chunk: int = setting(0, R.Int(0), "tokens per piece of the output head + cross-entropy, each piece "
+                              "recomputed in backward: caps the float32-logits transient (0: one piece)", role=SAFE)
     seq_len: int | None = setting(None, R.Int(2), "tokens per sequence, at most the model's context "
                                   "(default 256; 64 for tiny)")
     lr: float | None = setting(None, POSITIVE, "peak lr (default: 1e-3 AdamW, 1e-2 GaLore/OSD/RSO)")

@@ -166,7 +166,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         rundir.check_fresh(run_dir, cfg.overwrite)
     data = prepare_data(cfg, info, log)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, vocab_size=data.vocab_size, max_seq_len=cfg.seq_len).to(device)
+    model = build_model(cfg.model, vocab_size=data.vocab_size, max_seq_len=cfg.seq_len,
+                        loss_chunk=cfg.loss_chunk).to(device)
     if cfg.fsdp:  # FSDP2: every block, then the root (embeddings, norm, head); parameters become DTensors
         from torch.distributed.fsdp import fully_shard
 

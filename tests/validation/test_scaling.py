@@ -51,11 +51,15 @@ def test_per_layer_run_equals_the_ordinary_run(make_cfg, tmp_path):
     assert json.loads((tmp_path / "pl" / "config.json").read_text())["per_layer"] is True
 
 
-def test_fsdp_two_gloo_processes_match_one_process(make_cfg, tmp_path):
-    """17 validation windows: the processes hold 9 and 8, so evaluation must keep their forwards in step."""
+@pytest.mark.parametrize("loss_chunk", [0, 40])
+def test_fsdp_two_gloo_processes_match_one_process(make_cfg, tmp_path, loss_chunk):
+    """17 validation windows: the processes hold 9 and 8, so evaluation must keep their forwards in step.
+    With a chunked loss the head's weight is recomputed from in backward, after FSDP2 has swapped the
+    root's parameters: the run must still equal the one-process, one-piece run."""
     one = make_cfg(optimizer="galore", steps=4, micro_batch_size=2, val_tokens=17 * 16, out=str(tmp_path / "one"))
     train(one)
-    two = make_cfg(optimizer="galore", steps=4, fsdp=True, val_tokens=17 * 16, out=str(tmp_path / "two"))
+    two = make_cfg(optimizer="galore", steps=4, fsdp=True, val_tokens=17 * 16, loss_chunk=loss_chunk,
+                   out=str(tmp_path / "two"))
     # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
     torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), two), nprocs=2, join=True,
                                           start_method="spawn")
