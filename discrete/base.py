@@ -90,13 +90,13 @@ class SubspaceOptimizer(torch.optim.Optimizer):
 
     preset: ClassVar[dict[str, Any]] = {}     # group defaults of a preset (GaLore, OSD, RSO)
     projects: ClassVar[bool] = True
-    torch_eps: ClassVar[bool] = True
+    eps_placement: ClassVar[str] = "torch"   # the default of the group key (GaLore: "hf", as galore-torch)
 
     def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, momentum: float = 0.0, inner: str = "adamw",
                  bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None,
                  nonfinite: str = "raise", correct_bias: bool | None = None, no_deprecation_warning: bool = False,
-                 **proj_defaults):
+                 eps_placement: str | None = None, **proj_defaults):
         # galore-torch's GaLoreAdamW (HF's old AdamW) keywords: correct_bias is bias_correction; the
         # deprecation warning that no_deprecation_warning silences does not exist here.
         S.check_bool("no_deprecation_warning", no_deprecation_warning)
@@ -107,7 +107,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             bias_correction = correct_bias
         defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas, eps=eps,
                         weight_decay=weight_decay, momentum=momentum, inner=inner, bias_correction=bias_correction,
-                        maximize=maximize, foreach=foreach, nonfinite=nonfinite)
+                        maximize=maximize, foreach=foreach, nonfinite=nonfinite,
+                        eps_placement=type(self).eps_placement if eps_placement is None else eps_placement)
         K.check_common(defaults)
         if not INNER.get(inner).uses_betas:
             # as torch.optim.SGD: no betas, so schedulers that cycle momentum (OneCycleLR, CyclicLR)
@@ -176,7 +177,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     def _older_defaults(self) -> dict:
         """Values for the keys that state dicts saved by older versions lack."""
         return {**dict(maximize=False, foreach=None, nonfinite="raise", momentum=0.0, inner="adamw",
-                       bias_correction=True), **self.proj_keys}
+                       bias_correction=True, eps_placement=type(self).eps_placement), **self.proj_keys}
 
     def __setstate__(self, state: dict) -> None:
         """Fill keys that older state dicts lack (torch calls this from load_state_dict too)."""
@@ -290,7 +291,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         b1, b2 = group.get("betas", DEFAULT_BETAS)
         return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]),
                      momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
-                     torch_eps=self.torch_eps)
+                     torch_eps=group.get("eps_placement", type(self).eps_placement) == "torch")
 
     # -- step -------------------------------------------------------------------------------
     @eager_under_compile

@@ -31,5 +31,5 @@ from discrete.base import SubspaceOptimizer
 
 
 class GaLore(SubspaceOptimizer):
-    torch_eps: ClassVar[bool] = False   # galore-torch's AdamW is HF's: ε added to √v, not √v̂
+    eps_placement: ClassVar[str] = "hf"   # galore-torch's AdamW is HF's: ε added to √v, not √v̂
     preset: ClassVar[dict] = {"projection": "periodic_svd", "switch": "keep"}

@@ -51,6 +51,8 @@ def _proj_init(v: Any) -> None:
         raise ValueError(f"Unknown proj_init {v!r}; expected one of {sorted(INITS)} or None (the rule's own)")
 
 
+EPS_PLACEMENTS = ("torch", "hf")
+
 COMMON_KEYS: dict[str, Callable[[Any], None]] = {
     "lr": S.check_lr,
     "betas": S.check_betas,
@@ -61,6 +63,9 @@ COMMON_KEYS: dict[str, Callable[[Any], None]] = {
     "foreach": lambda v: S.check_optional_bool("foreach", v),
     "nonfinite": lambda v: S.check_member("nonfinite policy", v, ("raise", "skip", "ignore")),
     "bias_correction": lambda v: S.check_bool("bias_correction", v),
+    # where bias-corrected Adam adds eps: "torch" to sqrt(v_hat), "hf" to sqrt(v) (galore-torch / HF AdamW;
+    # an effective eps larger by 1/sqrt(1 - beta2^t) early in training)
+    "eps_placement": lambda v: S.check_member("eps_placement", v, EPS_PLACEMENTS),
     "maximize": lambda v: S.check_bool("maximize", v),
 }
 
