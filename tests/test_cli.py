@@ -224,3 +224,20 @@ def test_verify_crashing_claim_exits_1(monkeypatch, capsys):
 
 def test_verify_unknown_claim(capsys):
     assert main(["verify", "--claims", "C9"]) == 2
+
+
+def test_a_closed_pipe_is_a_quiet_exit_not_a_traceback():
+    """`osd-theory report ... | head`: the reader closes the pipe before the output is written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runs = sorted(str(d) for d in (Path(__file__).resolve().parents[1] / "docs/results/validation/osd_vs_galore/runs_1000").iterdir())
+    code = "import sys; from osd_theory.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "report", "--json", *runs], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()                     # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode == 141
