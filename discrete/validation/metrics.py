@@ -14,7 +14,8 @@ Contract with ``discrete`` (per projected parameter): ``state["proj"]`` is P (fl
   ``residual`` uses the P carried into the step (snapshot before ``step()``), ``residual_after``
   the P after it (for GaLore on refresh steps, the fresh SVD basis of this very G).
 - **Subspace drift** 1 - ||Q_new^T Q_old||_F^2 / r between the P before and after the step
-  (``drift_step``) and between the previous log step and now (``drift_window``).
+  (``drift_step``) and between the previous log step and now (``drift_window``; the trainer logs the step it
+  starts from as ``drift_window_since``: after a resume, the resume step).
 - **State bytes** numel x element size per category: params, grads, moments, projector,
   projector-optimizer state, other optimizer state.
 

@@ -227,8 +227,10 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
     params = [p for g in opt.param_groups for p in g["params"]]
     bar = _progress(cfg, info, start)
     # steps: timed steps of this window (tokens/s); loss_steps: steps in its loss sum (may predate a resume)
+    # proj_since: the step of window_proj, the start of drift_window (the resume step right after a resume,
+    # whose previous log step's projectors are not in the checkpoint)
     window = {"t": time.perf_counter(), "steps": 0, "loss_steps": 0, "loss": torch.zeros((), device=device),
-              "skipped": []}
+              "skipped": [], "proj_since": start}
     if ck is not None and ck["extra"].get("window_loss") is not None:  # the logged loss is a window mean
         window.update(loss=ck["extra"]["window_loss"].to(device), loss_steps=ck["extra"].get("window_steps", 0))
     window_proj = M.snapshot(opt)
@@ -354,13 +356,16 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     # the theory metrics read full matrices; under FSDP2 they are DTensor shards (not computed: docs/scaling.md)
     theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj) if not cfg.fsdp else ({}, {})
     rec.update(theory)
+    if rec.get("drift_window") is not None:
+        rec["drift_window_since"] = window["proj_since"]
     if coverage is not None:
         rec.update(coverage.observe(bundle.optimizer))
     # reset the window after the metric work, so its cost is charged to no window's tokens/s
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     _reset_peak(device)
-    window.update(t=time.perf_counter(), steps=0, loss_steps=0, loss=torch.zeros((), device=device), skipped=[])
+    window.update(t=time.perf_counter(), steps=0, loss_steps=0, loss=torch.zeros((), device=device), skipped=[],
+                  proj_since=step)
     return rec, window_proj
 
 

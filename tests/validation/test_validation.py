@@ -146,6 +146,21 @@ def test_resume_is_bit_exact(make_cfg, tmp_path, optimizer):
     assert la == lb
 
 
+def test_drift_window_says_where_it_starts_also_after_a_resume(make_cfg, tmp_path):
+    # the projectors of the last log step before an interruption are not checkpointed, so the first
+    # window after a resume starts at the resume step; the record says so instead of implying step 2
+    full = make_cfg(optimizer="osd", steps=6, out=str(tmp_path / "full"), log_every=2)
+    train(full)
+    part = make_cfg(optimizer="osd", steps=6, out=str(tmp_path / "part"), log_every=2, stop_after=3)
+    train(part)
+    part.stop_after, part.resume = None, True
+    train(part)
+    since = {name: {r["step"]: r.get("drift_window_since") for r in read_log(cfg.out) if r["kind"] == "train"}
+             for name, cfg in (("full", full), ("part", part))}
+    assert since["full"] == {1: None, 2: 1, 4: 2, 6: 4}
+    assert since["part"][4] == 3 and since["part"][6] == 4
+
+
 # ---------------------------------------------------------------- DDP
 
 
