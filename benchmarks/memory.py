@@ -22,9 +22,11 @@ One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row e
 
     # one H100/H200 (~5 min): 1B at batch 16 x 256, every optimizer and mode, checkpointing off and on
     PYTHONPATH=. python3 benchmarks/memory.py --models 1b --batch 16 --ac off,on --out $OUT
-    # 7B at batch 4 x 256 with checkpointing, the allocator capped at an H100's 79 GiB (~8 min)
-    PYTHONPATH=. python3 benchmarks/memory.py --models 7b --batch 4 --ac on --cap-gb 79 \\
-        --optimizers galore,osd,rso,adamw --per-layer off,deferred,in_backward --out $OUT
+    # 1B with checkpointing and the head + loss in chunks of 1024 tokens (the rows of docs/scaling.md, ~4 min)
+    PYTHONPATH=. python3 benchmarks/memory.py --models 1b --batch 16 --ac on --loss-chunk 1024 --out $OUT
+    # 7B at batch 4 x 256 with checkpointing, the allocator capped at an H100's 79 GiB (~70 s a row)
+    PYTHONPATH=. python3 benchmarks/memory.py --models 7b --batch 4 --ac on --loss-chunk 1024 --cap-gb 79 \\
+        --optimizers galore,osd --per-layer in_backward --out $OUT
     # CPU, tiny model, in one process: byte counts against the formula (peak_gb null)
     PYTHONPATH=. python3 benchmarks/memory.py --smoke --out /tmp/m
 """
