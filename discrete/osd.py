@@ -24,7 +24,8 @@ state equals GaLore's) with ``proj_betas``,
 other (then OSD is just these defaults). ``update_proj_gap`` T and ``switch`` act on rules that
 jump, e.g. ``projection="online_pca_refresh"``: this flow every step plus GaLore's jump to the
 top-r singular basis of G_t every T steps (``switch`` = what the jump does to Ŝ, ``keep`` by
-default); with the default ``online_pca`` (no jumps) they are unused.
+default; Opt_P's moments are kept: at the jump basis the field is round-off, which fresh Adam moments
+would normalise into a full step); with the default ``online_pca`` (no jumps) they are unused.
 P and all moments are float32.
 
 Departures from the reference code (THEORY.md §4.4), all deliberate: λ is used (the reference

@@ -135,6 +135,9 @@ def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str) -> float |
     if event == "jump":
         overlap = float(subspace_overlap(P_new, P_old))
         SWITCH.get(plan.switch)(state, P_old, P_new, plan.inner.state_names)
+        # Opt_P's moments (smooth + jump rules) are kept on purpose: at the jump basis, the top-r SVD of G,
+        # the online-PCA field is zero up to round-off, and zeroed Adam moments would turn that round-off
+        # into a full-size step (test_osd_adam_p_amplifies_roundoff_at_the_svd_basis)
     elif plan.switch == "restart":
         state["subproblem_start"] = t
     P_old.copy_(P_new)

@@ -156,3 +156,28 @@ def test_simulator_flows_then_jumps_to_the_svd_basis():
     assert traj.jumps["proj_grad_before"][0].item() == pytest.approx(float(torch.linalg.vector_norm(P.T @ G)), rel=1e-9)
     assert traj.jumps["proj_grad_after"][0].item() == pytest.approx(top, rel=1e-9)
     assert traj.jumps["proj_grad_before"][0].item() < top * (1 - 1e-6)    # the flow had not reached it
+
+
+
+def test_a_jump_keeps_the_p_optimizers_moments():
+    """Adam-on-P's moments survive a jump (resetting them makes Adam normalise the round-off field at the
+    SVD basis into a full step; tests/discrete/test_batched.py): two runs that differ before the jump and
+    share G_jump land on the same jump basis but keep different P moments."""
+    import torch
+    from discrete import OPTIMIZERS
+
+    def run(history_seed):
+        W = torch.nn.Parameter(torch.zeros(10, 8))
+        opt = OPTIMIZERS["osd"]([{"params": [W], "rank": 3, "update_proj_gap": 3,
+                                  "projection": "online_pca_refresh", "proj_optimizer": "adam"}], lr=1e-2, alpha=0.5)
+        g = torch.Generator().manual_seed(history_seed)
+        grads = [torch.randn(10, 8, generator=g) for _ in range(3)]
+        grads.append(torch.randn(10, 8, generator=torch.Generator().manual_seed(99)))   # G at the jump (step 3)
+        for G in grads:
+            W.grad = G.clone()
+            opt.step()
+        assert opt.diagnostics["refreshes"] == 1 and "overlap" in opt.diagnostics       # the last step jumped
+        return opt.state[W]
+
+    a, b = run(1), run(2)
+    assert not torch.allclose(a["proj_exp_avg_sq"], b["proj_exp_avg_sq"], rtol=1e-3, atol=0)
