@@ -88,9 +88,6 @@ OPTIMIZER_BUILDERS: Registry[Callable[[nn.Module, RunConfig, float, int], Optimi
 
 @OPTIMIZER_BUILDERS.register("adamw")
 def build_adamw(model: nn.Module, cfg: RunConfig, lr: float, rank: int) -> OptimizerBundle:
-    if cfg.eps_placement not in (None, "torch"):
-        raise UserError(f"--eps-placement {cfg.eps_placement}: adamw (torch.optim.AdamW) adds eps to sqrt(v_hat) "
-                        "only; allowed: torch")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
     return OptimizerBundle(opt)

@@ -76,8 +76,16 @@ def _coverage(cfg: RunConfig, world: int) -> str | None:
     return None
 
 
+def _eps_placement(cfg: RunConfig, world: int) -> str | None:
+    if cfg.optimizer == "adamw" and cfg.eps_placement not in (None, "torch"):
+        return (f"--eps-placement {cfg.eps_placement}: adamw (torch.optim.AdamW) adds eps to sqrt(v_hat) only; "
+                "allowed: torch")
+    return None
+
+
 CROSS_CHECKS: tuple[Callable[[RunConfig, int], str | None], ...] = (
     resume_or_overwrite, _divisible_batch, _context, _rank, _subspace_only, _options_need_rule, _fsdp, _coverage,
+    _eps_placement,
 )
 
 

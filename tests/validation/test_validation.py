@@ -265,6 +265,8 @@ def test_jsonl_and_compressed_corpora(tmp_path):
         (["--optimizer", "sgdx"], "unknown optimizer 'sgdx'; expected one of"),
         (["--data", "/nonexistent/corpus"], "does not exist"),
         pytest.param(["--optimizer", "galore", "--rank", "65"], "rank 65 is out of range", marks=needs_discrete),
+        (["--optimizer", "adamw", "--eps-placement", "hf"], "adamw (torch.optim.AdamW) adds eps to sqrt(v_hat) only"),
+        (["--loss-chunk", "-1"], "--loss-chunk"),
         # with the sync-free default (--nonfinite ignore) divergence is caught at the first log step
         pytest.param(["--optimizer", "osd", "--lr", "1e30", "--steps", "4", "--log-every", "2"],
                      "training diverged: non-finite loss", marks=needs_discrete),
