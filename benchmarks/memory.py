@@ -17,7 +17,8 @@ One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row e
 * ``loss_chunk``: tokens per piece of the output head + loss (0: unchunked; discrete/validation/loss.py);
   ``autocast_cache``: False with checkpointing (the cache would hold a bf16 copy of every weight through the
   forward, and checkpointing recomputes the casts in backward anyway);
-* ``status``: ok, oom (``peak_gb`` then is the peak when it failed), error, timeout; ``cap_gb`` when
+* ``status``: ok, oom (``peak_gb`` then is the peak when it failed), error, timeout, or exceeds_cap (not run:
+  the formula's static bytes alone, a lower bound of the peak, exceed ``--cap-gb``); ``cap_gb`` when
   ``--cap-gb`` limited the allocator (79 on an H200 checks "fits an 80 GB H100", whose 80 GB are 79.2 GiB).
 
     # one H100/H200 (~5 min): 1B at batch 16 x 256, every optimizer and mode, checkpointing off and on
@@ -128,13 +129,29 @@ def measure(spec: dict) -> dict:
     return row
 
 
+def base_row(spec: dict) -> dict:
+    """The keys of a row that did not produce its own (timeout, crash, skipped)."""
+    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing", "loss_chunk")}
+    base.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], peak_gb=None,
+                device=torch.cuda.get_device_name(0) if torch.cuda.is_available() and not spec["smoke"] else "cpu")
+    return base
+
+
+def formula_gb(spec: dict) -> dict:
+    """The formula's parts (GB) for the row's model, built on the meta device (no memory, no time). Their sum
+    ``static`` (weights, gradients held, pending, state) all coexist at the end of a step, so it is a lower
+    bound of the peak: a row whose ``static`` exceeds ``--cap-gb`` cannot fit and is not run."""
+    name = C.SMOKE_MODEL if spec["smoke"] else spec["model"]
+    vocab = C.SMOKE_VOCAB if spec["smoke"] else 32000
+    model = C.llama(name, vocab, spec["seq_len"], torch.device("meta"), False)
+    return C.analytic(model, spec["optimizer"], spec["per_layer_mode"], C.rank_for(name, spec["rank"])).gb()
+
+
 def run_row(spec: dict, timeout: float) -> dict:
     """One row in a fresh interpreter; its last stdout line is the JSON row."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing", "loss_chunk")}
-    base.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], peak_gb=None,
-                device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+    base = base_row(spec)
     # a row that hangs dumps its Python stack a few seconds before it is killed, so a timeout says where
     env["OSD_BENCH_STACK_AFTER_S"] = str(max(1.0, timeout - 5))
     try:
@@ -156,7 +173,9 @@ def summary(row: dict) -> str:
     return (f"{row['model']} {row['optimizer']:6s} per_layer={row['per_layer_mode']:11s} "
             f"ac={row['activation_checkpointing']!s:5s} chunk={row.get('loss_chunk', 0)} "
             f"batch {row['batch']}x{row['seq_len']}: {row['status']}, peak {peak}, state "
-            f"{row.get('optimizer_state_gb', float('nan')):.3f} GB (formula {a.get('state', float('nan')):.3f})")
+            f"{row.get('optimizer_state_gb', float('nan')):.3f} GB (formula {a.get('state', float('nan')):.3f})"
+            + (f"; formula static {a['static']:.2f} GB > cap {row['cap_gb']:g} GB" if row["status"] == "exceeds_cap"
+               else ""))
 
 
 def main(argv=None) -> int:
@@ -201,7 +220,11 @@ def main(argv=None) -> int:
     for i, spec in enumerate(rows, 1):
         print(f"[{i}/{len(rows)}] {spec['model']} {spec['optimizer']} per_layer={spec['per_layer_mode']} "
               f"ac={spec['activation_checkpointing']}", flush=True)
-        row = measure(spec) if (args.smoke and not args.subprocess) else run_row(spec, args.timeout)
+        formula = formula_gb(spec) if spec["cap_gb"] else None
+        if formula is not None and formula["static"] > spec["cap_gb"]:
+            row = {**base_row(spec), "status": "exceeds_cap", "cap_gb": spec["cap_gb"], "analytic": formula}
+        else:
+            row = measure(spec) if (args.smoke and not args.subprocess) else run_row(spec, args.timeout)
         row["command"] = "python3 benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -56,6 +56,19 @@ def test_memory_subprocess_driver(tmp_path):
     assert row["optimizer_state_gb"] == pytest.approx(row["analytic"]["state"], rel=0, abs=1e-15)
 
 
+def test_memory_rows_that_cannot_fit_the_cap_are_recorded_not_run(tmp_path):
+    """7B AdamW: weights, gradients and state alone are 7B × 16 bytes ≈ 100 GiB > an 80 GB card's 79 GiB, so
+    the row is written from the formula (a meta-device model: no memory, seconds on a CPU) and not trained."""
+    proc = _run("memory.py", "--models", "7b", "--optimizers", "adamw", "--per-layer", "off", "--ac", "on",
+                "--cap-gb", "79", "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = _rows(tmp_path / "memory.jsonl")
+    assert KEYS_MEMORY <= set(row) and row["status"] == "exceeds_cap" and row["peak_gb"] is None, row
+    a = row["analytic"]
+    assert a["weights"] == pytest.approx(6738415616 * 4 / 2**30) and a["static"] > 79 == row["cap_gb"]
+    assert "formula static" in proc.stdout
+
+
 def test_fsdp_smoke_fsdp_and_ddp_reach_the_same_loss(tmp_path):
     pytest.importorskip("torch.distributed.fsdp")
     proc = _run("fsdp.py", "--smoke", "--optimizers", "osd", "--modes", "fsdp,ddp", "--out", str(tmp_path))
