@@ -27,8 +27,10 @@ run() {
 python3 -m discrete.validation.cli --optimizer adamw $COMMON --steps 1 --val-tokens 256 --data data/corpus \
   --cache-dir data/cache --ckpt-every -1 --no-progress --out /tmp/warmup-$TAG > /tmp/warmup-$TAG.log 2>&1 \
   || tail -n 5 /tmp/warmup-$TAG.log
-save() { tar czf "$OUTDIR/runs-$TAG.tgz.tmp" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null \
-         && mv "$OUTDIR/runs-$TAG.tgz.tmp" "$OUTDIR/runs-$TAG.tgz"; }
+# a temporary name per saving process (the minute loop and the pool may save at once), then an atomic mv
+save() { local tmp="$OUTDIR/.runs-$TAG.$BASHPID.tgz"
+         tar czf "$tmp" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null \
+           && mv "$tmp" "$OUTDIR/runs-$TAG.tgz" || rm -f "$tmp"; }
 # a call cut off by its limit still returns the logs of unfinished runs (as of the last minute)
 ( while sleep 60; do save; done ) & SAVER=$!
 running() { jobs -rp | grep -cvx "$SAVER"; }
