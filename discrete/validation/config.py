@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from discrete.keys import EPS_PLACEMENTS
 from discrete.validation import rules as R
 from osd_theory.errors import UserError
 
@@ -90,7 +91,7 @@ class RunConfig:
     weight_decay: float = setting(0.0, NONNEG, "decoupled weight decay")
     betas: tuple[float, float] = setting((0.9, 0.999), R.Pair(), "Adam's beta1 beta2")
     eps: float = setting(1e-8, NONNEG, "Adam's epsilon")
-    eps_placement: str | None = setting(None, R.Choice(("torch", "hf")), "where bias-corrected Adam adds eps: "
+    eps_placement: str | None = setting(None, R.Choice(EPS_PLACEMENTS), "where bias-corrected Adam adds eps: "
                                         "torch (to sqrt(v_hat)) or hf (to sqrt(v), galore-torch's); default: the "
                                         "optimizer's (hf for galore, torch otherwise; adamw takes torch only)")
     # subspace-optimizer knobs (param groups with a rank)
