@@ -101,6 +101,24 @@ def _discrete_class(name: str):
     return discrete.OPTIMIZERS[name]
 
 
+def effective_eps_placement(optimizer: str, eps_placement: str | None) -> str | None:
+    """Where the run's Adam adds ε: the flag's value, or (None) the optimizer's default.
+
+    ``adamw`` is torch.optim.AdamW ("torch"); the others take their class default
+    (``discrete.GaLore``: "hf", as galore-torch). Runs from before the flag existed have None and
+    used these defaults, so a report groups them with runs that name the same placement. An optimizer
+    this version does not know (a run dir from elsewhere) keeps None.
+    """
+    if eps_placement is not None:
+        return eps_placement
+    if optimizer == "adamw":
+        return "torch"
+    try:
+        return getattr(_discrete_class(optimizer), "eps_placement", None)
+    except UserError:
+        return None
+
+
 def _build_subspace(name: str, extra: Callable[[RunConfig], dict]):
     def build(model: nn.Module, cfg: RunConfig, lr: float, rank: int) -> OptimizerBundle:
         check_rank(model, rank)

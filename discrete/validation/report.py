@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 
 from discrete.validation.config import DATA, DEFINES, FIELDS, LENGTH, from_json
+from discrete.validation.optim import effective_eps_placement
 from discrete.validation.runlog import read_log_checked
 from discrete.validation.stats import INTERVAL_NAME, mean_ci
 from osd_theory.errors import UserError
@@ -44,6 +45,8 @@ def settings(config: dict) -> dict:
     """The run-defining settings of a config, bar the seed (older configs: defaults for newer fields,
     their spellings normalised as a resume reads them)."""
     normal = from_json(config).to_json()
+    # None means "the optimizer's default", which is what older runs (no such flag) used too
+    normal["eps_placement"] = effective_eps_placement(normal["optimizer"], normal["eps_placement"])
     return {k: normal[k] for k in GROUP_FIELDS}
 
 

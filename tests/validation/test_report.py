@@ -19,12 +19,13 @@ STATE = {"params": 4 << 20, "grads": 4 << 20, "moments": 8 << 20, "projector": 0
 
 
 def fake_run(root, name, *, optimizer="galore", seed=0, lr=0.01, ppl=50.0, tok_s=1000.0, mem=2.0,
-             residual=0.4, steps=20, visited=None, eff_rank=None):
-    """A run dir; ``visited`` / ``eff_rank``: the final coverage metrics (earlier records hold less)."""
+             residual=0.4, steps=20, visited=None, eff_rank=None, **config):
+    """A run dir; ``visited`` / ``eff_rank``: the final coverage metrics (earlier records hold less);
+    ``config``: other RunConfig fields."""
     d = root / name
     d.mkdir(parents=True)
     cfg = RunConfig(model="tiny", optimizer=optimizer, seed=seed, lr=lr, rank=8, steps=steps, batch_size=8,
-                    seq_len=64, out=str(d)).to_json()
+                    seq_len=64, out=str(d), **config).to_json()
     (d / "config.json").write_text(json.dumps(cfg))
     recs = []
     for step in (1, 10, 20):
@@ -135,6 +136,24 @@ def test_report_groups_seeds_with_a_student_t_interval(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["group_n"] == 3 and rows[0]["val_ppl_mean"] == pytest.approx(11.0)
     assert rows[0]["val_ppl_ci95"] == pytest.approx(half) and rows[3]["val_ppl_ci95"] is None
+
+
+@pytest.mark.parametrize("optimizer, default, other", [("galore", "hf", "torch"), ("osd", "torch", "hf")])
+def test_report_groups_an_unset_eps_placement_with_the_optimizers_default(tmp_path, optimizer, default, other):
+    """Runs from before --eps-placement (no key in config.json) used the class default: one group with
+    runs that name it, another with runs that name the other placement."""
+    from discrete.validation.report import group_rows, load_run, summarize
+
+    old = fake_run(tmp_path, "old", optimizer=optimizer, seed=0)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg.pop("eps_placement")
+    (old / "config.json").write_text(json.dumps(cfg))
+    same = fake_run(tmp_path, "same", optimizer=optimizer, seed=1, eps_placement=default)
+    diff = fake_run(tmp_path, "diff", optimizer=optimizer, seed=2, eps_placement=other)
+    groups = group_rows([summarize(load_run(d)) for d in (old, same, diff)])
+    assert sorted(g["n"] for g in groups) == [1, 2]
+    two = next(g for g in groups if g["n"] == 2)
+    assert {r["run"] for r in two["rows"]} == {"old", "same"} and f"eps_placement={default}" in two["label"]
 
 
 def test_report_shows_the_final_coverage_metrics_with_seed_intervals_and_plots_them(tmp_path, capsys):
