@@ -7,8 +7,8 @@ does to the subspace state.
   rule fields (:data:`RULE_FIELDS`) are passed when the rule has that field and the key is set;
   ``proj_options`` may set any field of the rule.
 * ``SWITCH`` — what a jump does to the subspace moments (ECOSYSTEM.md §2.9): ``keep``
-  (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = P_newᵀP_old;
-  v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation), ``rotate_m`` (m ← R m only,
+  (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = (P_newᵀP_new)⁻¹P_newᵀP_old,
+  = P_newᵀP_old for orthonormal bases; v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation), ``rotate_m`` (m ← R m only,
   v kept: the moment-misalignment ablation), ``restart`` (RSO: a fresh
   subproblem: moments and the accumulated coordinate B zeroed, bias correction restarted).
 * :func:`basis_generator` — every random draw of P depends only on (seed, parameter index, step),
@@ -82,14 +82,22 @@ def _reset(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ..
 
 def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...],
             reduce: Callable[[Tensor], Tensor] | None = None) -> None:
-    """m ← R m, v ← (R∘R) v with R = P_newᵀP_old (r, r).
+    """m ← R m, v ← (R∘R) v with R = (P_newᵀP_new)⁻¹P_newᵀP_old (r, r), the least-squares change of
+    coordinates: P_new R m is the point of span(P_new) nearest to P_old m.
+
+    For orthonormal bases (every jump) R = P_newᵀP_old. OSD's smooth P is not orthonormal (‖PᵀP − I‖ of
+    1–2 % with λ = 0.1), and P_newᵀP_old then carries PᵀP: ‖P_newᵀP_old‖₂ ≈ 1.02 per step on the tiny model,
+    so transporting with it amplifies m by about 2 % a step, compounding through β₁ (measured: m-only
+    transport with that R trained 10.7 PPL worse at 60M, docs/results/validation/osd_vs_galore/). With
+    P_new = P_old this R is I exactly, whatever PᵀP is.
 
     ``reduce``: for P row-sharded over processes (FSDP2, the left side), P_new and P_old are this process's
-    rows and P_newᵀP_old only its part of the sum; ``reduce`` sums it over the processes. None: R is complete.
+    rows and both r × r products only its part of the sums; ``reduce`` sums them (stacked: one all-reduce of
+    2·r·r) over the processes. None: they are complete.
     """
-    R = P_new.mT @ P_old                                  # (r, r): Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)
-    if reduce is not None:
-        R = reduce(R)
+    both = torch.stack((P_new.mT @ P_new, P_new.mT @ P_old))   # (2, r, r): one collective for both sums
+    gram, cross = (both if reduce is None else reduce(both)).unbind(0)
+    R = torch.linalg.solve(gram, cross)                   # Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)
     for k in moment_keys:
         M = R * R if k.endswith("_sq") else R             # second moments: (R∘R) v ≥ 0
         x = state[k]

@@ -26,7 +26,8 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
   all-gather of W's size per matrix every T steps.
   Random draws are seeded by (seed, parameter index, step), so every process draws the same P.
 * **moment transport** (``switch`` ``rotate`` or ``rotate_m`` with a smooth rule: after every P step,
-  R = P_newᵀP_old): on the left side R = ΣPᵢ,newᵀPᵢ,old, **one all-reduce of r·r**; on the right side
+  R = (P_newᵀP_new)⁻¹P_newᵀP_old): on the left side ΣPᵢ,newᵀPᵢ,new and ΣPᵢ,newᵀPᵢ,old, stacked in **one
+  all-reduce of 2·r·r**; on the right side
   (P replicated) none. At a jump (refresh step) R is computed from the gathered P: no extra collective.
 
 The rule for state: a tensor with an m dimension (P and its optimizer state on the left side; Ĝ's
@@ -247,9 +248,10 @@ def projected_step(opt, group: dict, p: Tensor, G: Tensor, norm: Tensor, rows: R
         opt._note(*refresh_sharded_(local, G, rule, plan, index, rows, event), index)
     left, right = SHARDED_RULES[rule.name]
     is_left = local["proj_side"] == LEFT
-    # P row-sharded (left side): R = P_newᵀP_old of a moment transport (switch rotate, rotate_m) after the P
-    # step is this process's part of the sum: one all-reduce of r·r. Right side: P replicated, R complete.
-    reduce = (lambda R: all_reduce_([R], rows)[0]) if is_left else None
+    # P row-sharded (left side): the r × r products P_newᵀP_new, P_newᵀP_old of a moment transport (switch rotate,
+    # rotate_m) after the P step are this process's part of the sums: one all-reduce of 2·r·r. Right side: P
+    # replicated, the products complete.
+    reduce = (lambda x: all_reduce_([x], rows)[0]) if is_left else None
     with plan.mode.context():
         G_hat, field = (left if is_left else right)(local["proj"], G, norm, rows, rule)
         projected_step_(p.to_local(), G_hat, local, plan, field, retract=getattr(rule, "retract", False),

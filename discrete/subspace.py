@@ -203,9 +203,9 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retrac
 
     With ``retract`` (the rule's) the step goes along the tangent part of its field and then retracts P onto
     orthonormal columns (QR). With ``switch="rotate"`` or ``"rotate_m"`` the subspace moments are
-    transported to the new basis after the step, as at a jump (m ← Rm, R = P_newᵀP_old, and v as the
-    policy says; discrete.projection.SWITCH). ``state`` may be a bucket's stacked state (the batched path).
-    ``reduce`` (FSDP2, P row-sharded: P is this process's rows) sums R = P_newᵀP_old over the processes.
+    transported to the new basis after the step, as at a jump (m ← Rm, R = (P_newᵀP_new)⁻¹P_newᵀP_old, and v
+    as the policy says; discrete.projection.SWITCH). ``state`` may be a bucket's stacked state (the batched path).
+    ``reduce`` (FSDP2, P row-sharded: P is this process's rows) sums the r × r products of R over the processes.
     """
     if retract:
         field = tangent(P, field)

@@ -14,8 +14,9 @@ process takes half of every global batch of 8; the single-process reference take
   order of summation (the mean of two half-batch means; measured 2.0e-2). Adam on P itself is checked at
   1e-6 from a random P₀ (``osd_random_p0``), the SVD P₀ with the stateless ``gd`` P step (``osd_gd``).
   ``switch`` ``rotate`` / ``rotate_m`` with a smooth rule transport the moments after every P step with
-  R = P_newᵀP_old, a sum over P's rows on the left side (``osd_gd_rotate``, ``osd_refresh_gd_rotate_m``:
-  the ``gd`` P step, so 1e-6; before R was all-reduced they measured 2.9e-2 and 3.0e-1).
+  R = (P_newᵀP_new)⁻¹P_newᵀP_old, whose two products are sums over P's rows on the left side (``osd_gd_rotate``,
+  ``osd_refresh_gd_rotate_m``: the ``gd`` P step, so 1e-6; before R was all-reduced they measured 2.9e-2 and
+  3.0e-1).
 * **checkpoints**: ``torch.distributed.checkpoint`` save after 2 steps, load into a fresh FSDP2 model and
   optimizer, 3 more steps: bit-equal to the uninterrupted run. The same checkpoint loaded into a plain
   single-process model (DCP reshards) continues to the single-process trajectory (1e-6), which holds only

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from discrete import OnlineSubspaceDescent
+from osd_theory.kernels import LEFT
 from osd_theory.projections import make_rule
 from osd_theory.projections.base import retract_qr, tangent
 
@@ -69,9 +70,10 @@ def test_rotate_transports_moments_at_every_p_step():
     m_before, P_before = st["exp_avg"].clone(), st["proj"].clone()
     W.grad = G1
     opt.step()
-    # by hand: the inner step on Ĝ with P_before, then the P step, then m ← R m with R = P_newᵀP_old
+    # by hand: the inner step on Ĝ with P_before, then the P step, then m ← R m with R the least-squares
+    # coordinates of span(P_before) in the new basis: min_R ‖P_new R − P_before‖_F
     m = 0.9 * m_before + 0.1 * (P_before.mT @ G1)
-    R = st["proj"].mT @ P_before
+    R = torch.linalg.lstsq(st["proj"], P_before).solution
     torch.testing.assert_close(st["exp_avg"], R @ m, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(R @ m, m, atol=1e-4)                 # the transport did something
 
@@ -87,11 +89,12 @@ def test_rotate_m_transports_the_first_moment_only_at_every_p_step(side):
     m0, v0, P0 = st["exp_avg"].clone(), st["exp_avg_sq"].clone(), st["proj"].clone()
     W.grad = G1
     opt.step()
-    # by hand: the inner step on Ĝ with P0, the P step, then m ← R m (LEFT) or m Rᵀ (RIGHT), R = P_newᵀP_old; v kept
+    # by hand: the inner step on Ĝ with P0, the P step, then m ← R m (LEFT) or m Rᵀ (RIGHT), R = argmin ‖P_new R − P0‖;
+    # v kept
     g_hat = P0.mT @ G1 if side == "left" else G1 @ P0
     m = 0.9 * m0 + 0.1 * g_hat
     v = 0.999 * v0 + 0.001 * g_hat * g_hat
-    R = st["proj"].mT @ P0
+    R = torch.linalg.lstsq(st["proj"], P0).solution
     torch.testing.assert_close(st["exp_avg"], R @ m if side == "left" else m @ R.mT, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(st["exp_avg_sq"], v, rtol=1e-5, atol=1e-9)
     assert not torch.allclose(R @ m if side == "left" else m @ R.mT, m, atol=1e-4)   # the transport did something
@@ -133,3 +136,27 @@ def test_constant_proj_lr_ignores_the_schedule():
     field = rule.field(0.0, P0, _grads(1)[0])
     torch.testing.assert_close(out["follow"], P0 + 1e-3 * field, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(out["constant"], P0 + 1e-2 * field, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_transport_is_the_least_squares_change_of_basis_for_non_orthonormal_p(seed):
+    """OSD's P drifts off orthonormality (‖PᵀP − I‖ of 1–2 %); the transport must not scale m by PᵀP.
+
+    With P_new = P_old, R is the identity (P_newᵀP_old = PᵀP would amplify m by up to ‖PᵀP‖₂ each P step);
+    in general P_new R is the least-squares fit of P_old in span(P_new): its residual is ⊥ span(P_new).
+    float64 state, so the identity holds to 1e-10.
+    """
+    from discrete.projection import SWITCH
+    g = torch.Generator().manual_seed(seed)
+    P = retract_qr(torch.randn(12, 4, generator=g, dtype=torch.float64))
+    P = P + 0.05 * torch.randn(12, 4, generator=g, dtype=torch.float64)      # ‖PᵀP − I‖ of a few %
+    assert float(torch.linalg.matrix_norm(P.mT @ P, 2)) > 1.01
+    m = torch.randn(4, 7, generator=g, dtype=torch.float64)
+    state = {"exp_avg": m.clone(), "exp_avg_sq": m.square(), "proj_side": LEFT}
+    SWITCH.get("rotate_m")(state, P, P.clone(), ("exp_avg", "exp_avg_sq"))
+    torch.testing.assert_close(state["exp_avg"], m, rtol=0, atol=1e-10)
+    P_new = P + 0.1 * torch.randn(12, 4, generator=g, dtype=torch.float64)
+    state["exp_avg"] = m.clone()
+    SWITCH.get("rotate")(state, P, P_new, ("exp_avg", "exp_avg_sq"))
+    resid = P_new @ state["exp_avg"] - P @ m
+    assert float((P_new.mT @ resid).abs().max()) < 1e-10
