@@ -92,9 +92,13 @@ for g in groups:
     by_setting[names.pop()] = g
 assert len(by_setting) == len(groups), "one setting name, several configs"
 
-ORDER = [s for s in ("galore", "hybrid", "osd_gdP", "osd", "rso") if s in by_setting] + sorted(
+MAIN = [s for s in ("galore", "hybrid", "osd_gdP", "osd", "rso") if s in by_setting] + sorted(
     s for s in by_setting if s.startswith("adamw"))
-COLOR = {"galore": "C0", "hybrid": "C3", "osd_gdP": "C2", "osd": "C1", "rso": "C4"}
+# one change each against a MAIN setting (section 6): ε placement, QR retraction, constant P lr, m transport
+ABLATIONS = [s for s in ("hybrid_hf", "osd_hf", "osd_qr", "osd_constlr", "osd_rotm") if s in by_setting]
+ORDER = MAIN + ABLATIONS
+COLOR = {"galore": "C0", "hybrid": "C3", "osd_gdP": "C2", "osd": "C1", "rso": "C4", "hybrid_hf": "C6",
+         "osd_hf": "C5", "osd_qr": "C7", "osd_constlr": "C8", "osd_rotm": "C9"}
 COLOR.update({s: str(0.2 + 0.25 * i) for i, s in enumerate(s for s in ORDER if s.startswith("adamw"))})
 
 print(f"{len(runs)} runs under {os.path.relpath(RUN_ROOT)}:")
@@ -190,7 +194,7 @@ panels = [(axes[0, 0], "eval", "tokens", "val_loss", "(a) validation loss (nats/
           (axes[1, 0], "eval", "tokens", "update_eff_rank", "(c) effective rank of W_t − W_0", "tokens"),
           (axes[1, 1], "train", "step", "residual", "(d) projection residual ||(I−QQᵀ)G|| / ||G||", "step")]
 for ax, kind, x, y, title, xlabel in panels:
-    for s in ORDER:
+    for s in MAIN:
         curves = [series(runs[r["run"]]["log"], kind, x, y) for r in by_setting[s]["rows"]]
         curves = [c for c in curves if c[0]]
         if not curves:
@@ -218,7 +222,7 @@ plt.tight_layout(); plt.show()
 # %%
 best_adamw = min((s for s in ORDER if s.startswith("adamw")), key=lambda s: by_setting[s]["val_ppl"], default=None)
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
-for s in ORDER:
+for s in MAIN:
     if s.startswith("adamw") and s != best_adamw:
         continue
     pts = by_setting[s]["rows"]
@@ -315,11 +319,50 @@ else:
 #   between GaLore and OSD.
 
 # %% [markdown]
-# ## 6. The 130M confirmation
+# ## 6. One change at a time: ε placement and the issue's ablations (60M)
+#
+# Each row changes one thing against a setting above, same seeds:
+#
+# * `hybrid_hf`, `osd_hf`: Adam's ε added to $\sqrt{v}$ before the bias correction, as GaLore does
+#   (`--eps-placement hf`), instead of torch's placement. With $P$ frozen the hybrid then *is* GaLore
+#   bit for bit (`tests/discrete/test_eps_placement.py`), so `hybrid_hf − galore` is the P step alone;
+# * `osd_qr`: QR retraction of $P$ after each step (`proj_retract=true`);
+# * `osd_constlr`: the $P$ step size held at $\alpha\varepsilon_0$ instead of following the cosine;
+# * `osd_rotm`: $m \leftarrow Rm$ after every $P$ step, $v$ kept (`switch=rotate_m`). **These runs used
+#   $R=P_\text{new}^\top P_\text{old}$**, which for OSD's non-orthonormal $P$ scales $m$ by about 2 % a step;
+#   the transport is now the least-squares $R$ (README), which these runs do not measure.
+#
+# **Look at** whether any interval excludes 0 and whether all seeds agree in sign.
+
+# %%
+ABLATION_PAIRS = [("hybrid_hf", "hybrid"), ("hybrid_hf", "galore"), ("osd_hf", "osd"), ("osd_qr", "osd"),
+                  ("osd_constlr", "osd"), ("osd_rotm", "osd")]
+print(f"{'difference':<24} {'mean ± t95':>14}  {'interval':>18}  per seed")
+for a, b in ABLATION_PAIRS:
+    if a not in by_setting or b not in by_setting:
+        continue
+    diffs, (m, hw) = paired(a, b)
+    paired_results[(a, b)] = (diffs, m, hw)
+    lo_hi = "-" if hw is None else f"[{m - hw:+.2f}, {m + hw:+.2f}]"
+    print(f"{a + ' − ' + b:<24} {pm(m, hw, '+.2f'):>14}  {lo_hi:>18}  "
+          + ", ".join(f"s{k}: {v:+.2f}" for k, v in diffs.items()) + f"  → {paired_sign(a, b)}")
+
+# %% [markdown]
+# **How to read it.** ε placement moves nothing measurable (both `_hf − ` lines contain 0), so the
+# earlier GaLore-vs-OSD contrasts were not an artefact of it; at 60M the hybrid with GaLore's ε is
+# GaLore to within 0.6 PPL. Retraction is better for every seed, but its interval contains 0 and its
+# mean gain is about a seventh of OSD's gap; a constant $P$ step size is worse for every seed, also
+# within the interval. The old $m$ transport is worse for every seed by 5–18 PPL (the interval is
+# wide because one seed fell much further): moving $m$ with a non-orthonormal $R$ does not rescue
+# Adam on $P$, it hurts.
+
+# %% [markdown]
+# ## 7. The 130M confirmation
 #
 # The same protocol at LLaMA-130M (rank 256, 2 micro-batches of 64, same tokens and schedule) for the
-# three settings that carry the conclusion: GaLore, OSD and the hybrid. **Look at** the paired
-# `hybrid − galore` line: at 60M it was not resolved; does it stay that way at 130M?
+# settings that carry the conclusion: GaLore, OSD and the hybrid, each OSD-family setting with both ε
+# placements. **Look at** the paired `hybrid_hf − galore` line: the P step between jumps is the only
+# difference left there.
 
 # %%
 _rel130 = "docs/results/validation/osd_vs_galore/runs_130m"
@@ -329,23 +372,25 @@ ROOT_130 = Path(os.environ.get("OSD_ISSUE12_RUNS_130M",
 dirs_130 = sorted(d for d in ROOT_130.glob("*") if (d / "log.jsonl").is_file()) if ROOT_130.is_dir() else []
 by_130 = {setting_of(g["rows"][0]["run"]): g for g in group_rows([summarize(load_run(d)) for d in dirs_130])}
 print(f"{len(dirs_130)} runs under {os.path.relpath(ROOT_130)}")
-for s in (s for s in ("galore", "hybrid", "osd") if s in by_130):
+for s in (s for s in ("galore", "hybrid", "hybrid_hf", "osd", "osd_hf") if s in by_130):
     g = by_130[s]
     per_seed = ", ".join(f"{r['val_ppl']:.2f}" for r in sorted(g["rows"], key=lambda r: r["seed"]))
     print(f"{s:<8} {g['n']} seeds  val PPL {pm(g['val_ppl'], g['val_ppl_ci95']):>14}  ({per_seed})  "
           f"visited_dim {pm(g['visited_dim'], g['visited_dim_ci95'], '.1f')}")
-for a, b in (("hybrid", "galore"), ("osd", "galore")):
+for a, b in (("hybrid", "galore"), ("hybrid_hf", "galore"), ("hybrid_hf", "hybrid"), ("osd", "galore"),
+             ("osd_hf", "osd")):
     if a in by_130 and b in by_130:
         diffs, (m, hw) = paired(a, b, by_130)
         print(f"{a + ' − ' + b:<16} paired {pm(m, hw, '+.2f')}  per seed "
               + ", ".join(f"s{k}: {v:+.2f}" for k, v in diffs.items()))
 
 # %% [markdown]
-# **How to read it.** At 130M the hybrid is behind GaLore for every seed (about 1.5 PPL, the t
-# interval just above 0), although its logged $P$ drift is zero between jumps, as GaLore's. What is
-# left between the two is the ε placement above and the gradient step on $P$ too small for the drift
-# metric to register; the runs do not separate the two (a hybrid with `eps_placement=hf` would).
-# OSD's gap to GaLore grows from about 4.5 PPL at 60M to about 7.4 at 130M.
+# **How to read it.** At 130M the hybrid is behind GaLore for every seed, with either ε placement
+# (about 1.5 PPL with torch's, 1.2 with GaLore's, both t intervals above 0), and the two placements do
+# not differ measurably. With GaLore's ε the only difference left is the stateless gradient step on
+# $P$ between jumps, too small for the drift metric to register; the runs do not separate it from
+# GPU run-to-run round-off (a repeat of one setting at the same seed was not run). OSD's gap to
+# GaLore grows from about 4.5 PPL at 60M to about 7.3 at 130M, and does not depend on ε either.
 #
-# **Not shown here:** a longer horizon, AdamW at 130M, or the single-seed 400-step ablations
-# (`docs/results/validation/osd_vs_galore/README.md`).
+# **Not shown here:** a longer horizon, AdamW at 130M, the least-squares transport at 60M, or the
+# single-seed 400-step screen (`docs/results/validation/osd_vs_galore/README.md`).
