@@ -95,6 +95,9 @@ def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, .
     rows and both r × r products only its part of the sums; ``reduce`` sums them (stacked: one all-reduce of
     2·r·r) over the processes. None: they are complete.
     """
+    # contiguous: a jump's P may be a transposed view in one execution mode and not in another, and BLAS
+    # rounds differently by layout (per-layer mode must equal the ordinary step bit for bit)
+    P_new, P_old = P_new.contiguous(), P_old.contiguous()
     both = torch.stack((P_new.mT @ P_new, P_new.mT @ P_old))   # (2, r, r): one collective for both sums
     gram, cross = (both if reduce is None else reduce(both)).unbind(0)
     R = torch.linalg.solve(gram, cross)                   # Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)

@@ -151,17 +151,25 @@ def paired(a, b, settings=None):
     return diffs, mean_ci(diffs.values())
 
 
-PAIRS = [("hybrid", "galore"), ("osd_gdP", "hybrid"), ("osd", "osd_gdP"), ("osd", "galore")]
 paired_results = {}
-print(f"{'difference':<20} {'mean ± t95':>14}  {'interval':>18}  per seed")
-for a, b in PAIRS:
-    if a not in by_setting or b not in by_setting:
-        continue
-    diffs, (m, hw) = paired(a, b)
-    paired_results[(a, b)] = (diffs, m, hw)
-    lo_hi = "-" if hw is None else f"[{m - hw:+.2f}, {m + hw:+.2f}]"
-    seeds = ", ".join(f"s{k}: {v:+.2f}" for k, v in diffs.items())
-    print(f"{a + ' − ' + b:<20} {pm(m, hw, '+.2f'):>14}  {lo_hi:>18}  {seeds}")
+
+
+def print_pairs(pairs, annotate=None):
+    """One line per (a, b) present: the paired differences a − b, kept in ``paired_results``;
+    ``annotate(a, b)``, if given, adds a verdict to the line."""
+    print(f"{'difference':<24} {'mean ± t95':>14}  {'interval':>18}  per seed")
+    for a, b in pairs:
+        if a not in by_setting or b not in by_setting:
+            continue
+        diffs, (m, hw) = paired(a, b)
+        paired_results[(a, b)] = (diffs, m, hw)
+        lo_hi = "-" if hw is None else f"[{m - hw:+.2f}, {m + hw:+.2f}]"
+        seeds = ", ".join(f"s{k}: {v:+.2f}" for k, v in diffs.items())
+        print(f"{a + ' − ' + b:<24} {pm(m, hw, '+.2f'):>14}  {lo_hi:>18}  {seeds}"
+              + (f"  → {annotate(a, b)}" if annotate else ""))
+
+
+print_pairs([("hybrid", "galore"), ("osd_gdP", "hybrid"), ("osd", "osd_gdP"), ("osd", "galore")])
 
 # %% [markdown]
 # ## 3. The curves
@@ -335,17 +343,8 @@ else:
 # **Look at** whether any interval excludes 0 and whether all seeds agree in sign.
 
 # %%
-ABLATION_PAIRS = [("hybrid_hf", "hybrid"), ("hybrid_hf", "galore"), ("osd_hf", "osd"), ("osd_qr", "osd"),
-                  ("osd_constlr", "osd"), ("osd_rotm", "osd")]
-print(f"{'difference':<24} {'mean ± t95':>14}  {'interval':>18}  per seed")
-for a, b in ABLATION_PAIRS:
-    if a not in by_setting or b not in by_setting:
-        continue
-    diffs, (m, hw) = paired(a, b)
-    paired_results[(a, b)] = (diffs, m, hw)
-    lo_hi = "-" if hw is None else f"[{m - hw:+.2f}, {m + hw:+.2f}]"
-    print(f"{a + ' − ' + b:<24} {pm(m, hw, '+.2f'):>14}  {lo_hi:>18}  "
-          + ", ".join(f"s{k}: {v:+.2f}" for k, v in diffs.items()) + f"  → {paired_sign(a, b)}")
+print_pairs([("hybrid_hf", "hybrid"), ("hybrid_hf", "galore"), ("osd_hf", "osd"), ("osd_qr", "osd"),
+             ("osd_constlr", "osd"), ("osd_rotm", "osd")], annotate=paired_sign)
 
 # %% [markdown]
 # **How to read it.** ε placement moves nothing measurable (both `_hf − ` lines contain 0), so the
