@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from osd_theory.errors import UserError
-from osd_theory.kernels import LEFT
+from osd_theory.kernels import LEFT, gram_float32, mtm_float32
 from osd_theory.projections import PROJECTIONS, CallableRule, ProjectionRule, make_rule
 from osd_theory.projections.user import load_user_object, rule_from_object
 from osd_theory.registry import Registry
@@ -96,9 +96,10 @@ def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, .
     2·r·r) over the processes. None: they are complete.
     """
     # contiguous: a jump's P may be a transposed view in one execution mode and not in another, and BLAS
-    # rounds differently by layout (per-layer mode must equal the ordinary step bit for bit)
+    # rounds differently by layout (per-layer mode must equal the ordinary step bit for bit). Float32-accurate
+    # products under TF32 (CUDA default): R − I is small, and TF32's 1e-3 relative error would swamp it.
     P_new, P_old = P_new.contiguous(), P_old.contiguous()
-    both = torch.stack((P_new.mT @ P_new, P_new.mT @ P_old))   # (2, r, r): one collective for both sums
+    both = torch.stack((gram_float32(P_new), mtm_float32(P_new, P_old)))   # (2, r, r): one collective for both
     gram, cross = (both if reduce is None else reduce(both)).unbind(0)
     R = torch.linalg.solve(gram, cross)                   # Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)
     for k in moment_keys:

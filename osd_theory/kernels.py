@@ -136,11 +136,31 @@ def gram_float32(P: Tensor, split: bool | None = None) -> Tensor:
         split = P.is_cuda and torch.backends.cuda.matmul.allow_tf32
     if not split or P.dtype != torch.float32:
         return P.mT @ P
-    Pc = P.contiguous()
-    hi = (Pc.view(torch.int32) & -8192).view(torch.float32)     # 0xFFFFE000: TF32's 10-bit mantissa
-    lo = Pc - hi
+    hi, lo = _tf32_split(P)
     cross = hi.mT @ lo
     return (hi.mT @ hi).add_(cross).add_(cross.mT)
+
+
+def mtm_float32(A: Tensor, B: Tensor, split: bool | None = None) -> Tensor:
+    """AᵀB (…, r, s) for A (…, d, r), B (…, d, s) to float32 accuracy, also where TF32 is allowed.
+
+    The split of :func:`gram_float32` on both sides: AᵀB = A_hiᵀB_hi + A_hiᵀB_lo + A_loᵀB_hi + O(2⁻²⁰|A||B|),
+    three TF32 products. For r×r products of bases whose small differences matter (the moment transport's
+    P_newᵀP_old). ``split`` None: split exactly when TF32 would otherwise be used.
+    """
+    if split is None:
+        split = A.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    if not split or A.dtype != torch.float32 or B.dtype != torch.float32:
+        return A.mT @ B
+    (a_hi, a_lo), (b_hi, b_lo) = _tf32_split(A), _tf32_split(B)
+    return (a_hi.mT @ b_hi).add_(a_hi.mT @ b_lo).add_(a_lo.mT @ b_hi)
+
+
+def _tf32_split(X: Tensor) -> tuple[Tensor, Tensor]:
+    """X = hi + lo with hi exact in TF32 (the 13 low mantissa bits of float32 cleared)."""
+    Xc = X.contiguous()
+    hi = (Xc.view(torch.int32) & -8192).view(torch.float32)     # 0xFFFFE000: TF32's 10-bit mantissa
+    return hi, Xc - hi
 
 
 def _add_matmul_(out: Tensor, a: Tensor, b: Tensor) -> Tensor:
