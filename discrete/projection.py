@@ -8,9 +8,9 @@ does to the subspace state.
   ``proj_options`` may set any field of the rule.
 * ``SWITCH`` — what a jump does to the subspace moments (ECOSYSTEM.md §2.9): ``keep``
   (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = (P_newᵀP_new)⁻¹P_newᵀP_old,
-  = P_newᵀP_old for orthonormal bases; v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no exact rotation), ``rotate_m`` (m ← R m only,
-  v kept: the moment-misalignment ablation), ``restart`` (RSO: a fresh
-  subproblem: moments and the accumulated coordinate B zeroed, bias correction restarted).
+  which is P_newᵀP_old for orthonormal bases; v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no
+  exact rotation), ``rotate_m`` (m ← R m only, v kept: the moment-misalignment ablation), ``restart``
+  (RSO: a fresh subproblem: moments and the accumulated coordinate B zeroed, bias correction restarted).
 * :func:`basis_generator` — every random draw of P depends only on (seed, parameter index, step),
   so a resumed run draws the same P.
 """
