@@ -348,8 +348,8 @@ print_pairs([("hybrid_hf", "hybrid"), ("hybrid_hf", "galore"), ("osd_hf", "osd")
 
 # %% [markdown]
 # **How to read it.** ε placement moves nothing measurable (both `_hf − ` lines contain 0), so the
-# earlier GaLore-vs-OSD contrasts were not an artefact of it; at 60M the hybrid with GaLore's ε is
-# GaLore to within 0.6 PPL. Retraction is better for every seed, but its interval contains 0 and its
+# earlier GaLore-vs-OSD contrasts were not an artefact of it; at 60M the hybrid with GaLore's ε and
+# GaLore differ by +0.17 ± 0.59 PPL. Retraction is better for every seed, but its interval contains 0 and its
 # mean gain is about a seventh of OSD's gap; a constant $P$ step size is worse for every seed, also
 # within the interval. The old $m$ transport is worse for every seed by 5–18 PPL (the interval is
 # wide because one seed fell much further): moving $m$ with a non-orthonormal $R$ does not rescue
