@@ -80,10 +80,9 @@ def _reset(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ..
         state[k].zero_()
 
 
-def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...],
-            reduce: Callable[[Tensor], Tensor] | None = None) -> None:
-    """m ← R m, v ← (R∘R) v with R = (P_newᵀP_new)⁻¹P_newᵀP_old (r, r), the least-squares change of
-    coordinates: P_new R m is the point of span(P_new) nearest to P_old m.
+def transport(P_old: Tensor, P_new: Tensor, reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """R = (P_newᵀP_new)⁻¹P_newᵀP_old (…, r, r), the least-squares change of coordinates from basis P_old to
+    P_new (…, d, r): P_new R m is the point of span(P_new) nearest to P_old m.
 
     For orthonormal bases (every jump) R = P_newᵀP_old. OSD's smooth P is not orthonormal (‖PᵀP − I‖ of
     1–2 % with λ = 0.1), and P_newᵀP_old then carries PᵀP: ‖P_newᵀP_old‖₂ ≈ 1.02 per step on the tiny model,
@@ -101,7 +100,13 @@ def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, .
     P_new, P_old = P_new.contiguous(), P_old.contiguous()
     both = torch.stack((gram_float32(P_new), mtm_float32(P_new, P_old)))   # (2, r, r): one collective for both
     gram, cross = (both if reduce is None else reduce(both)).unbind(0)
-    R = torch.linalg.solve(gram, cross)                   # Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)
+    return torch.linalg.solve(gram, cross)                # Ĝ_new ≈ R Ĝ_old (LEFT), Ĝ_old Rᵀ (RIGHT)
+
+
+def _rotate(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...],
+            reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+    """m ← R m, v ← (R∘R) v with R = :func:`transport` (P_old, P_new); ``reduce`` is its."""
+    R = transport(P_old, P_new, reduce)
     for k in moment_keys:
         M = R * R if k.endswith("_sq") else R             # second moments: (R∘R) v ≥ 0
         x = state[k]

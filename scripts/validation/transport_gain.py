@@ -4,7 +4,7 @@ Runs ``osd-theory validate`` in this process (its flags pass through) with a spy
 switch policy, and records for every transport call (one per projected matrix per step):
 
 * ``naive``: ‖P_newᵀP_old‖₂, the transport of the 60M ablation runs of 2026-11-26 (code ``6e55401``);
-* ``lstsq``: ‖(P_newᵀP_new)⁻¹P_newᵀP_old‖₂, the least-squares change of basis used since;
+* ``lstsq``: ‖R‖₂ of :func:`discrete.projection.transport`, the least-squares change of basis used since;
 * ``gram``: ‖P_oldᵀP_old − I‖₂, how far P is from orthonormal.
 
 With β₁ = 0.9, a per-step gain g on m compounds to a steady factor 0.1 / (1 − 0.9·g): g = 1.02 gives 1.22.
@@ -30,8 +30,8 @@ def main(out: str, argv: list[str]) -> None:
 
     def spy(state, P_old, P_new, keys, reduce=None):
         eye = torch.eye(P_old.shape[-1], dtype=P_old.dtype, device=P_old.device)
-        naive = P_new.mT @ P_old
-        lstsq = torch.linalg.solve(P_new.mT @ P_new, naive)
+        naive = P_new.mT @ P_old                       # the old transport, kept here only to measure it
+        lstsq = projection.transport(P_old, P_new, reduce)
         calls.append(tuple(float(torch.linalg.matrix_norm(x, 2).max()) for x in (naive, lstsq, P_old.mT @ P_old - eye)))
         return policy(state, P_old, P_new, keys, reduce)
 
