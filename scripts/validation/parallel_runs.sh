@@ -6,6 +6,8 @@
 # so a call cut off by its limit keeps every finished run; a background loop also saves every minute.
 #
 # usage: N=4 COMMON="--model 60m ..." scripts/validation/parallel_runs.sh TAG "NAME OPTIMIZER [flags]" ...
+# On a machine of G GPUs (GPUS=G, default: as many as nvidia-smi lists) job i runs on GPU i mod G, and N
+# counts the jobs of all GPUs together: order the jobs so that each GPU gets the share it can hold.
 # The corpus is carried in data/corpus and the pre-trained 32k tokenizer (and valid tokens) in data/cache;
 # the first wave builds the train-token cache once (a lock-free race is avoided by a warm-up run).
 set -uo pipefail
@@ -16,12 +18,17 @@ RUNS=/tmp/runs-$TAG
 OUTDIR=${OUT:-/tmp/out}
 mkdir -p "$RUNS" "$OUTDIR"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+# a caller that pinned the script to some cards (CUDA_VISIBLE_DEVICES) shares them as one unless GPUS says
+[ -n "${CUDA_VISIBLE_DEVICES:-}" ] && GPUS=${GPUS:-1}
+GPUS=${GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)}
+[ "${GPUS:-0}" -ge 1 ] 2>/dev/null || GPUS=1
 run() {
-  local name=$1 opt=$2; shift 2
+  local gpu=$1 name=$2 opt=$3; shift 3
+  if [ "$GPUS" -gt 1 ]; then export CUDA_VISIBLE_DEVICES=$gpu; fi
   python3 -m discrete.validation.cli --optimizer "$opt" $COMMON "$@" \
     --data data/corpus --cache-dir data/cache --ckpt-every -1 --no-progress --out "$RUNS/$name" \
     > "$RUNS/$name.log" 2>&1
-  echo "=== $name: $(grep -E '^done|Error' "$RUNS/$name.log" | tail -n 2)"
+  echo "=== $name (GPU $gpu): $(grep -E '^done|Error' "$RUNS/$name.log" | tail -n 2)"
 }
 # build the token caches once, before any concurrent run reads them
 python3 -m discrete.validation.cli --optimizer adamw $COMMON --steps 1 --val-tokens 256 --data data/corpus \
@@ -34,9 +41,11 @@ save() { local tmp="$OUTDIR/.runs-$TAG.$BASHPID.tgz"
 # a call cut off by its limit still returns the logs of unfinished runs (as of the last minute)
 ( while sleep 60; do save; done ) & SAVER=$!
 running() { jobs -rp | grep -cvx "$SAVER"; }
+i=0
 for job in "$@"; do
   while [ "$(running)" -ge "$N" ]; do wait -n; save; done
-  run $job &
+  run $((i % GPUS)) $job &
+  i=$((i + 1))
 done
 while [ "$(running)" -gt 0 ]; do wait -n; save; done
 kill $SAVER 2>/dev/null
