@@ -126,7 +126,8 @@ def group_rows(rows: list[dict]) -> list[dict]:
     """Groups of rows that differ only in seed, in first-seen order, with mean ± CI of CI_METRICS.
 
     Each row gets ``group`` (the group's label); a group's label is its single run's name, or the
-    settings that differ between the groups (``galore lr=0.02``) and the number of seeds.
+    settings that differ between the groups (``galore lr=0.02``) and the number of seeds (``3 runs, 1
+    seed`` where runs repeat a seed: the interval then measures run-to-run spread, not seed-to-seed).
     """
     order: dict[str, list[dict]] = {}
     for r in rows:
@@ -144,7 +145,10 @@ def group_rows(rows: list[dict]) -> list[dict]:
     for ms in members:
         s = ms[0]["settings"]
         parts = [s["optimizer"]] + [f"{k}={_fmt_value(s[k])}" for k in within[s["optimizer"]]]
-        label = ms[0]["run"] if len(ms) == 1 else f"{' '.join(parts)} ({len(ms)} seeds)"
+        seeds = len({r["seed"] for r in ms})
+        # a repeat of a seed is a run, not another seed: say so rather than count it as one
+        count = f"{len(ms)} seeds" if seeds == len(ms) else f"{len(ms)} runs, {seeds} seed{'s' * (seeds > 1)}"
+        label = ms[0]["run"] if len(ms) == 1 else f"{' '.join(parts)} ({count})"
         g = {"label": label, "n": len(ms), "rows": ms, "optimizer": s["optimizer"], "model": s["model"],
              "seeds": [r["seed"] for r in ms]}
         for metric in CI_METRICS:

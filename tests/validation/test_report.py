@@ -138,6 +138,19 @@ def test_report_groups_seeds_with_a_student_t_interval(tmp_path, capsys):
     assert rows[0]["val_ppl_ci95"] == pytest.approx(half) and rows[3]["val_ppl_ci95"] is None
 
 
+def test_report_labels_repeats_of_a_seed_as_runs_not_seeds(tmp_path):
+    """Two runs of seed 0 and one of seed 1 are three runs of two seeds; three distinct seeds stay '3 seeds'."""
+    from discrete.validation.report import group_rows, load_run, summarize
+
+    rep = [fake_run(tmp_path, n, seed=s, ppl=p) for n, s, p in (("a", 0, 10.0), ("b", 0, 10.5), ("c", 1, 11.0))]
+    fresh = [fake_run(tmp_path, f"d{s}", seed=s, lr=0.02) for s in range(3)]
+    groups = group_rows([summarize(load_run(d)) for d in rep + fresh])
+    by_first = {g["rows"][0]["run"]: g["label"] for g in groups}
+    assert by_first["a"].endswith("(3 runs, 2 seeds)") and by_first["d0"].endswith("(3 seeds)")
+    one = group_rows([summarize(load_run(d)) for d in rep[:2]])
+    assert one[0]["label"].endswith("(2 runs, 1 seed)")
+
+
 @pytest.mark.parametrize("optimizer, default, other", [("galore", "hf", "torch"), ("osd", "torch", "hf")])
 def test_report_groups_an_unset_eps_placement_with_the_optimizers_default(tmp_path, optimizer, default, other):
     """Runs from before --eps-placement (no key in config.json) used the class default: one group with
