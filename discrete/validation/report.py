@@ -223,6 +223,6 @@ def table(rows: list[dict]) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
     if any(g["n"] > 1 for g in groups):
-        out += (f"\nn: runs that differ only in seed; mean ± half-width of the {INTERVAL_NAME} "
+        out += (f"\nn: runs that differ only in seed (or repeat one); mean ± half-width of the {INTERVAL_NAME} "
                 "(t quantile with n-1 degrees of freedom); n = 1: one run, no interval")
     return out
