@@ -87,8 +87,8 @@ def transport(P_old: Tensor, P_new: Tensor, reduce: Callable[[Tensor], Tensor] |
     For orthonormal bases (every jump) R = P_newᵀP_old. OSD's smooth P is not orthonormal (‖PᵀP − I‖ of
     1–2 % with λ = 0.1), and P_newᵀP_old then carries PᵀP: ‖P_newᵀP_old‖₂ ≈ 1.02 per step on the tiny model,
     so transporting with it amplifies m by about 2 % a step, compounding through β₁ (measured: m-only
-    transport with that R trained 10.7 PPL worse at 60M, docs/results/validation/osd_vs_galore/). With
-    P_new = P_old this R is I exactly, whatever PᵀP is.
+    transport with that R trained 10.7 PPL worse at 60M; with this R, 0.7 PPL better,
+    docs/results/validation/osd_vs_galore/). With P_new = P_old this R is I exactly, whatever PᵀP is.
 
     ``reduce``: for P row-sharded over processes (FSDP2, the left side), P_new and P_old are this process's
     rows and both r × r products only its part of the sums; ``reduce`` sums them (stacked: one all-reduce of
