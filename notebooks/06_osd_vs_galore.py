@@ -414,22 +414,27 @@ print_paired(by_130, [("hybrid", "galore"), ("hybrid_hf", "galore"), ("hybrid_hf
 # `osd_rot`: after every $P$ step $m \leftarrow Rm$ and $v \leftarrow (R\circ R)v$ (`switch=rotate`);
 # `osd_rotm`: $m \leftarrow Rm$ only (`switch=rotate_m`); both with
 # $R=(P_\text{new}^\top P_\text{new})^{-1}P_\text{new}^\top P_\text{old}$, the least-squares coordinates of
-# the old basis in the new one. `osd` here is the OSD base of the same calls (6 seeds; seeds 0–2 are
-# repeats of section 1's, section 9). **Look at** the sign over seeds and whether the interval excludes 0.
+# the old basis in the new one; `osd_rotqr`: `switch=rotate` with the QR retraction of $P$ after each step
+# (`proj_retract=true`), which ran in a later call. `osd` here is the OSD base of the transport runs'
+# calls (6 seeds; seeds 0–2 are repeats of section 1's, section 9). **Look at** the sign over seeds and
+# whether the interval excludes 0.
 
 # %%
 by_transport = committed_settings("runs_transport", "OSD_ISSUE12_RUNS_TRANSPORT")
-print_settings(by_transport, ["osd", "osd_rot", "osd_rotm"])
-print_paired(by_transport, [("osd_rot", "osd"), ("osd_rotm", "osd"), ("osd_rot", "osd_rotm")])
-if {"osd_rot"} <= by_transport.keys() and "galore" in by_setting:
-    print_paired({**by_transport, "galore": by_setting["galore"]}, [("osd_rot", "galore")])
+print_settings(by_transport, ["osd", "osd_rot", "osd_rotm", "osd_rotqr"])
+with_60m = {**by_transport, **{s: by_setting[s] for s in ("galore", "osd_qr") if s in by_setting}}
+print_paired(with_60m, [("osd_rot", "osd"), ("osd_rotm", "osd"), ("osd_rot", "osd_rotm"), ("osd_rotqr", "osd"),
+                        ("osd_rotqr", "osd_qr"), ("osd_rotqr", "osd_rot"), ("osd_rot", "galore"),
+                        ("osd_rotqr", "galore")])
 
 # %% [markdown]
 # **How to read it.** Both transports help a little (under 1 PPL, 5 seeds of 6); moving $v$ as well as
 # $m$ adds nothing resolvable. With the first transport, $R=P_\text{new}^\top P_\text{old}$ (section 6,
 # `osd_rotm`), the same ablation was 5–18 PPL *worse*: the change of basis has to account for $P$ not
-# being orthonormal. Even transported, OSD stays about 4 PPL behind GaLore: misaligned moments are a
-# small part of the gap.
+# being orthonormal. Transport and retraction together gain about 2 PPL for every seed, more than the two
+# alone; their pairs cross calls, so each carries OSD's run-to-run round-off (section 9), well below
+# the per-seed gains. Even so, OSD stays about 3 PPL behind GaLore: misaligned moments and a
+# non-orthonormal $P$ are part of the gap, Adam on $P$ and the missing jumps the rest.
 #
 # ## 9. Same-seed repeats: how much of a contrast is GPU round-off
 #
@@ -459,5 +464,5 @@ if "osd" in by_transport and "osd" in by_setting:
 # up to about 0.6 PPL: Adam normalises small differences in the $P$ gradient into full steps. That is
 # why the transport contrasts above pair OSD runs of the same calls.
 #
-# **Not shown here:** a longer horizon, the two OSD fixes together, or the single-seed 400-step screen
+# **Not shown here:** a longer horizon, the OSD fixes at 130M, or the single-seed 400-step screen
 # (`docs/results/validation/osd_vs_galore/README.md`).
