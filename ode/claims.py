@@ -49,6 +49,8 @@ C1_RUNS = [  # (optimizer, hp, projection, proj_hp, problem, dim, rank, side)
     ("lion_k_wd", {"wd": 0.5}, "identity", {}, "box_quadratic", (3, 4), 3, "left"),
     ("adam_bc", {"a": 1.0, "b": 2.0}, "online_pca", {}, "quadratic", (4, 4), 2, "auto"),
     ("adam", {"a": 1.0, "b": 3.0}, "online_pca_refresh", {"alpha": 2.0, "tau": 0.6}, "lowrank_regression", (5, 4), 2, "auto"),
+    # issue 12's best OSD variant keeps P orthonormal (proj_retract): its continuous face is the tangent field
+    ("adam", {"a": 1.0, "b": 3.0}, "online_pca", {"retract": True}, "lowrank_regression", (5, 4), 2, "auto"),
 ]
 C1_QUICK = (0, 1, 2, 3, 4, 11)
 
