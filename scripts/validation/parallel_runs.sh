@@ -39,7 +39,9 @@ save() { local tmp="$OUTDIR/.runs-$TAG.$BASHPID.tgz"
          tar czf "$tmp" -C "$RUNS" --exclude checkpoint.pt --exclude '*.lock' . 2>/dev/null \
            && mv "$tmp" "$OUTDIR/runs-$TAG.tgz" || rm -f "$tmp"; }
 # a call cut off by its limit still returns the logs of unfinished runs (as of the last minute)
-( while sleep 60; do save; done ) & SAVER=$!
+# (sleep in the background and wait for it, so that the kill at the end stops the sleep too: an orphaned
+# sleep would hold the script's stdout open, and `parallel_runs.sh ... | tee log` would wait up to a minute)
+( trap 'kill $nap 2>/dev/null; exit 0' TERM; while :; do sleep 60 & nap=$!; wait $nap; save; done ) & SAVER=$!
 running() { jobs -rp | grep -cvx "$SAVER"; }
 i=0
 for job in "$@"; do
