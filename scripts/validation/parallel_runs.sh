@@ -6,8 +6,8 @@
 # so a call cut off by its limit keeps every finished run; a background loop also saves every minute.
 #
 # usage: N=4 COMMON="--model 60m ..." scripts/validation/parallel_runs.sh TAG "NAME OPTIMIZER [flags]" ...
-# On a machine of G GPUs (GPUS=G, default: as many as nvidia-smi lists) job i runs on GPU i mod G, and N
-# counts the jobs of all GPUs together: order the jobs so that each GPU gets the share it can hold.
+# On a machine of G GPUs (GPUS=G, default: as many as nvidia-smi lists) each job starts on the GPU with the
+# fewest running jobs (all jobs at once: job i on GPU i mod G), and N counts the jobs of all GPUs together.
 # The corpus is carried in data/corpus and the pre-trained 32k tokenizer (and valid tokens) in data/cache;
 # the first wave builds the train-token cache once (a lock-free race is avoided by a warm-up run).
 set -uo pipefail
@@ -43,11 +43,24 @@ save() { local tmp="$OUTDIR/.runs-$TAG.$BASHPID.tgz"
 # sleep would hold the script's stdout open, and `parallel_runs.sh ... | tee log` would wait up to a minute)
 ( trap 'kill $nap 2>/dev/null; exit 0' TERM; while :; do sleep 60 & nap=$!; wait $nap; save; done ) & SAVER=$!
 running() { jobs -rp | grep -cvx "$SAVER"; }
-i=0
+declare -A GPU_OF   # pid of a running job -> its GPU
+# the GPU with the fewest running jobs, the lowest index on a tie (all jobs at once: round robin, i mod G)
+least_loaded() {
+  local g best=0 n min=-1
+  for ((g = 0; g < GPUS; g++)); do
+    n=0
+    for pid in "${!GPU_OF[@]}"; do
+      if kill -0 "$pid" 2>/dev/null; then [ "${GPU_OF[$pid]}" = "$g" ] && n=$((n + 1)); else unset "GPU_OF[$pid]"; fi
+    done
+    if [ "$min" -lt 0 ] || [ "$n" -lt "$min" ]; then min=$n; best=$g; fi
+  done
+  echo $best
+}
 for job in "$@"; do
   while [ "$(running)" -ge "$N" ]; do wait -n; save; done
-  run $((i % GPUS)) $job &
-  i=$((i + 1))
+  gpu=$(least_loaded)
+  run $gpu $job &
+  GPU_OF[$!]=$gpu
 done
 while [ "$(running)" -gt 0 ]; do wait -n; save; done
 kill $SAVER 2>/dev/null

@@ -17,11 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "validation" / "parallel_runs.sh"
 
-# python3 stub: a validate run writes the CUDA_VISIBLE_DEVICES it saw into its run dir; report prints nothing
+# python3 stub: a validate run writes the CUDA_VISIBLE_DEVICES it saw into its run dir, then takes 0.5 s (a run
+# named *slow* 2 s, *fast* none: jobs launched together are all still running when the next one is placed);
+# report prints nothing
 PYTHON = """#!/usr/bin/env bash
 out=""; prev=""
 for a in "$@"; do [ "$prev" = "--out" ] && out=$a; prev=$a; done
-if [ -n "$out" ]; then mkdir -p "$out"; echo "${CUDA_VISIBLE_DEVICES-unset}" > "$out/gpu"; echo "done: step 1"; fi
+if [ -n "$out" ]; then mkdir -p "$out"; echo "${CUDA_VISIBLE_DEVICES-unset}" > "$out/gpu"
+  case "$out" in *slow*) sleep 2;; *fast*) ;; *) sleep 0.5;; esac; echo "done: step 1"; fi
 """
 NVIDIA_SMI = """#!/usr/bin/env bash
 if [ "$1" = "-L" ]; then for i in $(seq 0 $((FAKE_GPUS - 1))); do echo "GPU $i: Fake (UUID: GPU-$i)"; done
@@ -46,8 +49,8 @@ def run_script(tmp_path):
         tag = f"t{uuid.uuid4().hex[:8]}"
         out = tmp_path / f"out-{tag}"
         full_env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "GPUS")}
-        full_env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", OUT=str(out), COMMON="", N=str(len(jobs)),
-                        FAKE_GPUS=str(gpus_on_machine), **env)
+        full_env.update({"PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "COMMON": "",
+                         "N": str(len(jobs)), "FAKE_GPUS": str(gpus_on_machine), **env})
         # capture_output waits for the pipes to close: the once-orphaned sleep of the minute saver held them
         # for up to 60 s after the script ended, so a regression there shows up as this timeout
         proc = subprocess.run(["bash", str(SCRIPT), tag, *jobs], cwd=ROOT, env=full_env, capture_output=True,
@@ -82,3 +85,9 @@ def test_a_caller_pinned_card_is_shared_by_every_job(run_script):
 def test_gpus_overrides_the_count(run_script):
     seen, _ = run_script(["a adamw", "b adamw", "c adamw"], gpus_on_machine=4, GPUS="3")
     assert seen == {"a": "0", "b": "1", "c": "2"}
+
+
+def test_a_pool_starts_the_next_job_on_the_gpu_that_freed_up(run_script):
+    """N=2 on 2 GPUs: 'slow' holds GPU 0, 'fast' ends at once, so 'c' goes to GPU 1 (i mod G would say 0)."""
+    seen, _ = run_script(["slow adamw", "fast adamw", "c adamw"], gpus_on_machine=2, N="2")
+    assert seen == {"slow": "0", "fast": "1", "c": "1"}
