@@ -47,8 +47,7 @@ def worker(spec: dict) -> dict | None:
     else:
         torch.set_num_threads(1)
     dist.init_process_group("nccl" if cuda else "gloo")
-    name = C.SMOKE_MODEL if spec["smoke"] else spec["model"]
-    vocab = C.SMOKE_VOCAB if spec["smoke"] else 32000
+    name, vocab = C.model_and_vocab(spec)
     rank_r = C.rank_for(name, spec["rank"])
     model = C.llama(name, vocab, spec["seq_len"], device, spec["activation_checkpointing"])
     if spec["mode"] == "fsdp":

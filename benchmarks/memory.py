@@ -68,8 +68,7 @@ def measure(spec: dict) -> dict:
     """Train ``spec['steps']`` steps of one row and return its JSON row (CUDA, or CPU byte counts in smoke mode)."""
     cuda = torch.cuda.is_available() and not spec["smoke"]
     device = torch.device("cuda" if cuda else "cpu")
-    name = C.SMOKE_MODEL if spec["smoke"] else spec["model"]
-    vocab = C.SMOKE_VOCAB if spec["smoke"] else 32000
+    name, vocab = C.model_and_vocab(spec)
     rank = C.rank_for(name, spec["rank"])
     row = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "steps", "activation_checkpointing", "cap_gb",
                                 "loss_chunk")}
@@ -141,8 +140,7 @@ def formula_gb(spec: dict) -> dict:
     """The formula's parts (GB) for the row's model, built on the meta device (no memory, no time). Their sum
     ``static`` (weights, gradients held, pending, state) all coexist at the end of a step, so it is a lower
     bound of the peak: a row whose ``static`` exceeds ``--cap-gb`` cannot fit and is not run."""
-    name = C.SMOKE_MODEL if spec["smoke"] else spec["model"]
-    vocab = C.SMOKE_VOCAB if spec["smoke"] else 32000
+    name, vocab = C.model_and_vocab(spec)
     model = C.llama(name, vocab, spec["seq_len"], torch.device("meta"), False)
     return C.analytic(model, spec["optimizer"], spec["per_layer_mode"], C.rank_for(name, spec["rank"])).gb()
 

@@ -59,6 +59,12 @@ def llama(name: str, vocab: int, seq_len: int, device: torch.device, activation_
     return model
 
 
+def model_and_vocab(spec: dict) -> tuple[str, int]:
+    """The flavour and vocabulary a benchmark row builds: --smoke's tiny CPU model, else the row's model with
+    the validation track's 32k vocabulary."""
+    return (SMOKE_MODEL, SMOKE_VOCAB) if spec["smoke"] else (spec["model"], 32000)
+
+
 def rank_for(model_name: str, rank: int | None) -> int:
     return rank if rank is not None else (SMOKE_RANK if model_name == SMOKE_MODEL else DEFAULT_RANK[model_name])
 
