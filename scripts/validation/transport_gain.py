@@ -1,7 +1,8 @@
 """How much a moment transport after each OSD P step scales m: ‖R‖₂ of the two candidate transports.
 
-Runs ``osd-theory validate`` in this process (its flags pass through) with a spy on the ``rotate_m``
-switch policy, and records for every transport call (one per projected matrix per step):
+Runs ``osd-theory validate`` in this process (its flags pass through) with a spy on
+:func:`discrete.projection.transport`, and records for every call (one per projected matrix per step with
+``switch=rotate_m`` or ``rotate`` and a smooth rule):
 
 * ``naive``: ‖P_newᵀP_old‖₂, the transport of the 60M ablation runs of 2026-11-26 (code ``6e55401``);
 * ``lstsq``: ‖R‖₂ of :func:`discrete.projection.transport`, the least-squares change of basis used since;
@@ -26,22 +27,23 @@ from discrete.validation import cli
 
 def main(out: str, argv: list[str]) -> None:
     calls: list[tuple[float, float, float]] = []
-    policy = projection.SWITCH.get("rotate_m")
+    transport = projection.transport
 
-    def spy(state, P_old, P_new, keys, reduce=None):
+    def spy(P_old, P_new, reduce=None):
+        R = transport(P_old, P_new, reduce)
         eye = torch.eye(P_old.shape[-1], dtype=P_old.dtype, device=P_old.device)
         naive = P_new.mT @ P_old                       # the old transport, kept here only to measure it
-        lstsq = projection.transport(P_old, P_new, reduce)
-        calls.append(tuple(float(torch.linalg.matrix_norm(x, 2).max()) for x in (naive, lstsq, P_old.mT @ P_old - eye)))
-        return policy(state, P_old, P_new, keys, reduce)
+        calls.append(tuple(float(torch.linalg.matrix_norm(x, 2).max()) for x in (naive, R, P_old.mT @ P_old - eye)))
+        return R
 
-    projection.SWITCH._items["rotate_m"] = spy          # a spy for this process only; the registry has no hook
+    # the switch policies look transport up in their module at each call: a spy for this process only
+    projection.transport = spy
     try:
         cli.main(argv)
     finally:
-        projection.SWITCH._items["rotate_m"] = policy
+        projection.transport = transport
     if not calls:
-        raise SystemExit("no transport happened: pass --group-option switch=rotate_m with a smooth rule")
+        raise SystemExit("no transport happened: pass --group-option switch=rotate_m (or rotate) with a smooth rule")
     n = len(calls)
     rows = []
     for name, lo, hi in (("first 10 %", 0, n // 10), ("middle 10 %", n // 2, n // 2 + n // 10), ("last 10 %", n - n // 10, n)):
