@@ -158,7 +158,6 @@ def test_simulator_flows_then_jumps_to_the_svd_basis():
     assert traj.jumps["proj_grad_before"][0].item() < top * (1 - 1e-6)    # the flow had not reached it
 
 
-
 def test_a_jump_keeps_the_p_optimizers_moments():
     """Adam-on-P's moments survive a jump (resetting them makes Adam normalise the round-off field at the
     SVD basis into a full step; tests/discrete/test_batched.py): two runs that differ before the jump and
