@@ -6,7 +6,7 @@
   ``W ← (1 − lr·λ)W + lr·U``; or
 * the **projected path**: the subspace step of :mod:`discrete.subspace` with the group's projection
   rule (``projection``: any rule of ``osd_theory.projections.PROJECTIONS`` or a user
-  ``path/to/file.py:function``), per matrix or batched (:mod:`discrete.batched`, the default on CUDA).
+  ``path/to/file.py:function``), run by an executor of :mod:`discrete.step` (batched by default).
 
 GaLore, OSD and RSO are presets: a few group defaults over this one class (``preset``). The maths
 is in :mod:`discrete.subspace`, :mod:`osd_theory.discrete_steps`, :mod:`osd_theory.kernels` and the
@@ -23,15 +23,15 @@ import torch
 from torch import Tensor
 
 from discrete import keys as K
-from discrete import sharded
 from discrete import state as S
-from discrete.batched import bucket_step_
 from discrete.inner import INNER, PROJ_OPTIMIZERS, Hyper
 from discrete.precision import MATMUL_PRECISION
 from discrete.projection import group_rule, rule_kwargs
-from discrete.subspace import Plan, init_state, refresh_, state_layout, subspace_step_
-from osd_theory import discrete_steps as ds
-from osd_theory.kernels import inverse_norm
+from discrete.step import checks, sharded
+from discrete.step.executors import EXECUTORS
+from discrete.step.items import Context, Item
+from discrete.subspace import Plan, init_state, state_layout, work_grad
+from osd_theory.errors import UserError
 from osd_theory.projections import ProjectionRule
 
 # What to do with a NaN/Inf gradient. "raise" and "skip" need one host sync per param group to
@@ -293,60 +293,102 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                      momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
                      torch_eps=group.get("eps_placement", type(self).eps_placement) == "torch")
 
-    # -- step -------------------------------------------------------------------------------
+    # -- the step: build items, check, prepare, commit -------------------------------------------------
+    def resolve(self, group: dict, shape: tuple[int, ...]) -> tuple[ProjectionRule | None, Plan]:
+        """The bound rule (None: the full-rank path) and the :class:`Plan` of a parameter of ``shape`` in ``group``."""
+        if "rank" in group and len(shape) == 2:
+            rule = self._bound_rule(group, tuple(shape))
+            return rule, self._plan(group, rule)
+        return None, self._plan(group, None)
+
+    def item(self, p: Tensor, group: dict, index: int, group_index: int, k: int | None = None,
+             grad: Tensor | None = None) -> Item:
+        """The :class:`~discrete.step.items.Item` of parameter ``p`` for this step (pure: a first step's state is
+        created but not installed). ``k`` (steps taken) is read from the state when not given."""
+        rule, plan = self.resolve(group, tuple(p.shape))
+        state = self.state.get(p) or {}
+        fresh = not state
+        g = p.grad if grad is None else grad
+        rows = None
+        if sharded.is_dtensor(p):
+            rows = sharded.rows_of(p)
+            if not sharded.is_dtensor(g):
+                raise UserError("an FSDP2 (DTensor) parameter has a plain-tensor gradient: not supported")
+            g = g.to_local()
+        if fresh:
+            if rule is None:
+                state = sharded.full_rank_state(p, plan.inner) if rows is not None else \
+                    {"step": torch.zeros((), dtype=torch.float32), **plan.inner.init_state(work_grad(g, False))}
+            else:
+                state = init_state(p, rule, plan, index)
+                if rows is not None:
+                    state = sharded.sharded_state(state, rows)
+            k = 0
+        elif k is None:
+            k = int(state["step"])
+        return Item(param=p, grad=work_grad(g, group["maximize"]), state=state, plan=plan, index=index,
+                    group=group_index, rule=rule, k=k, fresh=fresh, rows=rows)
+
+    def executor_of(self, it: Item) -> str:
+        """"sharded" for FSDP2 parameters; "single" with ``foreach=False`` or a rule written per matrix; else "batched"."""
+        if it.rows is not None:
+            return "sharded"
+        if self.param_groups[it.group]["foreach"] is False or (it.rule is not None and not it.rule.batchable):
+            return "single"
+        return "batched"
+
+    def _items(self) -> list[Item]:
+        """The items of every parameter with a gradient (k read in one go: one host read for all step counters)."""
+        params = [(p, g, gi) for gi, g in enumerate(self.param_groups) for p in g["params"]]
+        live = [(i, p, group, gi) for i, (p, group, gi) in enumerate(params) if p.grad is not None]
+        for _, p, _, _ in live:
+            if p.grad.is_sparse:
+                raise S.OptimizerInputError(f"{type(self).__name__} does not support sparse gradients")
+        old = [p for _, p, _, _ in live if self.state.get(p)]
+        ks = dict(zip(map(id, old), read_steps([self.state[p]["step"] for p in old])))
+        return [self.item(p, group, i, gi, k=ks.get(id(p))) for i, p, group, gi in live]
+
+    def check(self, items: list[Item]) -> list[Item]:
+        """The items that pass every group's non-finite policy (raises before anything changed); fills ‖G‖."""
+        policies = [self.param_groups[it.group]["nonfinite"] for it in items]
+        plain = [it for it, pol in zip(items, policies) if it.rows is None and checks.needs_norm(it, pol)]
+        dist_ = [it for it, pol in zip(items, policies) if it.rows is not None]
+        checks.compute_norms(plain)
+        checks.compute_norms(dist_, reduce_sq=sharded.reduce_squared_norms)
+        kept, skipped = checks.apply_policy(type(self).__name__, items, policies)
+        self.diagnostics["skipped_nonfinite"] += skipped
+        return kept
+
+    def run(self, items: list[Item], prepared: bool = False) -> None:
+        """Prepare every item (unless ``prepared``), then install first-step states and commit; atomic.
+
+        Every executor prepares before any commits, so a rejection anywhere leaves everything as it was.
+        """
+        ctx = Context(type(self).__name__, self.diagnostics, self._stacks)
+        by_executor: dict[str, list[Item]] = {}
+        for it in items:
+            by_executor.setdefault(self.executor_of(it), []).append(it)
+        work = [(EXECUTORS.get(name), its) for name, its in by_executor.items()]
+        work = [(ex, ex.prepare(its, ctx, prepared=prepared)) for ex, its in work]
+        for it in items:
+            if it.fresh:
+                self.state[it.param] = it.state
+                it.fresh = False
+        for ex, plan in work:
+            ex.commit(plan, ctx)
+
     @eager_under_compile
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None):
+        """One optimizer step: items → checks → every executor's prepare → commit (atomic; module docstring)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self.diagnostics = {"skipped_nonfinite": 0}
-        for group, params, indices in self._checked_work():      # every check that can fail comes first
-            if sharded.is_sharded(params):     # FSDP2 (DTensor) parameters: discrete/sharded.py steps them
-                params = sharded.step_group(self, group, params, indices)
-            self._step_group(group, params, indices)
-        return loss
-
-    def _checked_work(self) -> list[tuple[dict, list[Tensor], dict[int, int]]]:
-        """(group, parameters to step, parameter indices) per group, after every check that can fail.
-
-        Sparse and (per each group's ``nonfinite`` policy) NaN/Inf gradients are looked for in all
-        groups before any group steps, so an error leaves every parameter and state untouched.
-        """
         self._warn_if_nothing_projected()
-        work, index = [], 0
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                S.check_sparse(type(self).__name__, p.grad)
-            work.append((group, params, {id(p): index + i for i, p in enumerate(group["params"])}))
-            index += len(group["params"])
-        kept = self._finite_params(work)
-        return [(group, params, indices) for (group, _, indices), params in zip(work, kept)]
-
-    def _finite_params(self, work: list[tuple[dict, list[Tensor], dict[int, int]]]) -> list[list[Tensor]]:
-        """Per group, the parameters whose gradients pass the group's nonfinite policy.
-
-        One host sync for the flags of all groups together; the norms ‖G‖ are kept for the rule's
-        field (1/‖G‖), computed without a sync for groups with ``nonfinite="ignore"``.
-        """
-        # DTensor (FSDP2) gradients are checked in sharded.step_group, from norms summed over processes
-        plain = [(group, [p for p in params if not sharded.is_dtensor(p)]) for group, params, _ in work]
-        checked = [p for group, params in plain if group["nonfinite"] != "ignore" for p in params]
-        unchecked = [p for group, params in plain if group["nonfinite"] == "ignore" for p in params]
-        flags, norms = S.finite_flags([p.grad for p in checked])
-        self._grad_norms = dict(zip(map(id, checked), norms))
-        self._grad_norms.update(zip(map(id, unchecked), S.grad_norms([p.grad for p in unchecked])))
-        bad = {id(p) for p, ok in zip(checked, flags) if not ok}
-        for group, params, indices in work:
-            raised = [indices[id(p)] for p in params if id(p) in bad] if group["nonfinite"] == "raise" else []
-            if raised:
-                raise S.OptimizerInputError(
-                    f"{type(self).__name__}: the gradient of parameter {raised[0]} contains NaN or Inf; nothing was "
-                    "stepped (pass nonfinite='skip' to skip such parameters, leaving their state untouched)")
-        self.diagnostics["skipped_nonfinite"] += len(bad)
-        return [[p for p in params if id(p) not in bad] for _, params, _ in work]
+        self.run(self.check(self._items()))
+        return loss
 
     def _warn_if_nothing_projected(self) -> None:
         # HF Trainer's optimizer_cls_and_kwargs=(OnlineSubspaceDescent, {...}) builds groups without a
@@ -358,80 +400,12 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                           "(discrete.groups.param_groups(model, rank=...) builds the groups)",
                           UserWarning, stacklevel=4)
 
-    def _step_group(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
-        plan = self._plan(group, None)
-        projected = [p for p in params if "rank" in group and p.ndim == 2]
-        for p in params:
-            if not ("rank" in group and p.ndim == 2):
-                self._full_rank_step(p, self._grad(p, group), plan)
-        if projected:
-            self._projected_steps(group, projected, indices)
 
-    @staticmethod
-    def _grad(p: Tensor, group: dict) -> Tensor:
-        G = p.grad.float()                                           # float32 work copy (a view for float32)
-        return -G if group["maximize"] else G
-
-    def _full_rank_step(self, p: Tensor, grad: Tensor, plan: Plan) -> None:
-        state = self.state[p]
-        if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32)
-            state.update(plan.inner.init_state(p))
-        state["step"] += 1
-        U = plan.inner.step(state, grad, plan.hp, int(state["step"]))
-        ds.decoupled_weight_decay_(p, plan.hp.lr, plan.weight_decay)
-        p.add_(U.to(p.dtype), alpha=plan.hp.lr)
-
-    # -- the projected path ------------------------------------------------------------------------
-    def _projected_steps(self, group: dict, params: list[Tensor], indices: dict[int, int]) -> None:
-        """Step 1 (refresh) per matrix, then steps 2–5 per matrix or per bucket of same-shape matrices."""
-        buckets: dict[tuple, list] = {}
-        batched = self._use_batched(group, params)
-        norms = getattr(self, "_grad_norms", {})
-        plans: dict[tuple, tuple[ProjectionRule, Plan]] = {}       # one rule and plan per shape in this step
-        for p in params:
-            shape = tuple(p.shape)
-            if shape not in plans:
-                rule = self._bound_rule(group, shape)
-                plans[shape] = (rule, self._plan(group, rule))
-            rule, plan = plans[shape]
-            G = self._grad(p, group)
-            state = self.state[p]
-            if not state:
-                state.update(init_state(p, rule, plan, indices[id(p)]))
-            event, overlap = refresh_(state, G, rule, plan, indices[id(p)])
-            if event is not None:
-                self._note(event, overlap, indices[id(p)])
-            if batched and rule.batchable:
-                key = (shape, p.dtype, p.device, int(state["step"]), state.get("subproblem_start", 0))
-                buckets.setdefault(key, []).append((p, G, state))
-            else:
-                inv = inverse_norm_from([p], [G], norms)[0] if rule.smooth else None
-                subspace_step_(p, G, state, rule, plan, inv=inv)
-        for (shape, *_), items in buckets.items():
-            ps, gs, sts = (list(x) for x in zip(*items))
-            rule, plan = plans[shape]
-            inv = inverse_norm_from(ps, gs, norms) if rule.smooth else None
-            bucket_step_(ps, gs, sts, rule, plan, self._stacks, inv=inv)
-
-    def _use_batched(self, group: dict, params: list[Tensor]) -> bool:
-        if group["foreach"] is None:                  # as torch: batched by default on CUDA
-            return all(p.is_cuda for p in params)
-        return bool(group["foreach"])
-
-    def _note(self, event: str | None, overlap: float | None, index: int) -> None:
-        d = self.diagnostics
-        if event in ("init", "jump"):
-            d["refreshes"] = d.get("refreshes", 0) + 1
-        elif event == "skipped":
-            d["refresh_skipped"] = d.get("refresh_skipped", 0) + 1
-        if overlap is not None:
-            d.setdefault("overlap", {})[index] = overlap
-
-
-def inverse_norm_from(params: list[Tensor], grads: list[Tensor], norms: dict[int, Tensor]) -> Tensor:
-    """(L, 1, 1) 1/‖Gᵢ‖ (0 for G = 0), from the norms the non-finite check computed when it has them."""
-    if all(id(p) in norms for p in params):
-        n = torch.stack([norms[id(p)].float() for p in params])[:, None, None]
-        return torch.where(n > 0, 1.0 / n, torch.zeros_like(n))
-    return torch.stack([inverse_norm(G) for G in grads])
+def read_steps(steps: list[Tensor]) -> list[int]:
+    """The step counters as ints with one host read (they are 0-d CPU tensors; one stack, one tolist)."""
+    if not steps:
+        return []
+    try:
+        return [int(x) for x in torch.stack(steps).tolist()]
+    except RuntimeError:                                    # counters on several devices (a hand-edited state)
+        return [int(x) for x in steps]

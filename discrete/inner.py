@@ -48,8 +48,9 @@ class InnerRule:
     uses_betas: bool = True
 
     def init_state(self, like: Tensor, prefix: str = "") -> dict[str, Tensor]:
-        """Zero float32 state of ``like``'s shape (Adam's v₀ = 0, as torch)."""
-        return {prefix + k: torch.zeros(like.shape, dtype=torch.float32, device=like.device) for k in self.state_names}
+        """Zero state of ``like``'s shape (Adam's v₀ = 0, as torch): float32, float64 for a float64 ``like``."""
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        return {prefix + k: torch.zeros(like.shape, dtype=dtype, device=like.device) for k in self.state_names}
 
     def tensors(self, state: dict, prefix: str = "") -> list[Tensor]:
         return [state[prefix + k] for k in self.state_names]

@@ -32,7 +32,12 @@ So the three things GaLore's layer-wise mode breaks keep their meaning:
 
 Equal to the ordinary mode: bit-equal without clipping, to float32 round-off with it (c·PᵀG against
 Pᵀ(cG); OSD's Adam on P amplifies that round-off at an SVD P₀, see tests/discrete/test_per_layer.py).
-Full-rank parameters (embeddings, norms) keep the ordinary path. A user smooth rule whose field is not invariant to the scale
+Full-rank parameters (embeddings, norms) keep the ordinary path. The hook prepares an
+:class:`~discrete.step.items.Item` with the single executor's public :func:`~discrete.step.single.prepare_item`
+or the batched executor's (pure: a user rule that fails raises in backward with nothing changed), and ``step()`` commits the prepared
+items through the optimizer's :meth:`~discrete.base.SubspaceOptimizer.run`, batched as the ordinary step.
+Param groups are looked up at use time, so a ``load_state_dict`` after wrapping (which replaces the group
+dicts) is honoured. A user smooth rule whose field is not invariant to the scale
 of G would see the unclipped G.
 
 **``in_backward=True``: the whole step in the hook** (GaLore's layer-wise mode, without its traps): every
@@ -63,7 +68,6 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -71,26 +75,20 @@ from torch import Tensor
 
 from discrete import state as S
 from discrete.base import SubspaceOptimizer
-from discrete.sharded import is_dtensor
-from discrete.subspace import init_state, new_basis, projected_step_, refresh_, refresh_event, subspace_step_, switch_basis_
+from discrete.step import batched, checks, single
+from discrete.step.items import Item
+from discrete.step.sharded import is_dtensor
 from osd_theory.errors import UserError
-from osd_theory.kernels import project
+
+# how the hook prepares an item, by the executor that will commit it (so that the per-layer step is bit-equal
+# to the ordinary one: the same products in the same shapes)
+PREPARE = {"single": single.prepare_item, "batched": batched.prepare_item}
 
 
-@dataclass
-class Pending:
-    """What the hook of one projected matrix keeps for ``step()`` (deferred mode); all float32."""
-
-    G_hat: Tensor                     # Ĝ = project(P, G) of the unclipped G: (r, n) LEFT, (m, r) RIGHT
-    norm: Tensor                      # ‖G‖ (0-d, on G's device)
-    field: Tensor | None = None       # the P field at t = k (smooth rules), P's shape
-    event: str | None = None          # refresh event of this step: None, "init", "jump", "skipped"
-    P_new: Tensor | None = None       # the new basis to commit (init / jump events)
-    fresh: dict | None = None         # the state of a matrix's first step (installed at step())
-
-    def nbytes(self) -> int:
-        tensors = [self.G_hat, self.field, self.P_new, *((self.fresh or {}).values())]
-        return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t) and t.ndim > 0)
+def kept_bytes(it: Item) -> int:
+    """Bytes an item keeps from backward for ``step()``: Ĝ, the field, a new basis, a first step's state."""
+    tensors = [it.G_hat, it.field, it.P_new, *(it.state.values() if it.fresh else ())]
+    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t) and t.ndim > 0)
 
 
 class PerLayer:
@@ -117,20 +115,21 @@ class PerLayer:
         self.optimizer = optimizer
         self.accumulation_steps = accumulation_steps
         self.in_backward = bool(in_backward)
-        self._group: dict[int, dict] = {}      # id(p) -> its param group
-        self._index: dict[int, int] = {}       # id(p) -> its index over all groups (as SubspaceOptimizer.step)
+        # id(p) -> (group position, parameter index over all groups): the group dict itself is looked up at use
+        # time (load_state_dict replaces the dicts)
+        self._where: dict[int, tuple[int, int]] = {}
         self._param: dict[int, Tensor] = {}
         index = 0
-        for group in optimizer.param_groups:
+        for gi, group in enumerate(optimizer.param_groups):
             for p in group["params"]:
                 if is_dtensor(p):
                     raise UserError("per-layer mode does not support FSDP2 (DTensor) parameters: use either "
                                     "PerLayer or fully_shard, not both (docs/scaling.md)")
                 if self.in_backward or self._projected(p, group):
-                    self._group[id(p)], self._index[id(p)], self._param[id(p)] = group, index, p
+                    self._where[id(p)], self._param[id(p)] = (gi, index), p
                 index += 1
         self._passes: dict[int, int] = {}                # backward passes seen since the last completed gradient
-        self._pending: dict[int, Pending] = {}           # deferred mode
+        self._pending: dict[int, Item] = {}              # deferred mode: prepared items
         self._freed_norms: list[Tensor] = []             # in_backward mode: ‖G‖ of the gradients stepped and freed
         self._clip: Tensor | None = None                 # c of clip_grad_norm_, until step()
         self._skip: set[int] = set()                     # pending entries dropped by nonfinite="skip"
@@ -142,6 +141,10 @@ class PerLayer:
     @staticmethod
     def _projected(p: Tensor, group: dict) -> bool:
         return "rank" in group and p.ndim == 2
+
+    def _item(self, p: Tensor) -> Item:
+        gi, index = self._where[id(p)]
+        return self.optimizer.item(p, self.optimizer.param_groups[gi], index, gi)
 
     # -- backward ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -156,71 +159,40 @@ class PerLayer:
             raise UserError("per-layer mode: a second complete gradient reached a parameter before optimizer.step() "
                             f"(accumulation_steps={self.accumulation_steps}); pass the number of backward passes per "
                             "step as accumulation_steps, or call PerLayer.discard() to drop the pending update")
-        group = self._group[key]
         S.check_sparse(type(self.optimizer).__name__, p.grad)
         if self.in_backward:
-            self._step_now(p, group)
+            self._step_now(p)
         else:
-            self._pending[key] = self._prepare(p, group)
+            self._pending[key] = self._prepare(p)
         p.grad = None                                # the point of the mode: the full-size G goes now
 
-    def _prepare(self, p: Tensor, group: dict) -> Pending:
+    def _prepare(self, p: Tensor) -> Item:
         """Everything of steps 1, 2 and 5 that needs G; changes no optimizer state."""
-        opt = self.optimizer
-        rule = opt._bound_rule(group, tuple(p.shape))
-        plan = opt._plan(group, rule)
-        G = opt._grad(p, group)
-        norm = S.grad_norms([G])[0]
-        state = opt.state.get(p)
-        fresh = None
-        if not state:
-            state = fresh = init_state(p, rule, plan, self._index[id(p)])
-        event, P_new = refresh_event(state, rule, plan), None
-        if event is not None:
-            P_new = new_basis(state, G, rule, plan, self._index[id(p)], event)
-            if P_new is None:
-                event = "skipped"
-            else:       # in the memory layout of the state's P (often column-major, from QR), so that the
-                P_new = torch.empty_like(state["proj"]).copy_(P_new)    # products round as the ordinary mode's
-        P = state["proj"] if P_new is None else P_new
-        field = None
-        with plan.mode.context():
-            G_hat = project(P, G, state["proj_side"])                                        # 2
-            if rule.smooth:                                                                   # 5's field
-                t = float(int(state["step"]))
-                inv = torch.where(norm > 0, 1.0 / norm, torch.zeros_like(norm))
-                field = rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))
-        return Pending(G_hat, norm, field, event, P_new, fresh)
+        it = self._item(p)
+        checks.compute_norms([it])
+        PREPARE[self.optimizer.executor_of(it)](it)
+        it.grad = None                               # the item must not keep the full-size G alive
+        return it
 
-    def _step_now(self, p: Tensor, group: dict) -> None:
+    def _step_now(self, p: Tensor) -> None:
         """in_backward mode: the ordinary step of one parameter, now (its notes kept for step()'s diagnostics)."""
         opt = self.optimizer
-        if group["nonfinite"] == "raise":          # set after construction (checked there): refuse, do not half-step
+        gi, _ = self._where[id(p)]
+        policy = opt.param_groups[gi]["nonfinite"]
+        if policy == "raise":                      # set after construction (checked there): refuse, do not half-step
             raise UserError("PerLayer(in_backward=True) cannot honour nonfinite='raise'")
-        G = opt._grad(p, group)
-        norm = S.grad_norms([G])[0]
-        if group["nonfinite"] == "skip" and not bool(torch.isfinite(norm)):   # one host sync per parameter
-            self._diagnostics["skipped_nonfinite"] = self._diagnostics.get("skipped_nonfinite", 0) + 1
+        it = self._item(p)
+        checks.compute_norms([it])
+        kept, skipped = checks.apply_policy(type(opt).__name__, [it], [policy])   # one host sync ("skip")
+        if skipped:
+            self._diagnostics["skipped_nonfinite"] = self._diagnostics.get("skipped_nonfinite", 0) + skipped
             return
-        self._freed_norms.append(norm)
-        if not self._projected(p, group):
-            opt._full_rank_step(p, G, opt._plan(group, None))
-            return
-        index = self._index[id(p)]
-        rule = opt._bound_rule(group, tuple(p.shape))
-        plan = opt._plan(group, rule)
-        state = opt.state[p]
-        if not state:
-            state.update(init_state(p, rule, plan, index))
+        self._freed_norms.append(it.norm)
         saved, opt.diagnostics = opt.diagnostics, self._diagnostics    # step() resets diagnostics: note here
         try:
-            event, overlap = refresh_(state, G, rule, plan, index)
-            if event is not None:
-                opt._note(event, overlap, index)
+            opt.run(kept)
         finally:
             opt.diagnostics = saved
-        inv = torch.where(norm > 0, 1.0 / norm, torch.zeros_like(norm)) if rule.smooth else None
-        subspace_step_(p, G, state, rule, plan, inv=inv)
 
     # -- the global norm and clipping --------------------------------------------------------------
     def _norms(self) -> list[Tensor]:
@@ -269,16 +241,12 @@ class PerLayer:
             if p.grad is not None and self._passes.get(key, 0) > 0:
                 raise UserError(f"per-layer mode: optimizer.step() after {self._passes.get(key, 0)} of "
                                 f"accumulation_steps={self.accumulation_steps} backward passes of a parameter")
-        keys = [k for k in self._pending if self._group[k]["nonfinite"] != "ignore"]
-        if not keys:
-            return
-        norms = torch.stack([self._pending[k].norm.float() for k in keys])
-        flags = torch.isfinite(norms).cpu().tolist()                      # one host sync, as the ordinary mode
-        bad = [k for k, ok in zip(keys, flags) if not ok]
-        if any(self._group[k]["nonfinite"] == "raise" for k in bad):
-            raise S.OptimizerInputError(f"{type(optimizer).__name__}: a gradient contains NaN or Inf (pass nonfinite='skip' "
-                                        "to skip such parameters, leaving their state untouched)")
-        self._skip = set(bad)
+        keys = list(self._pending)
+        items = [self._pending[k] for k in keys]
+        policies = [optimizer.param_groups[it.group]["nonfinite"] for it in items]
+        kept, _ = checks.apply_policy(type(optimizer).__name__, items, policies)   # raises before any change
+        kept_ids = {id(it) for it in kept}
+        self._skip = {k for k, it in zip(keys, items) if id(it) not in kept_ids}
 
     @torch.no_grad()
     def _post_step(self, optimizer, args, kwargs) -> None:
@@ -289,24 +257,18 @@ class PerLayer:
             d[key] = {**d.get(key, {}), **value} if isinstance(value, dict) else d.get(key, 0) + value
         d["skipped_nonfinite"] = d.get("skipped_nonfinite", 0) + len(self._skip)
         c = self._clip
-        for key, pend in self._pending.items():
+        items = []
+        for key, it in self._pending.items():
             if key in self._skip:
                 continue
-            p, group, index = self._param[key], self._group[key], self._index[key]
-            rule = opt._bound_rule(group, tuple(p.shape))
-            plan = opt._plan(group, rule)
-            state = opt.state[p]
-            if pend.fresh is not None:
-                state.update(pend.fresh)
-            if pend.event in ("init", "jump"):
-                opt._note(pend.event, switch_basis_(state, pend.P_new, plan, pend.event), index)
-            elif pend.event == "skipped":
-                opt._note("skipped", None, index)
-            G_hat = pend.G_hat if c is None else pend.G_hat.mul_(c.to(pend.G_hat.device))
-            field = None if pend.field is None else (lambda t, f=pend.field: f)
-            with plan.mode.context():
-                projected_step_(p, G_hat, state, plan, field, retract=getattr(rule, "retract", False))
-        self.discard()
+            it.plan = opt.resolve(opt.param_groups[it.group], tuple(it.param.shape))[1]   # the lr of now
+            if c is not None:
+                it.G_hat.mul_(c.to(it.G_hat.device))
+            items.append(it)
+        try:
+            opt.run(items, prepared=True)
+        finally:
+            self.discard()
 
     # -- housekeeping ----------------------------------------------------------------------------
     def discard(self) -> None:
@@ -319,7 +281,7 @@ class PerLayer:
 
     def pending_bytes(self) -> int:
         """Bytes kept from backward for ``step()`` now (deferred mode: Ĝ, fields, new bases, first-step states)."""
-        return sum(e.nbytes() for e in self._pending.values())
+        return sum(kept_bytes(it) for it in self._pending.values())
 
     def remove(self) -> None:
         """Remove the hooks: the optimizer is back to the ordinary mode (pending updates are dropped)."""

@@ -126,8 +126,7 @@ def _rotate_m(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str,
 
 def _restart(state: dict, P_old: Tensor, P_new: Tensor, moment_keys: tuple[str, ...]) -> None:
     _reset(state, P_old, P_new, moment_keys)
-    state["rso_coord"].zero_()
-    state["subproblem_start"] = int(state["step"])
+    state["rso_coord"].zero_()        # the new subproblem's start is set by discrete.subspace.switch_basis_
 
 
 SWITCH: Registry[Callable[[dict, Tensor, Tensor, tuple[str, ...]], None]] = Registry("switch policy")
@@ -138,5 +137,5 @@ SWITCH.add("rotate_m", _rotate_m)
 SWITCH.add("restart", _restart)
 
 # the policies that transport the moments after every P step of a smooth rule too (discrete.subspace.p_step_);
-# they take the keyword ``reduce`` (P row-sharded: Σ over the processes of R's partial sums, discrete.sharded)
+# they take the keyword ``reduce`` (P row-sharded: Σ over the processes of R's partial sums, discrete.step.sharded)
 TRANSPORTS = frozenset({"rotate", "rotate_m"})

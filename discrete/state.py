@@ -205,6 +205,6 @@ def float32_load_hooks() -> tuple[Callable, Callable]:
         for pid, p in zip(ids, params):
             for key, value in saved.get(pid, {}).items():
                 if torch.is_tensor(value) and value.is_floating_point() and key != "step":
-                    optimizer.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+                    optimizer.state[p][key] = value.to(device=p.device)     # the saved dtype (float32, float64)
 
     return pre, post

@@ -13,9 +13,10 @@ and rank) and inner optimizer Opt_W, an optimizer step is, in the order of the e
 bookkeeping of B = Σ ε·scale·U are RSO's proximal subproblem (arXiv:2502.07222); with
 ``switch="restart"`` a jump starts a fresh subproblem.
 
-Each numbered line is one function below. :func:`subspace_step_` runs them for one matrix (the
-reference path); :mod:`discrete.batched` runs the *same functions* on stacked (L, ·, ·) views of
-same-shape matrices. State tensors are float32 and mutated in place (they are the optimizer
+Each numbered line is one function below; :func:`projected_step_` is the only sequencer of 3–5. The
+executors of :mod:`discrete.step` run them: per matrix (``single``, the reference), on stacked (L, ·, ·)
+views of same-shape matrices (``batched``) and on FSDP2 shards (``sharded``); none restates the maths.
+State tensors are float32 (float64 for float64 parameters) and mutated in place (they are the optimizer
 state, :mod:`discrete.state`).
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import Tensor
 from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
 from discrete.projection import SWITCH, TRANSPORTS, basis_generator
+from discrete.step.layout import chunks
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, project, random_basis,
                                 subspace_overlap)
@@ -55,6 +57,18 @@ class Plan:
 
 
 # -- state -----------------------------------------------------------------------------------
+def state_dtype(p: Tensor) -> torch.dtype:
+    """The dtype of a parameter's state and of the gradient the step works on: float64 for float64
+    parameters (as torch's optimizers), float32 otherwise (bf16/fp16 weights keep float32 state)."""
+    return torch.float64 if p.dtype == torch.float64 else torch.float32
+
+
+def work_grad(grad: Tensor, maximize: bool) -> Tensor:
+    """G as the step sees it: in :func:`state_dtype` (a view when it already is), negated for ``maximize``."""
+    G = grad if grad.dtype in (torch.float32, torch.float64) else grad.float()
+    return -G if maximize else G
+
+
 def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[str, Any]:
     """The state of a projected matrix before its first step.
 
@@ -63,22 +77,22 @@ def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[
     """
     side, rank = rule.side_, rule.rank
     m, n = p.shape
-    dev = p.device
+    dev, dtype = p.device, state_dtype(p)
     stand_in = random_basis(basis_dim((m, n), side), rank, generator=basis_generator(plan.seed, index, -1),
                             dtype=torch.float64, device=dev)
     state: dict[str, Any] = {
         "step": torch.zeros((), dtype=torch.float32),
-        "proj": stand_in.to(device=dev, dtype=torch.float32),
+        "proj": stand_in.to(device=dev, dtype=dtype),
         "proj_side": side,
         "last_refresh_step": -1,
         "rank": rank,
     }
-    g_hat = torch.empty((rank, n) if side == LEFT else (m, rank), device=dev)
+    g_hat = torch.empty((rank, n) if side == LEFT else (m, rank), device=dev, dtype=dtype)
     state.update(plan.inner.init_state(g_hat))
     if rule.smooth and plan.p_opt is not None:
         state.update(plan.p_opt.init_state(state["proj"], prefix="proj_"))
     if plan.switch == "restart":
-        state["rso_coord"] = torch.zeros(g_hat.shape, dtype=torch.float32, device=dev)   # B
+        state["rso_coord"] = torch.zeros(g_hat.shape, dtype=dtype, device=dev)   # B
         state["subproblem_start"] = 0
     return state
 
@@ -103,33 +117,35 @@ def state_layout(shape: tuple[int, int], rule: ProjectionRule, plan: Plan) -> di
     return layout
 
 
-def bias_step(state: dict) -> int:
-    """t of Opt_W's bias correction: steps since the subproblem began (RSO restarts it; 0 otherwise)."""
-    return int(state["step"]) - state.get("subproblem_start", 0)
+def bias_step(state: dict, step: int) -> int:
+    """t of Opt_W's bias correction at ``step`` (1-based): steps since the subproblem began (RSO restarts it)."""
+    return step - state.get("subproblem_start", 0)
 
 
 # -- 1. refresh ---------------------------------------------------------------------------------
-# Three parts, so that the per-layer mode (discrete/per_layer.py) can compute the new basis while the
-# gradient exists and commit it at step(), and the FSDP2 path (discrete/sharded.py) can compute it on
-# the gathered gradient: refresh_ = refresh_event → new_basis → switch_basis_.
-def refresh_event(state: dict, rule: ProjectionRule, plan: Plan) -> str | None:
+# In parts, so that an executor decides the basis (pure) before the step commits it, and the FSDP2 executor
+# can compute it on the gathered gradient: refresh_event → new_basis → (checks) → switch_basis_.
+# k is the number of steps taken before this one (the executors read the step counts once per step).
+def refresh_event(state: dict, rule: ProjectionRule, plan: Plan, k: int) -> str | None:
     """"init" while no P₀ exists (``last_refresh_step`` = −1), "jump" every T steps (jump rules), else None."""
     if state["last_refresh_step"] < 0:
         return "init"
-    return "jump" if rule.jumps and int(state["step"]) % plan.gap == 0 else None
+    return "jump" if rule.jumps and k % plan.gap == 0 else None
 
 
-def new_basis(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int, event: str) -> Tensor | None:
-    """The rule's P₀ (event "init") or jump basis from G (m, n); None when G gives none (keep P). Pure."""
-    gen = basis_generator(plan.seed, index, int(state["step"]))
+def new_basis(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int, event: str, k: int) -> Tensor | None:
+    """The rule's P₀ (event "init") or jump basis from G (m, n); None when G gives none (keep P). Pure.
+
+    Every random draw depends only on (seed, parameter index, k), so a resumed run draws the same P.
+    """
+    gen = basis_generator(plan.seed, index, k)
     P_old = state["proj"]
     P_new = rule.initial_basis(G, gen) if event == "init" else rule.jump_basis(P_old, G, gen)
-    return None if P_new is None else P_new.to(device=P_old.device, dtype=torch.float32)
+    return None if P_new is None else P_new.to(device=P_old.device, dtype=P_old.dtype)
 
 
-def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str) -> float | None:
+def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str, k: int) -> float | None:
     """Commit a new basis: the switch policy on the subspace state (jumps), then P ← P_new; returns the overlap."""
-    t = int(state["step"])
     P_old = state["proj"]
     overlap = None
     if event == "jump":
@@ -138,27 +154,11 @@ def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str) -> float |
         # Opt_P's moments (smooth + jump rules) are kept on purpose: at the jump basis, the top-r SVD of G,
         # the online-PCA field is zero up to round-off, and zeroed Adam moments would turn that round-off
         # into a full-size step (test_osd_adam_p_amplifies_roundoff_at_the_svd_basis)
-    elif plan.switch == "restart":
-        state["subproblem_start"] = t
+    if plan.switch == "restart":
+        state["subproblem_start"] = k                   # a fresh subproblem: bias correction restarts
     P_old.copy_(P_new)
-    state["last_refresh_step"] = t
+    state["last_refresh_step"] = k
     return overlap
-
-
-def refresh_(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> tuple[str | None, float | None]:
-    """P₀ on the first usable gradient, then a jump every T steps (jump rules); returns the event.
-
-    Until P₀ exists (``last_refresh_step`` = −1) the stand-in of :func:`init_state` is used. A jump
-    that yields no basis (zero or non-finite G, SVD failure) keeps the old P. Events: None, "init", "jump", "skipped"; with "jump" the state also
-    gets what the switch policy does. One host sync at most (the SVD guard), only on event steps.
-    """
-    event = refresh_event(state, rule, plan)
-    if event is None:
-        return None, None
-    P_new = new_basis(state, G, rule, plan, index, event)
-    if P_new is None:
-        return "skipped", None
-    return event, switch_basis_(state, P_new, plan, event)
 
 
 # -- 2. project, 3. inner step ------------------------------------------------------------------
@@ -184,7 +184,6 @@ def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, p
     if isinstance(W, Tensor):
         back_project_add_(W, P, U, side, lr * plan.scale)
         return
-    from discrete.batched import chunks        # the bucket's layout policy (batched imports this module)
     for sl in chunks(len(W), W[0].numel()):
         torch._foreach_add_(W[sl], list(back_project(P[sl], U[sl], side).unbind(0)), alpha=lr * plan.scale)
 
@@ -196,58 +195,47 @@ def track_coordinate_(state: dict, U: Tensor, plan: Plan) -> None:
 
 
 # -- 5. the P step of a smooth rule ---------------------------------------------------------------
-def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retract: bool = False,
+def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int,
+            retract: bool | Callable[[Tensor], Tensor] = False,
             reduce: Callable[[Tensor], Tensor] | None = None) -> None:
     """P ← (1 − αελ^P)P + αε·Opt_P(−field), in place (THEORY.md §4.2: OSD's P update when Opt_P is Adam
     on the online-PCA field; the Euler step P ← P + ε·Ṗ of the flow when Opt_P is ``gd``).
 
     With ``retract`` (the rule's) the step goes along the tangent part of its field and then retracts P onto
-    orthonormal columns (QR). With ``switch="rotate"`` or ``"rotate_m"`` the subspace moments are
+    orthonormal columns (QR; a callable is the retraction to use, e.g. the FSDP2 executor's QR of the
+    gathered rows). With ``switch="rotate"`` or ``"rotate_m"`` the subspace moments are
     transported to the new basis after the step, as at a jump (m ← Rm, R = (P_newᵀP_new)⁻¹P_newᵀP_old, and v
     as the policy says; discrete.projection.SWITCH). ``state`` may be a bucket's stacked state (the batched path).
-    ``reduce`` (FSDP2, P row-sharded: P is this process's rows) sums the r × r products of R over the processes.
+    ``reduce`` (FSDP2, P row-sharded: P is this process's rows) sums the r × r products over the processes.
+    ``field`` is consumed (negated in place).
     """
     if retract:
-        field = tangent(P, field)
+        field = tangent(P, field, reduce)
     P_old = P.clone() if plan.switch in TRANSPORTS else None
-    U_P = plan.p_opt.step(state, field.neg_(), plan.hp_p, step, prefix="proj_")   # a fresh field: negated in place
+    U_P = plan.p_opt.step(state, field.neg_(), plan.hp_p, step, prefix="proj_")
     ds.decoupled_weight_decay_(P, plan.hp_p.lr, plan.proj_weight_decay)
     P.add_(U_P, alpha=plan.hp_p.lr)
     if retract:
-        P.copy_(retract_qr(P))
+        P.copy_(retract(P) if callable(retract) else retract_qr(P))
     if P_old is not None:
         SWITCH.get(plan.switch)(state, P_old, P, plan.inner.state_names, reduce=reduce)
 
 
-# -- one matrix, 1–5 in order -----------------------------------------------------------------------
-def projected_step_(W: Tensor, G_hat: Tensor, state: dict, plan: Plan,
-                    field: Callable[[float], Tensor] | None = None, retract: bool = False,
-                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
-    """Steps 3–5 from the projected gradient Ĝ (the part every path shares).
+# -- one matrix, 3–5 in order ------------------------------------------------------------------------
+def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: Plan, step: int,
+                    field: Tensor | None = None, retract: bool = False,
+                    reduce: Callable[[Tensor], Tensor] | None = None, cast: bool = False) -> None:
+    """Steps 3–5 from the projected gradient Ĝ, for one matrix or a bucket (stacked state); ``step`` = k + 1.
 
-    ``field(t)`` (smooth rules) gives the P field at t = k, the iteration count before this step; it is
-    called after the weight update, when it is needed. The per-layer mode (Ĝ and the field computed
-    in the backward hook) and the FSDP2 path (Ĝ and the field from local shards plus collectives)
-    call this with their own Ĝ and field; ``reduce`` is :func:`p_step_`'s (the FSDP2 path, P row-sharded).
+    ``field`` (smooth rules) is the P field at t = k, computed before anything changed (an executor's
+    prepare: it depends on P and G only, which the weight update leaves alone). The caller has advanced the
+    step counters. ``reduce`` is :func:`p_step_`'s (the FSDP2 executor, P row-sharded). W is one (m, n)
+    matrix or a list of L (a bucket: P, Ĝ, U stacked (L, ·, ·)). ``cast``: the W update's operands in the
+    plan's matmul dtype (the batched executor's ``matmul_precision="bf16"``; the reference never casts).
     """
     P, side = state["proj"], state["proj_side"]
-    state["step"] += 1
-    step = int(state["step"])
-    U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state))   # 3
-    update_weights_(W, P, U, side, plan)                                                    # 4
+    U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state, step))   # 3
+    update_weights_(W, plan.mode.cast(P) if cast else P, plan.mode.cast(U) if cast else U, side, plan)   # 4
     track_coordinate_(state, U, plan)
     if field is not None:
-        p_step_(P, field(float(step - 1)), state, plan, step, retract, reduce)              # 5
-
-
-def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan: Plan,
-                   inv: Tensor | None = None) -> None:
-    """Steps 2–5 for one projected matrix (the reference path; step 1, :func:`refresh_`, comes first).
-
-    G is the float32 (m, n) gradient; ``inv`` = 1/‖G‖ when known. The field's t is the iteration count k.
-    """
-    P, side = state["proj"], state["proj_side"]
-    with plan.mode.context():
-        G_hat = project(P, G, side)                                                 # 2
-        field = (lambda t: rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))) if rule.smooth else None
-        projected_step_(W, G_hat, state, plan, field, retract=getattr(rule, "retract", False))   # 3–5
+        p_step_(P, field, state, plan, step, retract, reduce)                                   # 5

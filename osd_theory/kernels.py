@@ -180,7 +180,7 @@ def online_pca_grad_from_parts(P: Tensor, A: Tensor, B: Tensor, pca_lambda: floa
 def online_pca_grad_from_grams(P: Tensor, AAt: Tensor, B: Tensor, pca_lambda: float, PtP: Tensor) -> Tensor:
     """∇_P 𝓛_G(P) from the r×r Gram matrices AAᵀ and PᵀP and the second pass B (P's rows).
 
-    The form the sharded path needs (discrete/sharded.py): when the rows of P or the columns of A are
+    The form the sharded path needs (discrete/step/sharded.py): when the rows of P or the columns of A are
     split over processes, AAᵀ and PᵀP are sums of per-process Grams (one all-reduce of r×r numbers)
     while P and B stay row-local. ``AAt`` and ``PtP`` are consumed (modified in place).
     """

@@ -167,13 +167,14 @@ class SmoothRule(ProjectionRule):
         return self.alpha * (tangent(P, F) if self.retract else F)
 
 
-def tangent(P: Tensor, F: Tensor) -> Tensor:
+def tangent(P: Tensor, F: Tensor, reduce=None) -> Tensor:
     """F − P·sym(PᵀF): the part of F tangent to the Stiefel manifold at an orthonormal P (…, d, r).
 
     A flow along it keeps PᵀP = I; the discrete face of a rule with ``retract`` takes the step along
     the same tangent field and then :func:`retract_qr`, whose first-order term is that step.
+    ``reduce`` sums the r×r product PᵀF over processes when P and F are a process's rows (FSDP2).
     """
-    S = P.mT @ F
+    S = P.mT @ F if reduce is None else reduce(P.mT @ F)
     return F - P @ (0.5 * (S + S.mT))
 
 

@@ -48,6 +48,8 @@ class CallableRule(SmoothRule):
         out = self.fn(t, P, G)
         if not isinstance(out, torch.Tensor):
             raise UserError(f"user projection rule {self.label!r} returned {type(out).__name__}, expected a tensor of shape {tuple(P.shape)}")
+        if not out.is_floating_point():
+            raise UserError(f"user projection rule {self.label!r} returned dtype {out.dtype}, expected a floating dtype")
         if out.shape != P.shape:
             raise UserError(f"user projection rule {self.label!r} returned shape {tuple(out.shape)}, expected {tuple(P.shape)} (the shape of P)")
         if not bool(torch.isfinite(out).all()):

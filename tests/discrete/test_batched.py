@@ -1,7 +1,7 @@
 """Every projection rule trains, and the batched path equals the per-matrix reference path.
 
-* batched (``foreach=True``, :mod:`discrete.batched`) vs per matrix (``foreach=False``,
-  :func:`discrete.subspace.subspace_step_`) for every rule of the registry and a user rule file ×
+* batched (``foreach=True``, :mod:`discrete.step.batched`) vs per matrix (``foreach=False``,
+  :mod:`discrete.step.single`) for every rule of the registry and a user rule file ×
   every inner optimizer: 8 steps (a jump every 3), weights to rtol 1e-5 / atol 1e-6, state to
   rtol 1e-4 / atol 1e-6 (float32; both paths call the same functions, only mm vs bmm and the order
   of the norm reduction differ). Adam on P amplifies round-off where ∇_P ≈ 0 (at an SVD-initialised

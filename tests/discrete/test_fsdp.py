@@ -37,6 +37,7 @@ import torch
 from discrete import OPTIMIZERS
 
 WORLD, STEPS, BATCH, SAVE_AT = 2, 5, 8, 2
+USER_RULE = f"{os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fsdp_rules.py')}:gamma"
 P2 = {"rank": 2, "update_proj_gap": 2}
 CONFIGS = {                                 # name -> (optimizer, constructor keywords, projected-group keys)
     "adamw": ("adamw", {"lr": 1e-2, "weight_decay": 0.1}, None),
@@ -57,14 +58,26 @@ CONFIGS = {                                 # name -> (optimizer, constructor ke
                                                    "proj_optimizer": "gd", "alpha": 20.0, "proj_retract": True}),
     "osd_lion_inner_right": ("osd", {"lr": 3e-3, "inner": "lion"}, {"rank": 2, "proj_type": "right",
                                                                      "proj_optimizer": "sgd", "proj_momentum": 0.9}),
+    # every rule trains under FSDP2 (issue 20): default-parts rules, the retracted online PCA on the left side
+    # (the QR of a row-sharded P on the gathered P), a user Γ (whole matrices, gathered)
+    "oja": ("osd", {"lr": 1e-2}, {"rank": 2, "projection": "oja", "alpha": 5.0}),
+    "adversarial": ("osd", {"lr": 1e-2}, {"rank": 2, "projection": "adversarial"}),
+    "random_smooth": ("osd", {"lr": 1e-2}, {"rank": 2, "projection": "random_smooth"}),
+    "osd_gd_retract_left": ("osd", {"lr": 1e-2}, {"rank": 2, "proj_init": "random", "proj_optimizer": "gd",
+                                                  "alpha": 20.0, "proj_retract": True}),
+    "user": ("osd", {"lr": 1e-2}, {"rank": 2, "projection": USER_RULE, "alpha": 2.0}),
 }
+# float64 twins: every path agrees to 1e-9 (what differs in float32 is round-off; OSD's Adam on P amplifies it)
+F64 = {f"{n}_f64": v for n, v in CONFIGS.items() if n in ("galore", "rso", "osd", "oja", "osd_gd_retract_left", "user")}
+CONFIGS.update(F64)
 CHAOTIC = {"osd"}                           # compared against the round-off twin, see the module docstring
 
 
-def make_model() -> torch.nn.Module:
+def make_model(name: str = "") -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(7, 9), torch.nn.Tanh(), torch.nn.Linear(9, 5), torch.nn.Tanh(),
-                               torch.nn.Linear(5, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    model = torch.nn.Sequential(torch.nn.Linear(7, 9), torch.nn.Tanh(), torch.nn.Linear(9, 5), torch.nn.Tanh(),
+                                torch.nn.Linear(5, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    return model.double() if name.endswith("_f64") else model
 
 
 def make_opt(model: torch.nn.Module, name: str, exact: bool = False):
@@ -88,7 +101,8 @@ def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
 def train(model, opt, steps: range, lo: int = 0, hi: int = BATCH, halves: bool = False) -> None:
     device = next(model.parameters()).device
     for s in steps:
-        X, Y = (t.to(device) for t in batch(s))
+        dtype = next(model.parameters()).dtype
+        X, Y = (t.to(device, dtype) for t in batch(s))
         if halves:      # the round-off twin: the mean of two half-batch means (another summation order)
             h = BATCH // 2
             loss = 0.5 * (((model(X[:h]) - Y[:h]) ** 2).mean() + ((model(X[h:]) - Y[h:]) ** 2).mean())
@@ -122,7 +136,7 @@ def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
     lo, hi = rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD
 
     def build(name):
-        model = make_model().to(device)
+        model = make_model(name).to(device)
         for m in model:
             if isinstance(m, torch.nn.Linear):
                 fully_shard(m)
@@ -158,20 +172,22 @@ def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
     except ValueError as exc:
         same = torch.equal(before, flat(p.full_tensor() for p in model.parameters()))
         res["errors"]["nan"] = f"{exc} | unchanged={same} | steps={sorted({int(s['step']) for s in opt.state.values()})}"
+    # a user rule that fails on process 0 only, at the second step: both processes refuse, nothing changes
     model, _ = build("adamw")
+    rest = [p for p in model.parameters() if p.ndim != 2 or min(p.shape) < 2]
     mats = [p for p in model.parameters() if p.ndim == 2 and min(p.shape) >= 2]
-    opt = OPTIMIZERS["osd"]([{"params": mats, "rank": 2, "projection": "oja"}])
+    rule = USER_RULE.replace(":gamma", ":fails_on_rank0")
+    opt = OPTIMIZERS["osd"]([{"params": rest}, {"params": mats, "rank": 2, "projection": rule}], lr=1e-2)
+    train(model, opt, range(1), lo, hi)
+    X, Y = (t.to(device) for t in batch(1))
+    ((model(X[lo:hi]) - Y[lo:hi]) ** 2).mean().backward()
+    before = flat(p.full_tensor() for p in model.parameters())
     try:
-        train(model, opt, range(1), lo, hi)
-        res["errors"]["oja"] = "no error"
+        opt.step()
+        res["errors"]["rule_on_rank0"] = "no error"
     except UserError as exc:
-        res["errors"]["oja"] = f"{exc} | state={len(opt.state)}"
-    opt = OPTIMIZERS["osd"]([{"params": mats, "rank": 2, "proj_retract": True}])     # 5×9, 3×5: left side
-    try:
-        train(model, opt, range(1), lo, hi)
-        res["errors"]["retract"] = "no error"
-    except UserError as exc:
-        res["errors"]["retract"] = f"{exc} | state={len(opt.state)}"
+        same = torch.equal(before, flat(p.full_tensor() for p in model.parameters()))
+        res["errors"]["rule_on_rank0"] = f"{exc} | unchanged={same} | steps={sorted({int(s['step']) for s in opt.state.values()})}"
     try:
         PerLayer(make_opt(model, "galore"))
         res["errors"]["per_layer"] = "no error"
@@ -214,7 +230,7 @@ def fsdp_nccl(tmp_path_factory):
 
 def reference(name: str, halves: bool = False, device: str = "cpu") -> torch.Tensor:
     """The single-process run on ``device`` (on CUDA with float32 products, as the NCCL workers)."""
-    model = make_model().to(device)
+    model = make_model(name).to(device)
     train(model, make_opt(model, name, exact=device != "cpu"), range(STEPS), halves=halves)
     return flat(model.parameters()).cpu()
 
@@ -228,7 +244,11 @@ def test_fsdp2_equals_single_process_on_the_same_global_batch(fsdp, name):
     _, res = fsdp
     ref = reference(name)
     got = flat(res["params"][name])
-    if name in CHAOTIC:
+    if name.endswith("_f64"):
+        # float64: the same maths to 1e-9 whatever the rule (OSD's Adam on P included: its round-off field,
+        # ~1e-16, is far below Adam's eps, so it is not normalised into a full step as in float32)
+        assert rel(got, ref) < 1e-9, rel(got, ref)
+    elif name in CHAOTIC:
         twin = rel(reference(name, halves=True), ref)
         assert 1e-5 < twin, "the round-off twin should differ (Adam on an SVD P amplifies round-off)"
         assert rel(got, ref) < 3 * twin, (rel(got, ref), twin)
@@ -255,7 +275,7 @@ def test_fsdp2_on_two_gpus_with_nccl(fsdp_nccl, name):
     bound = 3 * rel(reference(name, halves=True, device="cuda"), ref) if name in CHAOTIC else 1e-5
     assert rel(got, ref) < bound, (rel(got, ref), bound)
     assert res["dcp"][name]
-    assert "unchanged=True" in res["errors"]["nan"] and "is not supported with FSDP2" in res["errors"]["oja"]
+    assert "unchanged=True" in res["errors"]["nan"] and "unchanged=True" in res["errors"]["rule_on_rank0"]
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n not in CHAOTIC])
@@ -264,7 +284,7 @@ def test_dcp_checkpoint_reshards_into_one_process(fsdp, name):
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     path, _ = fsdp
-    model = make_model()
+    model = make_model(name)
     opt = make_opt(model, name)
     sd = dict(zip(("model", "optim"), get_state_dict(model, opt)))
     dcp.load(sd, checkpoint_id=f"{path}.{name}")
@@ -279,12 +299,14 @@ def test_nonfinite_in_one_shard_raises_everywhere_with_state_unchanged(fsdp):
     assert "NaN or Inf" in msg and "unchanged=True" in msg and "steps=[1]" in msg, msg
 
 
+def test_a_rule_failing_on_one_process_is_refused_by_all_with_state_unchanged(fsdp):
+    msg = fsdp[1]["errors"]["rule_on_rank0"]           # process 0's message: its own error
+    assert "rank 0 refuses" in msg and "unchanged=True" in msg and "steps=[1]" in msg, msg
+
+
 def test_unsupported_combinations_are_clear_errors(fsdp):
     errors = fsdp[1]["errors"]
-    assert "projection 'oja' is not supported with FSDP2" in errors["oja"] and "state=0" in errors["oja"], errors["oja"]
     assert "per-layer mode does not support FSDP2" in errors["per_layer"], errors["per_layer"]
-    assert "proj_retract" in errors["retract"] and "left side" in errors["retract"], errors["retract"]
-    assert "state=0" in errors["retract"], errors["retract"]
 
 
 def test_every_optimizer_is_covered():
@@ -304,7 +326,7 @@ def test_fsdp1_flat_parameters_cannot_be_projected():
 
 def test_fsdp_path_is_not_taken_for_plain_tensors():
     """The ordinary path is untouched: is_sharded is False without DTensors (and imports nothing)."""
-    from discrete.sharded import is_sharded
+    from discrete.step.sharded import is_sharded
 
     assert not is_sharded([torch.zeros(2)])
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from discrete import OnlineSubspaceDescent, PerLayer
-from discrete.per_layer import Pending
+from discrete.step.items import Item as Pending
 from discrete_table import PROJECTED, TABLE, build, flat
 from osd_theory.errors import UserError
 

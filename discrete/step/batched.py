@@ -1,0 +1,165 @@
+"""The batched executor: the functions of :mod:`discrete.subspace` on stacked (L, ·, ·) buckets.
+
+Items are grouped into buckets of same-shape matrices that share a param group (so a rule and a plan), a
+dtype, a device, a step count and RSO's subproblem start. Per bucket:
+
+* ``prepare``: step 1 per matrix (only on refresh steps: a new basis is per-matrix work, an SVD or a draw);
+  the products that touch an (m, n) matrix on chunks of the bucket — each chunk of gradients stacked once
+  (cast to bf16 with ``matmul_precision="bf16"``), Ĝ and the rule's ``field_parts`` as batched products —
+  and the rule's r-sized ``field_from_parts`` once on the stacked parts. Nothing in the optimizer changes
+  (the stacked state buffers replace the state entries by views with the same values).
+* ``commit``: the bases, one ``_foreach_add_`` of the step counters, and steps 3–5
+  (:func:`discrete.subspace.projected_step_`) once on the stacked state, the W update chunk by chunk.
+
+Full-rank items are bucketed by shape too (norm weights of one width are one bucket): one inner step on the
+stacked state, one ``_foreach_add_`` for W. No equation lives here: layout and launches only
+(tests/discrete/test_batched.py checks every rule × inner optimizer against the single executor).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+
+import torch
+from torch import Tensor
+
+from discrete.step.checks import check_output, guarded
+from discrete.step.items import Context, Item, inverse, note_event
+from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
+from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
+from osd_theory import discrete_steps as ds
+from osd_theory.kernels import LEFT, project
+
+
+@dataclass(eq=False)
+class Bucket:
+    items: list[Item]
+    state: dict                            # the stacked state (views installed in every item's state)
+    G_hat: Tensor | None = None            # (L, r, n) | (L, m, r); full-rank: the stacked G
+    field: Tensor | None = None            # (L, d, r), smooth rules
+    fresh_basis: list[int] = dc_field(default_factory=list)   # positions whose item commits a new basis
+
+
+def bucket_key(it: Item) -> tuple:
+    return (it.projected, it.group, tuple(it.param.shape), it.param.dtype, it.param.device, it.k,
+            it.state.get("subproblem_start", 0))
+
+
+def buckets_of(items: list[Item], cache: dict) -> list[Bucket]:
+    groups: dict[tuple, list[Item]] = {}
+    for it in items:
+        groups.setdefault(bucket_key(it), []).append(it)
+    out = []
+    for members in groups.values():
+        states = [it.state for it in members]
+        out.append(Bucket(members, stacked_state(states, tensor_keys(states[0]), cache)))
+    return out
+
+
+def _refresh(b: Bucket) -> Tensor:
+    """Step 1 per matrix (events only); the bucket's P for this step: the stacked P, or a copy with new bases."""
+    P = b.state["proj"]
+    for i, it in enumerate(b.items):
+        it.event = refresh_event(it.state, it.rule, it.plan, it.k)
+        if it.event is None:
+            continue
+        P_new = guarded(it, "new basis", lambda: new_basis(it.state, it.grad, it.rule, it.plan, it.index, it.event, it.k))
+        if P_new is None:
+            it.event = "skipped"
+            continue
+        it.P_new = check_output(it, "new basis", P_new, P[i])
+        b.fresh_basis.append(i)
+    if not b.fresh_basis:
+        return P
+    P_step = P.clone()
+    for i in b.fresh_basis:
+        P_step[i].copy_(b.items[i].P_new)
+    return P_step
+
+
+def _prepare_projected(b: Bucket) -> None:
+    first = b.items[0]
+    rule, plan = first.rule, first.plan
+    P = _refresh(b)                                                         # (L, d, r)
+    mode = plan.mode
+    dtype = mode.dtype or P.dtype
+    side = b.state["proj_side"]
+    grads = [it.grad for it in b.items]
+    m, n = grads[0].shape
+    r = P.shape[-1]
+    t = float(first.k)
+    inv = inverse(torch.stack([it.norm for it in b.items]))[:, None, None] if rule.smooth else None
+    b.G_hat = P.new_empty((len(grads), r, n) if side == LEFT else (len(grads), m, r))
+    parts = []
+    with mode.context():
+        for sl in chunks(len(grads), m * n):        # both passes over a chunk of G while it is stacked
+            Gs, Pc = stack_cast(grads[sl], dtype), mode.cast(P[sl])           # (c, m, n), (c, d, r)
+            if Gs.dtype == b.G_hat.dtype:
+                project(Pc, Gs, side, out=b.G_hat[sl])                           # 2: (c, r, n) | (c, m, r)
+            else:
+                b.G_hat[sl] = project(Pc, Gs, side)
+            if rule.smooth:
+                inv_c = None if inv is None else mode.cast(inv[sl])
+                parts.append(tuple(x if x.dtype == P.dtype else x.to(P.dtype) for x in guarded(
+                    first, "field", lambda: rule.field_parts(t, Pc, Gs, mode.cast(b.G_hat[sl]), inv_c))))
+            del Gs
+        if rule.smooth:                                                       # 5's field, r-sized algebra
+            joined = parts[0] if len(parts) == 1 else tuple(torch.cat(x) for x in zip(*parts))
+            b.field = check_output(first, "field", guarded(first, "field", lambda: rule.field_from_parts(t, P, joined)), P)
+
+
+def prepare_item(it: Item) -> None:
+    """One projected item prepared as a bucket of one (the per-layer hook): the same batched products as
+    the ordinary step, so that committing the prepared items later is bit-equal to it. Pure."""
+    b = Bucket([it], {"proj": it.state["proj"][None], "proj_side": it.state["proj_side"]})
+    _prepare_projected(b)
+    it.G_hat = b.G_hat[0]
+    it.field = None if b.field is None else b.field[0]
+    it.P_new = it.P_new if b.fresh_basis else None
+
+
+def _stack_prepared(b: Bucket) -> None:
+    """A bucket of items prepared one by one (the per-layer hook): Ĝ and the fields stacked, bases noted."""
+    b.G_hat = torch.stack([it.G_hat for it in b.items])
+    if b.items[0].field is not None:
+        b.field = torch.stack([it.field for it in b.items])
+    b.fresh_basis = [i for i, it in enumerate(b.items) if it.event in ("init", "jump")]
+
+
+def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Bucket]:
+    """Buckets with Ĝ and the P field computed (projected) or G stacked (full rank); pure.
+
+    ``prepared``: the items carry Ĝ, the field and the basis already (the per-layer hook); they are stacked.
+    """
+    buckets = buckets_of(items, ctx.cache)
+    for b in buckets:
+        if b.items[0].projected and prepared:
+            _stack_prepared(b)
+        elif b.items[0].projected:
+            _prepare_projected(b)
+        else:
+            grads = [it.grad for it in b.items]
+            b.G_hat = stack_cast(grads, grads[0].dtype)
+    return buckets
+
+
+def commit(buckets: list[Bucket], ctx: Context) -> None:
+    for b in buckets:
+        torch._foreach_add_([it.state["step"] for it in b.items], 1.0)
+        first = b.items[0]
+        params = [it.param for it in b.items]
+        plan = first.plan
+        if not first.projected:
+            U = plan.inner.step(b.state, b.G_hat, plan.hp, first.k + 1)
+            ds.decoupled_weight_decay_(params, plan.hp.lr, plan.weight_decay)
+            torch._foreach_add_(params, [u if u.dtype == p.dtype else u.to(p.dtype) for u, p in zip(U.unbind(0), params)],
+                                alpha=plan.hp.lr)
+            continue
+        for i, it in enumerate(b.items):
+            overlap = switch_basis_(it.state, it.P_new, plan, it.event, it.k) if i in b.fresh_basis else None
+            note_event(ctx.notes, it.event, overlap, it.index)
+        for key in SHARED_SCALARS:           # a jump may start a subproblem (RSO): the bucket steps with the new start
+            if key in first.state:
+                b.state[key] = first.state[key]
+        with plan.mode.context():
+            projected_step_(params, b.G_hat, b.state, plan, first.k + 1, b.field,
+                            retract=getattr(first.rule, "retract", False), cast=True)

@@ -1,0 +1,332 @@
+"""The FSDP2 executor (``fully_shard``: DTensors sharded by rows): the step on local shards, collectives by design.
+
+FSDP2 shards every parameter W (m, n) by rows over a 1-D mesh of k processes: placement ``Shard(0)``,
+process i holding rows [start_i, stop_i) in ``torch.chunk`` sizes, and the gradient the same way after
+FSDP2's reduce-scatter. The step runs on the local shards (``to_local()``: the same storage, updated in
+place) with the functions of :mod:`discrete.subspace`, and these collectives (k processes, one group):
+
+* **the checks**: one all-reduce of the squared local norms (one number per parameter): ‖G‖² = Σᵢ‖Gᵢ‖², for
+  the non-finite policy and the rules' 1/‖G‖; and, after every process prepared its step, one all-reduce of
+  one number (:func:`discrete.step.checks.agree`): a failure anywhere raises everywhere before anyone commits.
+* **full-rank parameters**: none (elementwise). State ``Shard(0)`` like W.
+* **projected, right side** (P (n, r) spans the *unsharded* dimension): Ĝᵢ = GᵢP, **no collective**. P is
+  replicated, Ĝ's moments (m, r) and RSO's B are ``Shard(0)`` like W, and W_i ← W_i + ε·scale·UᵢPᵀ is local.
+* **projected, left side** (P (m, r) spans the *sharded* dimension): Ĝ = PᵀG = ΣᵢPᵢᵀGᵢ: **one all-reduce of
+  r·n numbers**. P and its optimizer's moments are ``Shard(0)``, Ĝ's moments (r, n) and RSO's B replicated.
+* **the P field of a smooth rule**, whatever the rule (no table of rule names: the path follows from how the
+  rule defines its field):
+  - the online-PCA family: A = Ĝ/‖G‖ and the r×r grams from the all-reduce above (left) or one all-reduce
+    of (r + n)·r numbers (right, ΣĜᵢᵀĜᵢ and ΣGᵢᵀĜᵢ);
+  - a rule with the default parts C P = G̃G̃ᵀP (Oja, adversarial, random_smooth, ...): G̃ᵀP = ΣG̃ᵢᵀPᵢ (left) or
+    ΣG̃ᵢᵀ(G̃ᵢP) (right) by one all-reduce of n·r numbers, then (left) an all-gather of the m×r parts and P so
+    that ``field_from_parts`` sees whole bases;
+  - any other rule (a user Γ(t, P, G) sees whole matrices): G (and P, left) all-gathered, the field computed on
+    the whole matrix, each process keeping its rows.
+* **refresh steps** (P₀; GaLore's SVD and RSO's draw every T steps): G all-gathered (and P, left); one process per
+  matrix runs the rule (matrix i on process i mod k) and broadcasts the basis, with a flag that says "none"
+  or "the rule failed", so every process takes the same branch.
+* **the moment transport** (``switch`` rotate / rotate_m after a P step) and the QR retraction of a left-side P:
+  the r×r sums by one all-reduce of 2·r·r; the QR on the all-gathered P (m×r), each process keeping its rows.
+
+State: a tensor with an m dimension (P and its optimizer state on the left side; Ĝ's moments and B on the
+right side) is sharded like W's rows; a tensor without is replicated (``Replicate()``), so
+``torch.distributed.checkpoint`` saves and reshards it correctly. ``step`` stays a plain 0-d tensor.
+
+Supported: ``fully_shard`` over a 1-D mesh (placements ``(Shard(0),)``). Anything else is a
+:class:`UserError` raised before any state changes.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from discrete.step.checks import StepRejected, agree, check_output, guarded
+from discrete.step.items import Context, Item, note_event
+from discrete.subspace import new_basis, projected_step_, refresh_event, state_dtype, switch_basis_
+from osd_theory import discrete_steps as ds
+from osd_theory.errors import UserError
+from osd_theory.kernels import LEFT, gram_float32, online_pca_grad_from_grams
+from osd_theory.projections import ProjectionRule
+from osd_theory.projections.base import SmoothRule, retract_qr
+from osd_theory.projections.rules import OnlinePCA
+
+
+def is_dtensor(t: Any) -> bool:
+    """True for a DTensor (without importing torch.distributed.tensor: none exists unless it was imported)."""
+    mod = sys.modules.get("torch.distributed.tensor")
+    return mod is not None and isinstance(t, mod.DTensor)
+
+
+def is_sharded(params: list[Tensor]) -> bool:
+    return any(is_dtensor(p) for p in params)
+
+
+def check_projectable(params: list[Tensor]) -> None:
+    """FSDP1 (``FullyShardedDataParallel``) flattens parameters into 1-D shards: a projected group would
+    silently take the full-rank path (GaLore#47 is this class of failure). Refuse it at construction."""
+    if any(getattr(p, "_fsdp_flattened", False) for p in params):
+        raise UserError("parameters flattened by FSDP1 (FullyShardedDataParallel) cannot be projected: their 2-D "
+                        "shape is gone; shard with FSDP2's fully_shard instead (docs/scaling.md)")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows [start, stop) of a ``Shard(0)`` DTensor of global ``shape`` held by this process."""
+
+    mesh: Any
+    group: Any                 # the mesh's process group
+    start: int
+    stop: int
+    shape: tuple[int, ...]
+
+
+def rows_of(p: Tensor) -> Rows:
+    from torch.distributed.tensor import Shard
+
+    mesh = p.device_mesh
+    if mesh.ndim != 1 or tuple(p.placements) != (Shard(0),):
+        raise UserError(f"parameters placed as {tuple(p.placements)} on a {mesh.ndim}-D mesh are not supported: the "
+                        "optimizers support FSDP2's fully_shard over a 1-D mesh (placements (Shard(0),)); "
+                        "HSDP and tensor parallelism are not (docs/scaling.md)")
+    k, i, m = mesh.size(), mesh.get_local_rank(), p.shape[0]
+    chunk = -(-m // k)                                    # torch.chunk sizes, as DTensor's Shard(0)
+    start = min(i * chunk, m)
+    stop = min(start + chunk, m)
+    if p.to_local().shape[0] != stop - start:
+        raise UserError(f"unexpected shard of a {tuple(p.shape)} parameter: {p.to_local().shape[0]} rows on process {i}, "
+                        f"expected {stop - start} (torch.chunk sizes)")
+    return Rows(mesh, mesh.get_group(), start, stop, tuple(p.shape))
+
+
+# -- collectives ---------------------------------------------------------------------------------
+def all_reduce_(parts: list[Tensor], rows: Rows) -> list[Tensor]:
+    """Σ over the processes of each tensor, in one all-reduce of their concatenation."""
+    import torch.distributed as dist
+
+    flat = torch.cat([t.reshape(-1) for t in parts])
+    dist.all_reduce(flat, group=rows.group)
+    out, at = [], 0
+    for t in parts:
+        out.append(flat[at:at + t.numel()].view(t.shape))
+        at += t.numel()
+    return out
+
+
+def gather_rows(local: Tensor, rows: Rows) -> Tensor:
+    """The full (m, ·) matrix from every process's rows (an all-gather)."""
+    from torch.distributed.tensor import DTensor, Shard
+
+    shape = (rows.shape[0], *local.shape[1:])
+    stride = torch.empty(shape, device="meta").stride()
+    return DTensor.from_local(local.contiguous(), rows.mesh, [Shard(0)], run_check=False, shape=shape,
+                              stride=stride).full_tensor()
+
+
+def _device(rows: Rows) -> torch.device:
+    return torch.device(rows.mesh.device_type, torch.cuda.current_device()) if rows.mesh.device_type == "cuda" \
+        else torch.device(rows.mesh.device_type)
+
+
+def broadcast_basis(P: Tensor | None, failed: bool, owner: int, like: Tensor, rows: Rows) -> tuple[Tensor | None, bool]:
+    """(the basis of process ``owner``, whether its rule failed) on every process; (None, False): it has none."""
+    import torch.distributed as dist
+
+    src = dist.get_global_rank(rows.group, owner)
+    flag = torch.tensor([2.0 if failed else 0.0 if P is None else 1.0], device=_device(rows))
+    dist.broadcast(flag, src=src, group=rows.group)
+    if float(flag) != 1.0:
+        return None, float(flag) == 2.0
+    P = P.contiguous() if P is not None else torch.empty(like.shape, dtype=like.dtype, device=_device(rows))
+    dist.broadcast(P, src=src, group=rows.group)
+    return P, False
+
+
+# -- state: DTensors whose placement follows the rule "an m dimension is sharded" ------------------
+def has_rows(key: str, side: int) -> bool:
+    """Whether state ``key`` of a projected matrix has W's m dimension (then it is sharded like W)."""
+    p_family = key == "proj" or key.startswith("proj_")      # P and the P-optimizer's moments: P's shape
+    return (side == LEFT) if p_family else (side != LEFT)     # else Ĝ's shape: (r, n) LEFT, (m, r) RIGHT
+
+
+def to_dtensor(full: Tensor, rows: Rows, sharded: bool) -> Tensor:
+    from torch.distributed.tensor import DTensor, Replicate, Shard
+
+    if not sharded:
+        return DTensor.from_local(full, rows.mesh, [Replicate()], run_check=False)
+    stride = torch.empty(full.shape, device="meta").stride()
+    return DTensor.from_local(full[rows.start:rows.stop].clone(), rows.mesh, [Shard(0)], run_check=False,
+                              shape=full.shape, stride=stride)
+
+
+def sharded_state(full_state: dict, rows: Rows) -> dict:
+    """:func:`discrete.subspace.init_state` (full tensors) as DTensors placed by :func:`has_rows`."""
+    side = full_state["proj_side"]
+    return {k: to_dtensor(v, rows, has_rows(k, side)) if torch.is_tensor(v) and k != "step" else v
+            for k, v in full_state.items()}
+
+
+def full_rank_state(p: Tensor, inner) -> dict:
+    """The state of a full-rank DTensor parameter: ``Shard(0)`` like W (``zeros_like`` keeps the placement)."""
+    state = {"step": torch.zeros((), dtype=torch.float32)}
+    state.update({k: torch.zeros_like(p, dtype=state_dtype(p)) for k in inner.state_names})
+    return state
+
+
+def local_view(state: dict) -> dict:
+    """The state with every DTensor replaced by its local tensor (the same storage: in-place ops update it)."""
+    return {k: v.to_local() if is_dtensor(v) else v for k, v in state.items()}
+
+
+# -- Ĝ and the P field from local shards -------------------------------------------------------------
+def _sum(rows: Rows) -> Callable[[Tensor], Tensor]:
+    return lambda x: all_reduce_([x], rows)[0]
+
+
+def project_local(P: Tensor, G: Tensor, side: int, rows: Rows) -> Tensor:
+    """Ĝ from this process's rows: ΣPᵢᵀGᵢ (r, n) by one all-reduce (left), GᵢP (mᵢ, r) locally (right)."""
+    return all_reduce_([P.mT @ G], rows)[0] if side == LEFT else G @ P
+
+
+def _uses_default_parts(rule: ProjectionRule) -> bool:
+    return type(rule).field_parts is SmoothRule.field_parts
+
+
+def field_local(it: Item, P: Tensor, G: Tensor, G_hat: Tensor, rows: Rows) -> Tensor:
+    """The P field at t = k on this process: P's local rows (left) or the whole, replicated P (right).
+
+    Collectives are the same on every process whatever the rule does (no early exit between them), so that a
+    rule failing on one process cannot leave another waiting.
+    """
+    rule, side, t, inv = it.rule, it.state["proj_side"], float(it.k), it.inv
+    if isinstance(rule, OnlinePCA):                       # the family's own closed form (THEORY.md §4.1)
+        if side == LEFT:
+            A = G_hat * inv                                                 # PᵀG̃ (r, n), Ĝ already summed
+            B = (G @ A.mT) * inv                                            # G̃ᵢAᵀ (mᵢ, r)
+            PtP = all_reduce_([gram_float32(P)], rows)[0]
+            return -online_pca_grad_from_grams(P, A @ A.mT, B, rule.pca_lambda, PtP)
+        AAt, B = all_reduce_([G_hat.mT @ G_hat, G.mT @ G_hat], rows)       # ΣĜᵢᵀĜᵢ, ΣGᵢᵀĜᵢ: one all-reduce
+        return -online_pca_grad_from_grams(P, AAt * inv ** 2, B * inv ** 2, rule.pca_lambda, gram_float32(P))
+    if _uses_default_parts(rule):                         # C P = G̃G̃ᵀP from local rows + one all-reduce
+        if side == LEFT:
+            GtP = all_reduce_([G.mT @ P], rows)[0]                          # ΣGᵢᵀPᵢ (n, r)
+            CP_full, P_full = gather_rows(G @ GtP * inv ** 2, rows), gather_rows(P, rows)
+            field = guarded(it, "field", lambda: rule.field_from_parts(t, P_full, (CP_full,)))
+            return check_output(it, "field", field, P_full)[rows.start:rows.stop]
+        CP = all_reduce_([G.mT @ (G @ P)], rows)[0] * inv ** 2            # ΣGᵢᵀ(GᵢP) (n, r)
+        return check_output(it, "field", guarded(it, "field", lambda: rule.field_from_parts(t, P, (CP,))), P)
+    G_full = gather_rows(G, rows)                         # any other rule: whole matrices
+    P_full = gather_rows(P, rows) if side == LEFT else P
+    field = guarded(it, "field", lambda: rule.field(t, P_full, G_full))
+    field = check_output(it, "field", field, P_full)
+    return field[rows.start:rows.stop] if side == LEFT else field
+
+
+# -- prepare and commit ------------------------------------------------------------------------------
+def _refresh(it: Item, local: dict, rows: Rows) -> Tensor:
+    """Step 1 on the gathered G (and P, left); the basis this process steps with (its rows, left side)."""
+    side = local["proj_side"]
+    P_full = gather_rows(local["proj"], rows) if side == LEFT else local["proj"]
+    G_full = gather_rows(it.grad, rows)
+    owner = it.index % rows.mesh.size()          # matrices take turns: k processes run k SVDs at once
+    P_new, failed, error = None, False, None
+    if rows.mesh.get_local_rank() == owner:
+        try:
+            P_new = guarded(it, "new basis", lambda: new_basis({**local, "proj": P_full}, G_full, it.rule, it.plan,
+                                                               it.index, it.event, it.k))
+            if P_new is not None:
+                P_new = check_output(it, "new basis", P_new, P_full)
+        except StepRejected as e:
+            failed, error, P_new = True, e, None
+    P_new, failed_anywhere = broadcast_basis(P_new, failed, owner, P_full, rows)
+    if error is not None:
+        raise error
+    if failed_anywhere:
+        raise StepRejected(f"projection rule {it.rule.describe()} failed on process {owner} for {it.describe()}")
+    if P_new is None:
+        it.event = "skipped"
+        return local["proj"]
+    it.P_new = P_new                                                   # the full basis (the transport needs it)
+    return P_new[rows.start:rows.stop] if side == LEFT else P_new
+
+
+def prepare_item(it: Item) -> None:
+    """Steps 1, 2 and 5's field from this process's rows; pure (the collectives change no state)."""
+    local = local_view(it.state)
+    it.event = refresh_event(local, it.rule, it.plan, it.k)
+    P = _refresh(it, local, it.rows) if it.event is not None else local["proj"]
+    with it.plan.mode.context():
+        it.G_hat = project_local(P, it.grad, local["proj_side"], it.rows)
+        if it.rule.smooth:
+            it.field = field_local(it, P, it.grad, it.G_hat, it.rows)
+
+
+def reduce_squared_norms(items: list[Item], sq: Tensor) -> Tensor:
+    """Σ over the processes of the squared local norms (one all-reduce); one mesh per step."""
+    if len({id(it.rows.group) for it in items}) != 1:
+        raise UserError("the parameters are sharded over different meshes: not supported (one 1-D mesh)")
+    return all_reduce_([sq], items[0].rows)[0]
+
+
+def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Item]:
+    """Prepare every item on this process; then all processes agree, before any commits."""
+    if prepared:
+        raise UserError("per-layer mode does not support FSDP2 (DTensor) parameters")
+    error = None
+    for it in items:
+        if not it.projected:
+            continue
+        try:
+            prepare_item(it)
+        except StepRejected as e:
+            # keep taking part in the collectives of the items after this one: the other processes are in them
+            error = error or e
+    if items:
+        agree(error, items[0].rows.group)
+    return items
+
+
+def _commit_basis(it: Item, local: dict, rows: Rows) -> float | None:
+    """Commit the new full basis: the switch policy sees whole P's (left side: gathered), each process keeps its rows."""
+    side = local["proj_side"]
+    full = {**local, "proj": gather_rows(local["proj"], rows) if side == LEFT else local["proj"]}
+    overlap = switch_basis_(full, it.P_new, it.plan, it.event, it.k)      # the moments through their local views
+    if side == LEFT:
+        local["proj"].copy_(it.P_new[rows.start:rows.stop])
+    for key in ("last_refresh_step", "subproblem_start"):
+        if key in full:
+            local[key] = full[key]
+    return overlap
+
+
+def _retract_rows(rows: Rows) -> Callable[[Tensor], Tensor]:
+    """The QR retraction of a row-sharded P: on the gathered P, each process keeping its rows."""
+    return lambda P: retract_qr(gather_rows(P, rows))[rows.start:rows.stop]
+
+
+def commit(items: list[Item], ctx: Context) -> None:
+    for it in items:
+        it.state["step"] += 1
+        local = local_view(it.state)
+        if not it.projected:
+            U = it.plan.inner.step(local, it.grad, it.plan.hp, it.k + 1)
+            W = it.param.to_local()
+            ds.decoupled_weight_decay_(W, it.plan.hp.lr, it.plan.weight_decay)
+            W.add_(U.to(W.dtype), alpha=it.plan.hp.lr)
+            continue
+        rows, is_left = it.rows, local["proj_side"] == LEFT
+        overlap = _commit_basis(it, local, rows) if it.event in ("init", "jump") else None
+        note_event(ctx.notes, it.event, overlap, it.index)
+        retract = getattr(it.rule, "retract", False)
+        # P row-sharded (left): the r×r products of a moment transport and of the tangent projection are this
+        # process's part of the sums (one all-reduce each), and the QR needs the whole P
+        reduce = _sum(rows) if is_left else None
+        if retract and is_left:
+            retract = _retract_rows(rows)
+        with it.plan.mode.context():
+            projected_step_(it.param.to_local(), it.G_hat, local, it.plan, it.k + 1, it.field, retract=retract,
+                            reduce=reduce)
+        it.state.update({k: v for k, v in local.items() if not torch.is_tensor(v)})   # plain scalars set in the view
