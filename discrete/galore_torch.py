@@ -83,7 +83,7 @@ class GaLoreAdamW(GaLore):
     preset: ClassVar[dict] = {**GaLore.preset, "clip_rank": True}
 
     def __init__(self, params, lr: float | None = None, betas: tuple[float, float] | None = None,
-                 eps: float | None = None, weight_decay: float | None = None, correct_bias: bool = True,
+                 eps: float | None = None, weight_decay: float | None = None, correct_bias: bool | None = None,
                  no_deprecation_warning: bool = False, **kwargs):
         entry = DROP_INS[self.galore_torch_name]
         if not available(self.galore_torch_name):

@@ -141,3 +141,11 @@ def test_names_without_our_option_raise_naming_it(cls):
     needed = "state_dtype='int8'" if cls is GaLoreAdamW8bit else "no Hamiltonian-descent form"
     with pytest.raises(NotImplementedError, match=needed):
         cls([{"params": [p], "rank": 2}], lr=0.01)
+
+
+def test_our_keywords_pass_through():
+    p = torch.nn.Parameter(torch.randn(6, 4))
+    opt = GaLoreAdamW([{"params": [p], "rank": 2}], bias_correction=False, inner="lion", clip_rank=False)
+    assert (opt.defaults["bias_correction"], opt.defaults["inner"], opt.defaults["clip_rank"]) == (False, "lion", False)
+    with pytest.raises(ValueError, match="contradicts"):
+        GaLoreAdamW([p], correct_bias=True, bias_correction=False)
