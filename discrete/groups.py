@@ -82,8 +82,7 @@ def param_groups(model: torch.nn.Module, rank: int, *, target_modules: tuple[str
     groups = []
     for (projected, decay), named in buckets.items():
         if named:
-            wd = {"weight_decay": weight_decay} if decay and weight_decay is not None else {}
+            wd = {} if decay and weight_decay is None else {"weight_decay": weight_decay if decay else 0.0}
             groups.append({"params": [p for _, p in named], "param_names": [n for n, _ in named],
-                           **({"rank": rank, **keys} if projected else {}),
-                           **(wd if decay else {"weight_decay": 0.0})})
+                           **({"rank": rank, **keys} if projected else {}), **wd})
     return groups
