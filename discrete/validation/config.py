@@ -134,7 +134,7 @@ class RunConfig:
                              role=SAFE)
     eval_every: int = setting(0, R.Int(0), "steps between validation passes; 0: at the end only", role=SAFE)
     tensorboard: str | None = setting(None, TensorBoardDir(), "also write log.jsonl's scalars as TensorBoard events to "
-                                      "this directory (the tensorboard extra; discrete/validation/tensorboard.py)",
+                                      "DIR/<run name> (the tensorboard extra; discrete/validation/tensorboard.py)",
                                       role=SAFE)
     ckpt_every: int = setting(0, R.Int(-1), "steps between checkpoints; 0: at the end (and on SIGTERM/SIGINT) "
                               "only; -1: never", role=SAFE)

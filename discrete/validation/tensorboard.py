@@ -2,7 +2,9 @@
 
 Every record the trainer writes to ``log.jsonl`` (train records: loss, ppl, lr, grad_norm, tokens_per_s,
 step_time_s, mfu_tflops, memory and the theory metrics; eval records: val_loss, val_ppl, coverage)
-is also written, at its ``step``, as one scalar per number, tagged ``<kind>/<key>`` (``train/loss``,
+is also written to ``DIR/<run name>`` (the name of ``--out``, so the runs of a sweep, or any runs
+given one DIR, show as separate runs of ``tensorboard --logdir DIR``), at the record's ``step``, as
+one scalar per number, tagged ``<kind>/<key>`` (``train/loss``,
 ``eval/val_ppl``; a nested dict's keys are joined with ``/``). Strings, booleans, lists and None are
 not scalars and stay in the JSONL only. ``log.jsonl`` remains the record ``osd-theory report`` reads.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from discrete.validation import rules as R
@@ -65,7 +68,9 @@ class TensorBoardLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.log = log
-        self.writer = SummaryWriter(log_dir=log_dir, purge_step=None if resume_step is None else resume_step + 1)
+        self.log_dir = Path(log_dir) / Path(log.path).parent.name      # DIR/<run name>
+        self.writer = SummaryWriter(log_dir=str(self.log_dir),
+                                    purge_step=None if resume_step is None else resume_step + 1)
 
     def __getattr__(self, name: str):            # path, enabled, dropped: the JSONL log's
         return getattr(self.log, name)

@@ -34,7 +34,7 @@ def test_validate_writes_every_jsonl_scalar_to_tensorboard(make_cfg, cli_args, t
     board = tmp_path / "tb"
     assert cli_main(cli_args(cfg, "--tensorboard", str(board), "--eval-every", "2")) == 0
     records = read_log(cfg.out)
-    events = _events(board)
+    events = _events(board / "run")                         # DIR/<run name>
     wanted = {}
     for rec in records:
         for tag, value in scalars(rec).items():
@@ -68,7 +68,7 @@ def test_resume_replaces_the_events_of_the_steps_run_again(make_cfg, tmp_path, m
     trainer.train(dataclasses.replace(cfg, resume=True))
     loss = {r["step"]: r["loss"] for r in read_log(cfg.out) if r["kind"] == "train"}
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    acc = accumulator.EventAccumulator(str(board), size_guidance={accumulator.SCALARS: 0})
+    acc = accumulator.EventAccumulator(str(board / "run"), size_guidance={accumulator.SCALARS: 0})
     acc.Reload()
     steps = [e.step for e in acc.Scalars("train/loss")]
     assert steps == [1, 2, 3, 4]                # step 3 once: the first run's event was purged
