@@ -4,9 +4,9 @@ Every record the trainer writes to ``log.jsonl`` (train records: loss, ppl, lr, 
 step_time_s, mfu_tflops, memory and the theory metrics; eval records: val_loss, val_ppl, coverage)
 is also written to ``DIR/<run name>`` (the name of ``--out``, so the runs of a sweep, or any runs
 given one DIR, show as separate runs of ``tensorboard --logdir DIR``), at the record's ``step``, as
-one scalar per number, tagged ``<kind>/<key>`` (``train/loss``,
-``eval/val_ppl``; a nested dict's keys are joined with ``/``). Strings, booleans, lists and None are
-not scalars and stay in the JSONL only. ``log.jsonl`` remains the record ``osd-theory report`` reads.
+one scalar per number, tagged ``<kind>/<key>`` (``train/loss``, ``eval/val_ppl``; a nested dict's
+keys are joined with ``/``). Strings, booleans, lists and None are not scalars and stay in the JSONL
+only. ``log.jsonl`` remains the record ``osd-theory report`` reads.
 
 Written through ``torch.utils.tensorboard``, which needs the ``tensorboard`` package: an optional
 extra (``pip install 'osd-theory[tensorboard]'``), imported only when the flag is given; without it the
