@@ -2,12 +2,14 @@
 
 ``OPTIMIZERS`` maps a name to a class: ``osd``, ``galore``, ``rso``, ``adamw``, ``lion``, ``sgd``.
 :class:`PerLayer` puts any of them in per-layer mode (docs/scaling.md).
+``GaLoreAdamW`` (and galore-torch's other names, :mod:`discrete.galore_torch`) is a drop-in for galore-torch.
 Importing this package imports only torch and osd_theory (never ``discrete.validation``).
 """
 from __future__ import annotations
 
 from discrete.full_rank import AdamW, Lion, SGDMomentum
 from discrete.galore import GaLore
+from discrete.galore_torch import GaLoreAdafactor, GaLoreAdamW, GaLoreAdamW8bit
 from discrete.osd import OnlineSubspaceDescent
 from discrete.per_layer import PerLayer
 from discrete.rso import RSO
@@ -26,4 +28,5 @@ for _name, _cls in (("osd", OnlineSubspaceDescent), ("galore", GaLore), ("rso", 
                     ("adamw", AdamW), ("lion", Lion), ("sgd", SGDMomentum)):
     OPTIMIZERS.add(_name, _cls)
 
-__all__ = ["OPTIMIZERS", "OnlineSubspaceDescent", "GaLore", "RSO", "AdamW", "Lion", "SGDMomentum", "PerLayer"]
+__all__ = ["OPTIMIZERS", "OnlineSubspaceDescent", "GaLore", "RSO", "AdamW", "Lion", "SGDMomentum", "PerLayer",
+           "GaLoreAdamW", "GaLoreAdamW8bit", "GaLoreAdafactor"]

@@ -1,4 +1,4 @@
-"""GaLore (arXiv:2403.03507; THEORY.md §5), trajectory-compatible with galore-torch 1.0.
+"""GaLore (arXiv:2403.03507; THEORY.md §5), galore-torch 1.0's update (its names: :mod:`discrete.galore_torch`).
 
 Per projected matrix, at step t (counted from 0, tested *before* the increment as the reference):
 
@@ -13,12 +13,14 @@ Group keys as galore-torch: ``rank``, ``update_proj_gap`` (T), ``scale`` (α), `
 the moments but keeps the step count, so bias correction does not restart with them.
 
 Differences from galore-torch, on purpose: weight decay is torch's (W ← (1−lrλ)W *before* the
-update; galore-torch decays the updated W after it), so the trajectories match for λ = 0;
-``eps`` defaults to torch's 1e-8 (galore-torch: 1e-6; pass ``eps=1e-6`` to follow its trajectory, and
+update; galore-torch decays the updated W after it), so the steps match for λ = 0;
+``eps`` defaults to torch's 1e-8 (galore-torch: 1e-6; pass ``eps=1e-6`` to take its steps, and
 galore-torch's ``correct_bias`` / ``no_deprecation_warning`` are accepted);
 the side is derived from the shape once and stored (``reverse_std`` on square matrices is
 consistent, cf. modelscope/ms-swift#10146); a refresh is **skipped** (old basis kept) when G is
 zero or non-finite or the SVD fails, and no basis is ever built from zeros.
+Same steps are not the same trajectory once P is refreshed: round-off before a refresh can pick
+another top-r basis (measured in tests/discrete/test_galore_torch_dropin.py).
 
 Diagnostics (``opt.diagnostics`` after each step): ``refreshes`` (count), ``refresh_skipped``,
 ``overlap`` {param index: ‖P_newᵀP_old‖²_F/r} at each refresh (ECOSYSTEM.md §2.9).

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("discrete.validation.cli", "pretrain a LLaMA model with a subspace optimizer and log theory metrics"),
     "report": ("discrete.validation.report_cli", "compare validation runs: table, plots, --json"),
     "sweep": ("discrete.validation.sweep_cli", "run a grid of validation settings x seeds, one run dir each, resumable"),
+    "export": ("discrete.validation.export_cli", "write a validation run's model as a transformers LlamaForCausalLM"),
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from discrete.keys import EPS_PLACEMENTS
 from discrete.validation import rules as R
+from discrete.validation.tensorboard import TensorBoardDir
 from osd_theory.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +133,9 @@ class RunConfig:
     log_every: int = setting(10, COUNT, "steps between JSONL records (theory metrics are computed only then)",
                              role=SAFE)
     eval_every: int = setting(0, R.Int(0), "steps between validation passes; 0: at the end only", role=SAFE)
+    tensorboard: str | None = setting(None, TensorBoardDir(), "also write log.jsonl's scalars as TensorBoard events to "
+                                      "DIR/<run name> (the tensorboard extra; discrete/validation/tensorboard.py)",
+                                      role=SAFE)
     ckpt_every: int = setting(0, R.Int(-1), "steps between checkpoints; 0: at the end (and on SIGTERM/SIGINT) "
                               "only; -1: never", role=SAFE)
     resume: bool = setting(False, R.Switch(), "continue the run in --out from its checkpoint", role=LOCAL)

@@ -37,7 +37,7 @@ def _metavar(name: str, rule: R.Rule):
         return "{" + ",".join(rule.choices) + "}"
     if isinstance(rule, R.Name):
         return "{" + ",".join(rule.registry().names()) + "}"
-    return METAVARS.get(type(rule), "DIR" if name in ("out", "data", "cache_dir") else name.upper())
+    return METAVARS.get(type(rule), "DIR" if name in ("out", "data", "cache_dir", "tensorboard") else name.upper())
 
 
 def add_config_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:

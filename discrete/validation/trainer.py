@@ -22,7 +22,7 @@ import torch
 
 from discrete.validation import distributed as D
 from discrete.validation import metrics as M
-from discrete.validation import rundir
+from discrete.validation import rundir, tensorboard
 from discrete.validation.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, save_checkpoint
 from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
@@ -190,6 +190,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
             raise refused or UserError(f"rank 0 could not claim the run directory {run_dir} (see its message)")
         start = ck["step"] if ck is not None else 0
         runlog = JsonlLog(run_dir, info.is_main, resume_step=start if ck is not None else None)
+        runlog = claimed.enter_context(tensorboard.tee(runlog, cfg.tensorboard, start if ck is not None else None))
         if info.is_main:
             record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log)
         try:

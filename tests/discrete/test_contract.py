@@ -381,13 +381,14 @@ def _tiny_llama():
 
 def test_param_groups_projects_attention_and_mlp_linears():
     model = _tiny_llama()
-    full, projected = param_groups(model, rank=4, scale=0.25)
+    full, no_decay, projected = param_groups(model, rank=4, scale=0.25)     # biases and norms: no decay
     assert projected["rank"] == 4 and projected["scale"] == 0.25
     kinds = sorted({n.split(".")[-2] for n in projected["param_names"]})
     assert kinds == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert len(projected["params"]) == 7 * 2 and all(p.ndim == 2 for p in projected["params"])
-    assert {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"} <= set(full["param_names"])
-    assert len(full["params"]) + len(projected["params"]) == len(list(model.parameters()))
+    assert {"model.embed_tokens.weight", "lm_head.weight"} <= set(full["param_names"])
+    assert "model.norm.weight" in no_decay["param_names"] and "rank" not in no_decay
+    assert len(full["params"]) + len(no_decay["params"]) + len(projected["params"]) == len(list(model.parameters()))
 
 
 def test_param_groups_without_a_match_is_an_error():
