@@ -100,8 +100,10 @@ class RunConfig:
     scale: float = setting(0.25, POSITIVE, "GaLore/OSD update scale")
     # OSD alpha: 0.5 at lr 0.01 is the paper's P lr 0.005 (alpha 5 at lr 1e-3, THEORY.md 4.3) and the
     # reference code's 1/(gap*lr); alpha 5 at lr 0.01 blew P up (results README)
-    alpha: float = setting(0.5, NONNEG, "OSD: P lr = alpha * weight lr")
-    pca_lambda: float = setting(0.1, NONNEG, "OSD orthogonality weight lambda (paper 0.1; reference code 0)")
+    # None off OSD (nothing reads them there: giving one is an error, precedence.py); OSD_DEFAULTS on OSD
+    alpha: float | None = setting(None, NONNEG, "OSD only: P lr = alpha * weight lr (default 0.5)")
+    pca_lambda: float | None = setting(None, NONNEG, "OSD only: orthogonality weight lambda (default 0.1: the "
+                                       "paper's; reference code 0)")
     # "ignore" has no per-step host sync; the trainer then stops at the first log step whose loss is
     # not finite. "skip" syncs every step; the trainer logs the skip counts and fails the run when
     # steps stop updating anything (max_skipped_steps).
@@ -178,7 +180,14 @@ def from_json(saved: dict) -> RunConfig:
     for key in ("max_train_chars", "val_tokens"):  # resolved files before 0 meant "all" stored None
         if key in saved and saved[key] is None:
             known[key] = 0
+    if known.get("optimizer", "adamw") != "osd":  # older files stored OSD's knobs for every optimizer
+        for key in OSD_DEFAULTS:
+            known[key] = None
     return RunConfig(**known)
+
+
+# OSD's knobs (alpha, pca_lambda): filled for --optimizer osd, None (unread) for every other optimizer
+OSD_DEFAULTS = {"alpha": 0.5, "pca_lambda": 0.1}
 
 
 # CPU shortcuts for the tiny flavour: a 4096-entry BPE trained on the first 4 M characters of
