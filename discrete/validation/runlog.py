@@ -66,8 +66,10 @@ def command() -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
-def write_provenance(run_dir: Path, config: dict, device: torch.device, world: int, extra: dict | None = None) -> None:
-    write_json(run_dir / "config.json", config)
+def write_provenance(run_dir: Path, config: dict | None, device: torch.device, world: int,
+                     extra: dict | None = None) -> None:
+    if config is not None:
+        write_json(run_dir / "config.json", config)
     meta = {
         "command": command(),
         "argv": sys.argv,
@@ -154,22 +156,42 @@ def read_log(run_dir: str | Path) -> list[dict]:
     return read_log_checked(run_dir)[0]
 
 
-def record_start(run_dir: Path, cfg, plan, start: int, dropped: int, device, world: int, data_key: str, log) -> None:
+def read_meta(run_dir: Path) -> dict:
+    """A run's ``meta.json`` (UserError when missing or unreadable: a resume cannot tell whose files it holds)."""
+    path = Path(run_dir) / "meta.json"
+    if not path.is_file():
+        raise UserError(f"--resume: {path} is missing, so the run's identity cannot be checked; restore it, or "
+                        "start again with --overwrite")
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise UserError(f"--resume: {path} is not a JSON object")
+    return meta
+
+
+def record_start(run_dir: Path, cfg, plan, start: int, dropped: int, device, world: int, data_key: str, log,
+                 run_id: str | None = None) -> None:
     """A fresh run (``plan`` None) writes its config and provenance; a resume records what changed.
 
     The resume's allowed changes (``plan.changes``, ``plan.notes``, see resume.py) go to
     ``config.json`` (so the run is labelled by what it is now) and, with the old values, to
     ``events.jsonl``, as does the repair of a log cut mid-write.
     """
+    from discrete.validation.identity import file_sha256, start_record
+
     if plan is None:
-        write_provenance(run_dir, cfg.to_json(), device, world, {"data_key": data_key})
-        append_event(run_dir, "start")
+        write_json(run_dir / "config.json", cfg.to_json())
+        write_provenance(run_dir, None, device, world,
+                         {"data_key": data_key, **start_record(run_dir, cfg.projection, run_id)})
+        append_event(run_dir, "start", run_id=run_id)
         return
     notes = list(plan.notes)
     if dropped:
         notes.append(f"dropped {dropped} unparsable line(s) of {LOG_NAME} (a record cut by a crash mid-write)")
     if plan.changes:
         write_json(run_dir / "config.json", cfg.to_json())
+        if run_id is not None:  # the run's own change: the recorded hash follows it
+            meta = read_meta(run_dir)
+            write_json(run_dir / "meta.json", {**meta, "config_sha256": file_sha256(run_dir / "config.json")})
     append_event(run_dir, "resume", step=start, changes={k: list(v) for k, v in plan.changes.items()}, notes=notes)
     for note in notes:
         log(f"resume: {note}")

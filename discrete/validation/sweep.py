@@ -114,6 +114,12 @@ def merge_resume(saved: Sweep, common: dict, grid: dict, seeds: list | None) -> 
         raise UserError(f"--resume: --grid differs from the sweep in {saved.root} ({saved.grid}); drop --grid")
     if seeds is not None and seeds != saved.seeds:
         raise UserError(f"--resume: --seeds differs from the sweep in {saved.root} ({saved.seeds}); drop --seeds")
+    from discrete.validation.identity import require_named_rule
+
+    require_named_rule(saved.common.get("projection"), common)
+    if not grid:
+        for spec in saved.grid.get("projection", []):
+            require_named_rule(spec, {})  # a user rule in the grid: the grid must be given again
     changed = [k for k, v in common.items() if saved.common.get(k, getattr(RunConfig(), k)) != v]
     refused = [flag_of(k) for k in changed if FIELDS[k].metadata["role"] not in (SAFE, DATA)]
     if refused:

@@ -28,11 +28,12 @@ from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
 from discrete.validation.coverage import start as start_coverage
 from discrete.validation.data import TrainStream, load_or_encode, valid_windows
+from discrete.validation.identity import check_run_files, new_run_id
 from discrete.validation.model import build_model, flops_per_token
 from discrete.validation.optim import build_optimizer
 from discrete.validation.resolve import resolve
 from discrete.validation.resume import plan_resume
-from discrete.validation.runlog import JsonlLog, append_event, record_start
+from discrete.validation.runlog import JsonlLog, append_event, read_meta, record_start
 from discrete.validation.signals import Interrupted, StopSignals
 from discrete.validation.tokenizer import load_or_train_tokenizer
 from osd_theory.errors import UserError
@@ -155,9 +156,12 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     if info.is_main:
         rundir.check_not_live(run_dir)
     plan = ck = None
+    run_id = new_run_id()
     if cfg.resume:
         plan = plan_resume(run_dir, cfg)
         ck = load_checkpoint(run_dir)
+        # before the rule file is imported (build_optimizer): the checkpoint, config and rule file are the run's
+        run_id = check_run_files(run_dir, cfg, ck, read_meta(run_dir))
         if ck["step"] >= cfg.steps:
             log(f"{run_dir} already finished step {ck['step']} of {cfg.steps}; nothing to do "
                 "(pass a larger --steps to extend it)")
@@ -191,9 +195,9 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         start = ck["step"] if ck is not None else 0
         runlog = JsonlLog(run_dir, info.is_main, resume_step=start if ck is not None else None)
         if info.is_main:
-            record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log)
+            record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log, run_id=run_id)
         try:
-            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage)
+            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage, run_id=run_id)
         except (Interrupted, UserError) as exc:
             if info.is_main:
                 event = "interrupted" if isinstance(exc, Interrupted) else "failed"
@@ -210,7 +214,7 @@ def _nonfinite_grads(params: list[torch.Tensor]) -> tuple[int, int]:
     return int((~torch.isfinite(torch.stack(torch._foreach_norm(grads)))).sum()), len(grads)
 
 
-def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None) -> dict:
+def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None, run_id=None) -> dict:
     run_dir = Path(cfg.out)
     opt = bundle.optimizer
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
@@ -245,7 +249,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
             path = save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
                                    extra={"window_loss": window["loss"].detach().cpu(),
                                           "window_steps": window["loss_steps"], "data_key": data.key,
-                                          "optimizer": cfg.optimizer, "model": cfg.model,
+                                          "optimizer": cfg.optimizer, "model": cfg.model, "run_id": run_id,
                                           **({"coverage": coverage.state_dict()} if coverage else {})})
         D.barrier(info)
         return path
