@@ -28,6 +28,7 @@ from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
 from discrete.validation.coverage import start as start_coverage
 from discrete.validation.data import TrainStream, load_or_encode, valid_windows
+from discrete.validation.guard import check_gradient_alive, step_guard
 from discrete.validation.identity import check_run_files, new_run_id
 from discrete.validation.model import build_model, flops_per_token
 from discrete.validation.optim import build_optimizer
@@ -178,7 +179,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         for block in model.layers:
             fully_shard(block)
         fully_shard(model)
-    bundle = build_optimizer(model, cfg)
+    with step_guard(cfg, 0, "the rule file was imported"):
+        bundle = build_optimizer(model, cfg)
     if ck is not None:
         restore(ck, model, bundle.optimizer, cfg, data.key)
     coverage = start_coverage(model, cfg, ck, keep=info.is_main)  # rank 0 alone logs and checkpoints
@@ -266,12 +268,14 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                 sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled or cfg.fsdp) else fwd.no_sync()
                 with sync, amp():
                     _, loss = fwd(x, y)
-                (loss / accum).backward()
+                with step_guard(cfg, step):  # --per-layer steps in backward
+                    (loss / accum).backward()
                 window["loss"] += loss.detach() / accum
             before = M.snapshot(opt) if is_log else None
             grad_norm = bundle.clip_grad_norm_(model, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            opt.step()
-            extra = bundle.after_step(step) if bundle.after_step else {}
+            with step_guard(cfg, step):
+                opt.step()
+                extra = bundle.after_step(step) if bundle.after_step else {}
             window["steps"] += 1
             window["loss_steps"] += 1
             if cfg.nonfinite == "skip":  # this policy syncs every step anyway; one more small sync
@@ -289,6 +293,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                                              grad_norm, coverage)
                 rec.update(extra)
                 runlog.write(rec)
+                check_gradient_alive(rec["grad_norm"], rec["loss"], step, cfg, data.vocab_size)
                 summary = rec
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}") if bar else log(_line(rec))
             opt.zero_grad(set_to_none=True)
