@@ -125,7 +125,9 @@ class JsonlLog:
             return
         try:
             if resume_step is not None and self.path.is_file():
-                records, self.dropped = _parse_lines(self.path.read_text())
+                text, bad = _read_lines(self.path)
+                records, self.dropped = _parse_lines(text)
+                self.dropped += bad
                 keep = [r for r in records if r.get("step", 0) <= resume_step]
                 tmp = self.path.with_suffix(f".tmp{os.getpid()}")
                 try:
@@ -147,9 +149,26 @@ class JsonlLog:
                 raise _write_error(self.path, exc) from None
 
 
+def _read_lines(path: Path) -> tuple[str, int]:
+    """The UTF-8 lines of a file joined, and how many lines were not UTF-8 (damage: skipped, counted)."""
+    good, bad = [], 0
+    for line in Path(path).read_bytes().split(b"\n"):
+        try:
+            good.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad += 1
+    return "\n".join(good), bad
+
+
 def read_log_checked(run_dir: str | Path) -> tuple[list[dict], int]:
-    """(records, number of unparsable lines skipped) of a run's ``log.jsonl``."""
-    return _parse_lines((Path(run_dir) / LOG_NAME).read_text())
+    """(records, number of unparsable lines skipped: cut, damaged or not UTF-8) of a run's ``log.jsonl``."""
+    path = Path(run_dir) / LOG_NAME
+    try:
+        text, bad = _read_lines(path)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    records, unparsable = _parse_lines(text)
+    return records, bad + unparsable
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
