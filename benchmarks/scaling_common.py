@@ -152,3 +152,10 @@ def state_bytes(opt) -> int:
 def grad_bytes(model) -> int:
     return sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
 
+
+
+def provenance(device: str, name: str | None = None) -> dict:
+    """Commit, command, versions, threads and device sharing of a row (discrete.validation.provenance.record)."""
+    from discrete.validation.provenance import record
+
+    return record(device, name=name)

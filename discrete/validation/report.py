@@ -104,6 +104,7 @@ def summarize(run: dict) -> dict:
         "visited_dim": _last(train, "visited_dim"),
         "update_eff_rank": _last(evals, "update_eff_rank"),
         "device": run["meta"].get("device"),
+        "device_shared": run["meta"].get("device_shared"),  # other jobs on the device: tokens/s not clean
         "git_hash": run["meta"].get("git_hash"),
         "settings": settings(cfg),
     }
@@ -236,6 +237,10 @@ def table(rows: list[dict]) -> str:
     if any(g["n"] > 1 for g in groups):
         out += (f"\nn: runs that differ only in seed (or repeat one); mean ± half-width of the {INTERVAL_NAME} "
                 f"(t quantile with n-1 degrees of freedom; [lo, hi]: clipped to the metric's range); {NO_INTERVAL}")
+    shared = [g["label"] for g in groups if any(r.get("device_shared") for r in g["rows"])]
+    if shared:
+        out += (f"\nshared device (meta.json device_shared: other jobs ran on it at the start): tokens/s and memory "
+                f"of {', '.join(shared)} are not clean measurements")
     small = [g for g in groups if 1 < g["n"] < MIN_N]
     for g in small:  # the seeds themselves, since there is no interval
         out += f"\n{g['label']}: val_ppl per seed " + ", ".join(_fmt(r["val_ppl"], ".2f") for r in g["rows"])

@@ -10,34 +10,16 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-from discrete.validation.config import REPO_ROOT
+from discrete.validation.provenance import command, git_state  # noqa: F401  (git_state: re-exported)
 from osd_theory.errors import UserError
 
 LOG_NAME = "log.jsonl"
 EVENTS_NAME = "events.jsonl"
-
-
-def git_state() -> dict:
-    """HEAD and whether the tree is dirty; ``OSD_GIT_HASH`` overrides (for copies without .git)."""
-    if os.environ.get("OSD_GIT_HASH"):
-        return {"git_hash": os.environ["OSD_GIT_HASH"], "git_dirty": None}
-    try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        if head.returncode == 0:
-            return {"git_hash": head.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return {"git_hash": None, "git_dirty": None}
 
 
 def _write_error(path: Path, exc: OSError) -> UserError:
@@ -62,24 +44,13 @@ def read_json(path: Path) -> dict:
         raise UserError(f"cannot read {path}: {exc}") from None
 
 
-def command() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-
-
 def write_provenance(run_dir: Path, config: dict | None, device: torch.device, world: int,
                      extra: dict | None = None) -> None:
     if config is not None:
         write_json(run_dir / "config.json", config)
-    meta = {
-        "command": command(),
-        "argv": sys.argv,
-        **git_state(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "world_size": world,
-        **(extra or {}),
-    }
+    from discrete.validation.provenance import record
+
+    meta = {**record(device), "argv": sys.argv, "world_size": world, **(extra or {})}
     write_json(run_dir / "meta.json", meta)
 
 
