@@ -167,7 +167,7 @@ def check(sweep: Sweep, overwrite: bool = False) -> list[RunConfig]:
     from discrete.validation.resolve import resolve
 
     sweep.check_names()
-    configs = []
+    configs, first = [], None
     for point in sweep.points():
         cfg = sweep.config(point)
         try:
@@ -177,7 +177,7 @@ def check(sweep: Sweep, overwrite: bool = False) -> list[RunConfig]:
         if not overwrite:
             _check_existing(Path(cfg.out), resolved)
         configs.append(cfg)
-    first = configs[0]
+        first = first or resolved  # resolved: its corpus default filled
     if first.train_files:
         files_split("train", first.train_files)
     else:

@@ -36,6 +36,7 @@ from discrete.validation.resolve import resolve
 from discrete.validation.resume import plan_resume
 from discrete.validation.runlog import JsonlLog, append_event, read_meta, record_start
 from discrete.validation.signals import Interrupted, StopSignals
+from discrete.validation.threads import apply_threads
 from discrete.validation.tokenizer import load_or_train_tokenizer
 from osd_theory.errors import UserError
 
@@ -138,6 +139,8 @@ def log_metrics(model, bundle, loss: float, before, window_start) -> tuple[dict,
 def train(cfg: RunConfig) -> dict:
     check_fields(cfg)  # before DDP/CUDA setup, so --device cuda without a GPU is a one-line error
     info, device = D.setup(cfg.device)
+    if device.type == "cpu" or cfg.threads:  # threads.py: auto on a CPU run; meta.json records the number
+        apply_threads(cfg.threads)
     finished = False
     try:
         result = _train(cfg, info, device)
