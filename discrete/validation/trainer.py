@@ -162,10 +162,11 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     plan = ck = None
     run_id = new_run_id()
     if cfg.resume:
-        plan = plan_resume(run_dir, cfg)
         ck = load_checkpoint(run_dir)
-        # before the rule file is imported (build_optimizer): the checkpoint, config and rule file are the run's
+        # first (a hand-edited config.json would confuse the settings check) and before the rule file is
+        # imported (build_optimizer): the checkpoint, config and rule file are the run's own
         run_id = check_run_files(run_dir, cfg, ck, read_meta(run_dir))
+        plan = plan_resume(run_dir, cfg)
         if ck["step"] >= cfg.steps:
             log(f"{run_dir} already finished step {ck['step']} of {cfg.steps}; nothing to do "
                 "(pass a larger --steps to extend it)")

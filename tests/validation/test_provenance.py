@@ -61,3 +61,20 @@ def test_run_meta_records_commit_command_threads_and_sharing(make_cfg, capsys):
     capsys.readouterr()
     assert cli_main(["report", cfg.out]) == 0
     assert "are not clean measurements" in capsys.readouterr().out  # report flags tokens/s of a shared device
+
+
+def test_auto_threads_leave_the_cores_other_jobs_keep_busy(monkeypatch):
+    import torch
+
+    from discrete.validation import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 14)  # the shared 2-core machine (load average 14)
+    assert threads.auto_threads() == 1
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0)   # idle: every usable core (torch's default caps it)
+    assert threads.auto_threads() == min(2, torch.get_num_threads())
+    before = torch.get_num_threads()
+    try:
+        assert threads.apply_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
