@@ -298,6 +298,10 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                 rec.update(extra)
                 runlog.write(rec)
                 check_gradient_alive(rec["grad_norm"], rec["loss"], step, cfg, data.vocab_size)
+            if stuck and step == cfg.steps:  # a run shorter than --max-skipped-steps must not end "done" either
+                raise UserError(f"training diverged: every parameter update of the last {stuck} step(s) "
+                                f"({step - stuck + 1}..{step}) was skipped for non-finite gradients (--nonfinite skip); "
+                                f"the model no longer trains. Lower --lr (now {cfg.lr:g})")
                 summary = rec
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}") if bar else log(_line(rec))
             opt.zero_grad(set_to_none=True)

@@ -62,3 +62,22 @@ def test_unwritable_cache_is_a_one_line_error(make_cfg, cli_args, one_line_error
     cfg = make_cfg(cache_dir=str(tmp_path / "fresh_cache"))
     assert cli_main(cli_args(cfg)) == 2  # old code: a traceback
     one_line_error("--cache-dir", "Read-only file system")
+
+
+def test_nonfinite_skip_that_skips_the_last_steps_does_not_end_done(make_cfg, cli_args, monkeypatch, one_line_error):
+    """A run shorter than --max-skipped-steps whose final steps skipped every update (old code: "done", exit 0)."""
+    from discrete.validation import trainer
+
+    real = trainer._nonfinite_grads
+
+    def all_bad_from_step_2(params):
+        bad, n = real(params)
+        all_bad_from_step_2.calls += 1
+        return (n, n) if all_bad_from_step_2.calls >= 2 else (bad, n)
+
+    all_bad_from_step_2.calls = 0
+    monkeypatch.setattr(trainer, "_nonfinite_grads", all_bad_from_step_2)
+    cfg = make_cfg(optimizer="galore", steps=3)
+    assert cli_main(cli_args(cfg, "--nonfinite", "skip")) == 2
+    one_line_error("every parameter update of the last 2 step(s) (2..3) was skipped")
+    assert [r["step"] for r in read_log(cfg.out) if r["kind"] == "train"] == [1, 2, 3]  # all records kept
