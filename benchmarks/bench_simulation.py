@@ -87,6 +87,9 @@ def main() -> int:
     env = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
            "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
            "torch_threads": torch.get_num_threads(), "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    from discrete.validation.provenance import git_state
+
+    env.update(git_state())  # the commit the numbers belong to
     results = {"env": env, "cases": []}
     for name in (sorted(CASES) if args.case == "all" else [args.case]):
         r = bench_case(name, args.repeats, args.t_end, args.autodiff, args.tol)

@@ -172,6 +172,7 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(runs)}] {args.model} {opt} {mode} on {gpus} processes", flush=True)
         t = time.perf_counter()
         row = launch(spec, gpus, args.timeout)
+        row = {**C.provenance("cuda" if row.get("device", "cpu") != "cpu" else "cpu", row.get("device")), **row}
         row["command"] = "python3 benchmarks/fsdp.py " + " ".join(sys.argv[1:] if argv is None else argv)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -223,6 +223,7 @@ def main(argv=None) -> int:
             row = {**base_row(spec), "status": "exceeds_cap", "cap_gb": spec["cap_gb"], "analytic": formula}
         else:
             row = measure(spec) if (args.smoke and not args.subprocess) else run_row(spec, args.timeout)
+        row = {**C.provenance("cuda" if row.get("device", "cpu") != "cpu" else "cpu", row.get("device")), **row}
         row["command"] = "python3 benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -26,7 +26,7 @@ import torch
 from discrete import OPTIMIZERS, PerLayer
 from discrete.validation.model import build_model
 from discrete.validation.optim import DEFAULT_LR, DEFAULT_RANK, is_projected, projected_group_keys, split_params
-from discrete.validation.config import RunConfig
+from discrete.validation.config import OSD_DEFAULTS, RunConfig
 from osd_theory.kernels import LEFT, SIDE_RULES
 
 OPTIMIZER_NAMES = ("adamw", "galore", "osd", "rso")
@@ -79,7 +79,7 @@ def make_optimizer(model: torch.nn.Module, name: str, per_layer: str, rank: int,
         opt = OPTIMIZERS["adamw"](model.parameters(), lr=lr, nonfinite="ignore")
     else:
         proj, full = split_params(model)
-        extra = {"osd": {"alpha": cfg.alpha, "pca_lambda": cfg.pca_lambda, "proj_init": "random"},
+        extra = {"osd": {**OSD_DEFAULTS, "proj_init": "random"},  # the validation runs' alpha and lambda
                  "galore": {"proj_init": "random"}, "rso": {"seed": 0}}[name]
         groups = [{"params": full}, {"params": proj, **projected_group_keys(cfg, rank), **extra}]
         opt = OPTIMIZERS[name](groups, lr=lr, nonfinite="ignore")
@@ -152,3 +152,10 @@ def state_bytes(opt) -> int:
 def grad_bytes(model) -> int:
     return sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
 
+
+
+def provenance(device: str, name: str | None = None) -> dict:
+    """Commit, command, versions, threads and device sharing of a row (discrete.validation.provenance.record)."""
+    from discrete.validation.provenance import record
+
+    return record(device, name=name)

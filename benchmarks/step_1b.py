@@ -228,12 +228,16 @@ def main(argv=None) -> int:
         del opt
         if cuda:
             torch.cuda.empty_cache()
+    from discrete.validation.provenance import record  # commit, command, threads, sharing of every row
+
+    prov = record(device)
+    rows = [{**prov, **r} for r in rows]
     with open(os.path.join(args.out, "step_1b.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     with open(os.path.join(args.out, "pgrad_error.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in pgrad_errors(device, args.smoke))
+        f.writelines(json.dumps({**prov, **r}) + "\n" for r in pgrad_errors(device, args.smoke))
     with open(os.path.join(args.out, "refresh.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in refresh_methods(device, args.smoke))
+        f.writelines(json.dumps({**prov, **r}) + "\n" for r in refresh_methods(device, args.smoke))
     return 0
 
 

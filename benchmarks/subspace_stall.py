@@ -119,6 +119,9 @@ def main() -> int:
         out["rtols"] = [{"rtol": r, **run(spec(rtol=r))[0]} for r in (1e-6, 1e-8, 1e-10)]
     print(tables(out))
     if args.json:
+        from discrete.validation.provenance import record  # commit, command, versions, threads, sharing
+
+        out["provenance"] = record(torch.device("cpu"))
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 

@@ -31,6 +31,9 @@ def _projection(v: Any) -> None:
     if not (isinstance(v, str) and v):
         raise UserError(f"Invalid projection {v!r}: expected a rule name of osd_theory.projections.PROJECTIONS "
                         "or 'path/to/file.py:function'")
+    if ":" not in v:  # a name, not a user file: it must be registered (the message lists the valid names)
+        from osd_theory.projections import PROJECTIONS
+        PROJECTIONS.get(v)
 
 
 def _proj_options(v: Any) -> None:

@@ -38,6 +38,9 @@ def test_memory_smoke_rows_match_the_formula(tmp_path):
     assert len(rows) == 2 + 3 * 3                 # AdamW off/in_backward + 3 optimizers × 3 modes
     for r in rows:
         assert KEYS_MEMORY <= set(r) and r["status"] == "ok", r
+        # issue 21: provenance in every row (the checkout's commit, threads, whether the device was shared)
+        assert len(r["git_hash"]) == 40 and r["git_source"] == "checkout" and r["torch_threads"] >= 1, r
+        assert isinstance(r["device_shared"], (bool, type(None))) and r["command"].startswith("python3 benchmarks/"), r
         a = r["analytic"]
         assert r["optimizer_state_gb"] == pytest.approx(a["state"], rel=0, abs=1e-15), r
         assert r["grads_gb"] == pytest.approx(a["grads"], rel=0, abs=1e-15), r

@@ -93,10 +93,14 @@ def load_checkpoint(run_dir: str | Path, map_location="cpu") -> dict:
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors have many types; all mean the same to the user
-        raise UserError(f"--resume: cannot load {path} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        why = (str(exc).strip().splitlines() or ["empty or truncated file"])[0]  # EOFError of a 0-byte file: no text
+        raise UserError(f"--resume: cannot load {path} ({type(exc).__name__}: {why})") from None
     if not isinstance(ck, dict) or "step" not in ck:
         raise UserError(f"--resume: {path} is not a validation checkpoint")
-    if "checksum" in ck and ck["checksum"] != digest(ck):
+    if "checksum" not in ck:  # every checkpoint this code wrote has one: without it the bytes cannot be trusted
+        raise UserError(f"--resume: {path} has no checksum entry, so its contents cannot be verified; "
+                        "restart the run with --overwrite")
+    if ck["checksum"] != digest(ck):
         raise UserError(f"--resume: {path} is corrupt (its checksum does not match its contents); "
                         "restart the run with --overwrite")
     return ck

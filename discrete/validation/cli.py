@@ -30,6 +30,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
     given = given_settings(args)
     if given.get("resume"):
+        from discrete.validation.identity import require_named_rule
         from discrete.validation.resolve import resume_or_overwrite
         from discrete.validation.resume import load_saved
         from osd_theory.errors import UserError
@@ -39,6 +40,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UserError(clash)
 
         saved = load_saved(given["out"])
+        require_named_rule(saved.projection, given)  # never import a rule file this command line does not name
         return replace(saved, **{"stop_after": None, "overwrite": False, **given})
     return RunConfig(**given)
 

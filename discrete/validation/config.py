@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,22 @@ from osd_theory.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "corpus"  # ../shared/data/corpus of the checkout
-DEFAULT_CACHE = REPO_ROOT / ".cache" / "validation"  # git-ignored
+# shipped with the package (public domain, tiny_corpus/MANIFEST.md): --model tiny without --data runs anywhere
+TINY_DATA = Path(__file__).resolve().parent / "tiny_corpus"
+
+
+def user_cache_dir(app: str = "osd-theory") -> Path:
+    """The user's cache directory (as platformdirs: XDG_CACHE_HOME or ~/.cache; ~/Library/Caches; %LOCALAPPDATA%)."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / app
+
+
+DEFAULT_CACHE = user_cache_dir() / "validation"  # never inside the checkout
 
 # Roles: how a setting relates to "the same run".
 DEFINES = "defines"  # changes what is trained: a resume must keep it; runs that differ in it are not grouped
@@ -101,8 +118,10 @@ class RunConfig:
     scale: float = setting(0.25, POSITIVE, "GaLore/OSD update scale")
     # OSD alpha: 0.5 at lr 0.01 is the paper's P lr 0.005 (alpha 5 at lr 1e-3, THEORY.md 4.3) and the
     # reference code's 1/(gap*lr); alpha 5 at lr 0.01 blew P up (results README)
-    alpha: float = setting(0.5, NONNEG, "OSD: P lr = alpha * weight lr")
-    pca_lambda: float = setting(0.1, NONNEG, "OSD orthogonality weight lambda (paper 0.1; reference code 0)")
+    # None off OSD (nothing reads them there: giving one is an error, precedence.py); OSD_DEFAULTS on OSD
+    alpha: float | None = setting(None, NONNEG, "OSD only: P lr = alpha * weight lr (default 0.5)")
+    pca_lambda: float | None = setting(None, NONNEG, "OSD only: orthogonality weight lambda (default 0.1: the "
+                                       "paper's; reference code 0)")
     # "ignore" has no per-step host sync; the trainer then stops at the first log step whose loss is
     # not finite. "skip" syncs every step; the trainer logs the skip counts and fails the run when
     # steps stop updating anything (max_skipped_steps).
@@ -116,8 +135,9 @@ class RunConfig:
     fsdp: bool = setting(False, R.Switch(), "shard the model with FSDP2 (fully_shard per block) instead of DDP, under "
                          "torchrun; no checkpoints (docs/scaling.md)")
     # data
-    data: str = setting(str(DEFAULT_DATA), R.Text(), "corpus dir with train.* and valid.* "
-                        "(default ../shared/data/corpus)", role=DATA)
+    data: str | None = setting(None, R.Text(), "corpus dir with train.* and valid.* (default: for --model tiny the "
+                               "small public-domain corpus shipped with the package, otherwise ../shared/data/corpus "
+                               "beside the checkout)", role=DATA)
     train_files: list[str] = setting(None, R.Paths(), "explicit train files (.txt/.jsonl[.xz/.gz/.bz2])",
                                      role=DATA, factory=list)
     valid_files: list[str] = setting(None, R.Paths(), "explicit valid files", role=DATA, factory=list)
@@ -126,7 +146,11 @@ class RunConfig:
                                           "and train tokens; 0 = all (default all; 4M for tiny)")
     val_tokens: int | None = setting(None, R.Int(0), "evaluate the first N valid tokens; 0 = all "
                                      "(default the whole valid split; 65536 for tiny)")
-    cache_dir: str = setting(str(DEFAULT_CACHE), R.Text(), "tokenizer / token-array cache", role=SAFE)
+    cache_dir: str = setting(str(DEFAULT_CACHE), R.Text(), "tokenizer / token-array cache (default: the user's cache "
+                             "directory, $XDG_CACHE_HOME/osd-theory/validation)", role=SAFE)
+    # torch's own default on a small shared machine oversubscribes the cores (other processes run there too)
+    threads: int = setting(0, R.Int(0), "CPU threads for torch's intra-op work (0: auto, see threads.py; the "
+                           "number used is recorded in meta.json)", role=SAFE)
     seed: int = setting(0, R.Int(0, 2**63 - 1), "model init and data order", role=SEED)
     # bookkeeping
     out: str = setting("runs/validate", R.Text(), "run directory", role=LOCAL, required=True)
@@ -182,7 +206,14 @@ def from_json(saved: dict) -> RunConfig:
     for key in ("max_train_chars", "val_tokens"):  # resolved files before 0 meant "all" stored None
         if key in saved and saved[key] is None:
             known[key] = 0
+    if known.get("optimizer", "adamw") != "osd":  # older files stored OSD's knobs for every optimizer
+        for key in OSD_DEFAULTS:
+            known[key] = None
     return RunConfig(**known)
+
+
+# OSD's knobs (alpha, pca_lambda): filled for --optimizer osd, None (unread) for every other optimizer
+OSD_DEFAULTS = {"alpha": 0.5, "pca_lambda": 0.1}
 
 
 # CPU shortcuts for the tiny flavour: a 4096-entry BPE trained on the first 4 M characters of
@@ -196,8 +227,15 @@ MODEL_SHAPE = {"tiny": {"batch_size": 8, "seq_len": 64}}
 FULL_SHAPE = {"batch_size": 512, "seq_len": 256}
 
 
+def default_data(model: str) -> str:
+    """The corpus a run reads without --data: the shipped tiny corpus for ``tiny``, the shared one otherwise."""
+    return str(TINY_DATA if model == "tiny" else DEFAULT_DATA)
+
+
 def resolve_data_defaults(cfg: RunConfig) -> RunConfig:
     """Fill ``None`` data and shape fields from the model's defaults (the saved config shows the result)."""
+    if cfg.data is None:
+        cfg.data = default_data(cfg.model)
     for table, fallback in ((SMALL_DATA, FULL_DATA), (MODEL_SHAPE, FULL_SHAPE)):
         for key, value in table.get(cfg.model, fallback).items():
             if getattr(cfg, key) is None:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from discrete.validation.config import RunConfig
+from discrete.validation.config import OSD_DEFAULTS, RunConfig
 from osd_theory.errors import UserError
 from osd_theory.registry import Registry
 
@@ -138,11 +138,13 @@ def _build_subspace(name: str, extra: Callable[[RunConfig], dict]):
         return OptimizerBundle(opt, projected=proj)
 
     build.projects = True  # a subspace optimizer: --rank, --projection and --nonfinite apply
+    build.extra = extra    # its own group keys (precedence.py compares them with --proj-option)
     return build
 
 
 OPTIMIZER_BUILDERS.add("galore", _build_subspace("galore", lambda cfg: {}))
-OPTIMIZER_BUILDERS.add("osd", _build_subspace("osd", lambda cfg: {"alpha": cfg.alpha, "pca_lambda": cfg.pca_lambda}))
+OPTIMIZER_BUILDERS.add("osd", _build_subspace("osd", lambda cfg: {
+    k: default if getattr(cfg, k) is None else getattr(cfg, k) for k, default in OSD_DEFAULTS.items()}))
 # RSO in optimizer form (discrete/rso.py): P resampled (Haar) every update_proj_gap steps, inner
 # Adam state reset with it; its draws are seeded by (seed, parameter index, step), so resumable.
 OPTIMIZER_BUILDERS.add("rso", _build_subspace("rso", lambda cfg: {"seed": cfg.seed}))
@@ -151,6 +153,15 @@ OPTIMIZER_BUILDERS.add("rso", _build_subspace("rso", lambda cfg: {"seed": cfg.se
 def projects(name: str) -> bool:
     """Whether optimizer ``name`` projects (takes --rank, --projection, --nonfinite)."""
     return getattr(OPTIMIZER_BUILDERS.get(name), "projects", False)
+
+
+def group_keys_of(cfg: RunConfig) -> dict | None:
+    """The projected group's keys the run would set (bar ``params``), or None for an optimizer without one."""
+    builder = OPTIMIZER_BUILDERS.get(cfg.optimizer)
+    if not getattr(builder, "projects", False):
+        return None
+    rank = cfg.rank if cfg.rank is not None else DEFAULT_RANK.get(cfg.model, 128)
+    return {**projected_group_keys(cfg, rank), **builder.extra(cfg)}
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> OptimizerBundle:

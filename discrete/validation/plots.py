@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from discrete.validation.report import group_rows, summarize
-from discrete.validation.stats import mean_ci
+from discrete.validation.stats import clip, mean_ci
 
 LINESTYLES = ("-", "--", ":", "-.")
 HATCHES = ("", "//", "..", "xx")
@@ -101,11 +101,18 @@ def figures(runs: list[dict]) -> dict:
                 continue
             st = style.line(g)
             ax.plot(xs, mean, marker="o" if len(xs) < 30 else None, ms=3, lw=1.4, label=g["label"], **st)
-            if all(h is not None for h in hw):  # an interval needs two seeds or more
-                ax.fill_between(xs, [m - h for m, h in zip(mean, hw)], [m + h for m, h in zip(mean, hw)],
+            if g["n"] > 1:  # the seeds themselves, with or without an interval
+                for run in g["runs"]:
+                    pts = _points(run, kind, x, y)
+                    ax.plot(list(pts), list(pts.values()), ls="none", marker=".", ms=2.5, alpha=0.45,
+                            color=st["color"], gid=st["gid"])
+            if all(h is not None for h in hw):  # an interval needs MIN_N seeds or more (stats.py)
+                band = [clip(y, m, h) for m, h in zip(mean, hw)]  # within the metric's range
+                ax.fill_between(xs, [lo for lo, _ in band], [hi for _, hi in band],
                                 color=st["color"], alpha=0.15, lw=0, gid=st["gid"])
                 if len(xs) < 30:  # few points (evals): a band between them hides the end points' intervals
-                    ax.errorbar(xs, mean, yerr=hw, fmt="none", ecolor=st["color"], capsize=3, lw=1, gid=st["gid"])
+                    yerr = [[m - lo for m, (lo, _) in zip(mean, band)], [hi - m for m, (_, hi) in zip(mean, band)]]
+                    ax.errorbar(xs, mean, yerr=yerr, fmt="none", ecolor=st["color"], capsize=3, lw=1, gid=st["gid"])
             if train_overlay:
                 txs, tm, _ = _mean_series(g["runs"], "train", "tokens", "loss")
                 if txs:
@@ -115,7 +122,8 @@ def figures(runs: list[dict]) -> dict:
             ax.set_yscale("log", nonpositive="mask")  # GaLore/RSO drift is exactly 0 between refreshes
         ax.grid(alpha=0.3)
         if any(g["n"] > 1 for g in groups):
-            ax.set_title("mean over seeds; band: Student-t 95% CI", fontsize=8)
+            ax.set_title("mean over seeds (dots: each seed); band: Student-t 95% CI, 3+ seeds, clipped to the "
+                         "metric's range", fontsize=8)
         _legend(ax, len(groups))
         fig.tight_layout()
         figs[name] = fig
@@ -139,7 +147,13 @@ def figures(runs: list[dict]) -> dict:
         vals = [(g[key] or 0) * scale for g in groups]
         errs = [(g[key + "_ci95"] or 0) * scale for g in groups]
         for i, g in enumerate(groups):
-            ax.barh(i, vals[i], xerr=errs[i] or None, capsize=3, **style.bar(g))
+            lo, hi = clip(key, vals[i], errs[i])  # the interval within the metric's range
+            xerr = [[vals[i] - lo], [hi - vals[i]]] if errs[i] else None
+            ax.barh(i, vals[i], xerr=xerr, capsize=3, **style.bar(g))
+            seeds = [r[key] * scale for r in g["rows"] if isinstance(r.get(key), (int, float))]
+            if len(seeds) > 1:  # each seed's value on its group's bar
+                ax.plot(seeds, [i] * len(seeds), ls="none", marker="o", ms=3, mfc="white", mec="black", mew=0.8,
+                        gid=f"seeds={g['label']}")
         ax.set_yticks(range(len(groups)), labels, fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(4))
         if max(v + e for v, e in zip(vals, errs)) >= 1e4:
@@ -155,7 +169,8 @@ def figures(runs: list[dict]) -> dict:
     bars(axes[1], "tokens_per_s", "tokens / s")
     bars(axes[2], "peak_mem_gb", "peak memory (GiB)")
     axes[0].invert_yaxis()  # shared y: once for all panels, so the first group is on top
-    fig.suptitle("mean over seeds; error bars: Student-t 95% CI (none with one seed)", fontsize=9)
+    fig.suptitle("mean over seeds (circles: each seed); error bars: Student-t 95% CI, clipped to the metric's range "
+                 "(none with fewer than 3 seeds)", fontsize=9)
     fig.tight_layout()
     figs["summary_ci.png"] = fig
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from discrete.validation.config import DATA, DEFINES, FIELDS, LENGTH, from_json
 from discrete.validation.optim import effective_eps_placement
 from discrete.validation.runlog import read_log_checked
-from discrete.validation.stats import INTERVAL_NAME, mean_ci
+from discrete.validation.stats import INTERVAL_NAME, MIN_N, NO_INTERVAL, clip, mean_ci
 from osd_theory.errors import UserError
 
 STATE_KEYS = ("moments", "projector", "projector_optim", "other_state")
@@ -56,20 +56,25 @@ def _last(records: list[dict], key: str):
     return values[-1] if values else None
 
 
+def _nums(records: list[dict], key: str) -> list[float]:
+    """The numeric values of ``key`` (a field of another type, from damage or another version, is left out)."""
+    return [r[key] for r in records if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+
+
 def summarize(run: dict) -> dict:
     """One row: the numbers ``report --json`` prints and the table shows."""
     cfg, log = run["config"], run["log"]
     train = [r for r in log if r.get("kind") == "train"]
     evals = [r for r in log if r.get("kind") == "eval"]
-    steady = [r["tokens_per_s"] for r in train[1:]] or [r["tokens_per_s"] for r in train]  # step 1 is warm-up
+    steady = _nums(train[1:], "tokens_per_s") or _nums(train, "tokens_per_s")  # step 1 is warm-up
     last = train[-1] if train else {}
     sb = last.get("state_bytes", {})
     # training peak: skip windows that contained an eval pass (logs written before the trainer
     # reset the peak after eval had eval's logits in the next window)
     after_eval = {id(b) for a, b in zip(log, log[1:]) if a.get("kind") == "eval" and b.get("kind") == "train"}
     clean = [r for r in train if id(r) not in after_eval] or train
-    peaks = [r["peak_alloc_gb"] for r in clean if "peak_alloc_gb" in r]
-    reserved = [r["peak_reserved_gb"] for r in clean if "peak_reserved_gb" in r]
+    peaks = _nums(clean, "peak_alloc_gb")
+    reserved = _nums(clean, "peak_reserved_gb")
     residuals = [r["residual"] for r in train if r.get("residual") is not None and math.isfinite(r["residual"])]
     skipped = [s for r in train for s in r.get("skipped", [])]
     return {
@@ -99,6 +104,7 @@ def summarize(run: dict) -> dict:
         "visited_dim": _last(train, "visited_dim"),
         "update_eff_rank": _last(evals, "update_eff_rank"),
         "device": run["meta"].get("device"),
+        "device_shared": run["meta"].get("device_shared"),  # other jobs on the device: tokens/s not clean
         "git_hash": run["meta"].get("git_hash"),
         "settings": settings(cfg),
     }
@@ -193,8 +199,14 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
-def _pm(mean, hw, spec: str) -> str:
-    return _fmt(mean, spec) if hw is None else f"{_fmt(mean, spec)} ± {_fmt(hw, spec)}"
+def _pm(mean, hw, spec: str, metric: str = "") -> str:
+    """``mean ± hw``, or ``mean [lo, hi]`` where the interval is clipped to the metric's range."""
+    if hw is None or mean is None:
+        return _fmt(mean, spec)
+    lo, hi = clip(metric, mean, hw)
+    if lo > mean - hw or hi < mean + hw:
+        return f"{_fmt(mean, spec)} [{_fmt(lo, spec)}, {_fmt(hi, spec)}]"
+    return f"{_fmt(mean, spec)} ± {_fmt(hw, spec)}"
 
 
 def table(rows: list[dict]) -> str:
@@ -212,17 +224,24 @@ def table(rows: list[dict]) -> str:
         ratio = lambda k: (g[k] / b[k]) if b and g[k] and b[k] else None  # noqa: E731
         lines.append([
             g["label"], str(g["n"]), g["optimizer"], g["model"], _fmt(g["rank"], "d"), _fmt(g["tokens"], ",.0f"),
-            _pm(g["val_ppl"], g["val_ppl_ci95"], ".2f"), _fmt(ratio("val_ppl"), ".3f"),
-            _pm(g["tokens_per_s"], g["tokens_per_s_ci95"], ",.0f"), _fmt(ratio("tokens_per_s"), ".3f"),
-            _pm(g["peak_mem_gb"], g["peak_mem_gb_ci95"], ".2f"),
+            _pm(g["val_ppl"], g["val_ppl_ci95"], ".2f", "val_ppl"), _fmt(ratio("val_ppl"), ".3f"),
+            _pm(g["tokens_per_s"], g["tokens_per_s_ci95"], ",.0f", "tokens_per_s"), _fmt(ratio("tokens_per_s"), ".3f"),
+            _pm(g["peak_mem_gb"], g["peak_mem_gb_ci95"], ".2f", "peak_mem_gb"),
             _fmt(None if g["optimizer_state_gb"] is None else g["optimizer_state_gb"] * 1024, ".1f"),
             _fmt(g["state_share_of_peak"], ".3f"), _fmt(g["H_final"], ".4f"), _fmt(g["residual_mean"], ".3f"),
-            _pm(g["visited_dim"], g["visited_dim_ci95"], ".1f"),
-            _pm(g["update_eff_rank"], g["update_eff_rank_ci95"], ".1f"),
+            _pm(g["visited_dim"], g["visited_dim_ci95"], ".1f", "visited_dim"),
+            _pm(g["update_eff_rank"], g["update_eff_rank_ci95"], ".1f", "update_eff_rank"),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines)
     if any(g["n"] > 1 for g in groups):
         out += (f"\nn: runs that differ only in seed (or repeat one); mean ± half-width of the {INTERVAL_NAME} "
-                "(t quantile with n-1 degrees of freedom); n = 1: one run, no interval")
+                f"(t quantile with n-1 degrees of freedom; [lo, hi]: clipped to the metric's range); {NO_INTERVAL}")
+    shared = [g["label"] for g in groups if any(r.get("device_shared") for r in g["rows"])]
+    if shared:
+        out += (f"\nshared device (meta.json device_shared: other jobs ran on it at the start): tokens/s and memory "
+                f"of {', '.join(shared)} are not clean measurements")
+    small = [g for g in groups if 1 < g["n"] < MIN_N]
+    for g in small:  # the seeds themselves, since there is no interval
+        out += f"\n{g['label']}: val_ppl per seed " + ", ".join(_fmt(r["val_ppl"], ".2f") for r in g["rows"])
     return out

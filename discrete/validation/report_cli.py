@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,9 +38,10 @@ def run_dirs(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir() and (p / SWEEP_FILE).is_file():
-            from discrete.validation.sweep import sweep_runs
+            from discrete.validation.sweep import expected_runs
 
-            out += [d for d in sweep_runs(p) if holds_run(d)]
+            # the runs of its grid (not sweep.json's list, which may be edited); sweep_lines names the missing
+            out += [p / name for name, _ in expected_runs(p)[0] if holds_run(p / name)]
         elif p.is_dir() and (p / "config.json").is_file() and (p / "log.jsonl").is_file():
             out.append(p)
         elif p.is_dir():
@@ -54,20 +56,77 @@ def run_dirs(paths: list[str]) -> list[Path]:
     return [d for d in out if not (d.resolve() in seen or seen.add(d.resolve()))]
 
 
-def run(args: argparse.Namespace) -> int:
-    from discrete.validation.report import json_rows, load_run, summarize, table
+def _summarize(run: dict) -> dict:
+    """report.summarize, with a malformed config.json or log field as a one-line error naming the run."""
+    from discrete.validation.report import summarize
 
+    try:
+        if not isinstance(run["config"], dict):
+            raise TypeError("config.json is not a JSON object")
+        return summarize(run)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{run['dir']}: malformed config.json or log.jsonl ({type(exc).__name__}: {exc}); "
+                        "fix or remove the run") from None
+
+
+def sweep_lines(paths: list[str]) -> list[str]:
+    """For each sweep among ``paths``: the runs it expects, and which are missing or unfinished."""
+    from discrete.validation.rundir import SWEEP_FILE
+    from discrete.validation.sweep import expected_runs
+
+    lines = []
+    for p in map(Path, paths):
+        if not (p.is_dir() and (p / SWEEP_FILE).is_file()):
+            continue
+        runs, notes = expected_runs(p)
+        for n in notes:
+            note(n)
+        missing = [name for name, state in runs if state == "new"]
+        unfinished = [f"{name} ({state})" for name, state in runs if state not in ("new", "done")]
+        line = f"sweep {p}: {len(runs)} runs expected, {len(runs) - len(missing) - len(unfinished)} finished"
+        line += f"; missing: {', '.join(missing)}" if missing else ""
+        line += f"; unfinished: {', '.join(unfinished)}" if unfinished else ""
+        lines.append(line)
+    return lines
+
+
+def _plots_dir(paths: list[str], dirs: list[Path]) -> Path:
+    """Where plots would go: a sweep's ``plots``, else ``plots`` beside the runs."""
+    from discrete.validation.rundir import SWEEP_FILE
+
+    sweeps = [Path(p) for p in paths if (Path(p) / SWEEP_FILE).is_file()]
+    if len(sweeps) == 1:
+        return sweeps[0] / "plots"
+    return Path(os.path.commonpath([str(d.absolute().parent) for d in dirs])) / "plots"
+
+
+def run(args: argparse.Namespace) -> int:
+    from discrete.validation.report import json_rows, load_run, table
+    from discrete.validation.rundir import check_writable
+
+    if args.plots:  # before any work: a file or an unwritable place is a one-line error
+        check_writable(Path(args.plots), "--plots")
+    dirs = run_dirs(args.runs)
     runs = []
-    for d in run_dirs(args.runs):
+    for d in dirs:
         r = load_run(d)
         if r["skipped_lines"]:
             note(f"{d}: skipped {r['skipped_lines']} unparsable line(s) of log.jsonl (a record cut mid-write)")
         runs.append(r)
-    rows = [summarize(r) for r in runs]
+    rows = [_summarize(r) for r in runs]
+    out = print if not args.json else note  # stdout holds only the JSON under --json
     print(json.dumps(json_rows(rows), indent=2, allow_nan=False) if args.json else table(rows))
+    for line in sweep_lines(args.runs):
+        out(line)
     if args.plots:
         from discrete.validation.plots import plot
 
-        for path in plot(runs, args.plots):
+        try:
+            paths = plot(runs, args.plots)
+        except OSError as exc:
+            raise UserError(f"--plots {args.plots}: cannot write there ({exc.strerror or exc})") from None
+        for path in paths:
             print(f"wrote {path}") if not args.json else None
+    else:
+        out(f"plots: none drawn; pass --plots DIR to draw them (e.g. --plots {_plots_dir(args.runs, dirs)})")
     return 0

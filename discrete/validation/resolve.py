@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from discrete.validation.config import RunConfig, check_fields, resolve_data_defaults
+from discrete.validation import precedence
+from discrete.validation.config import OSD_DEFAULTS, RunConfig, check_fields, flag_of, resolve_data_defaults
 from discrete.validation.model import FLAVOURS
 from discrete.validation.optim import DEFAULT_LR, DEFAULT_RANK, projects
 from osd_theory.errors import UserError
@@ -57,6 +58,16 @@ def _options_need_rule(cfg: RunConfig, world: int) -> str | None:
     return None
 
 
+def _osd_only(cfg: RunConfig, world: int) -> str | None:
+    if cfg.optimizer == "osd":
+        return None
+    given = [f"{flag_of(k)} {getattr(cfg, k):g}" for k in OSD_DEFAULTS if getattr(cfg, k) is not None]
+    if given:
+        return (f"{' and '.join(given)}: OSD's knob{'s' * (len(given) > 1)}; --optimizer {cfg.optimizer} does not "
+                "read it (drop it, or use --optimizer osd)")
+    return None
+
+
 def resume_or_overwrite(cfg: RunConfig, world: int) -> str | None:
     if cfg.resume and cfg.overwrite:
         return "--resume and --overwrite exclude each other: continue the run, or replace it"
@@ -85,7 +96,7 @@ def _eps_placement(cfg: RunConfig, world: int) -> str | None:
 
 CROSS_CHECKS: tuple[Callable[[RunConfig, int], str | None], ...] = (
     resume_or_overwrite, _divisible_batch, _context, _rank, _subspace_only, _options_need_rule, _fsdp, _coverage,
-    _eps_placement,
+    _eps_placement, _osd_only, *precedence.CHECKS,
 )
 
 
@@ -100,6 +111,9 @@ def resolve(cfg: RunConfig, world: int = 1) -> RunConfig:
     if cfg.micro_batch_size is None and cfg.batch_size % world == 0:
         cfg.micro_batch_size = cfg.batch_size // world
     cfg.micro_batch_size = cfg.micro_batch_size or cfg.batch_size
+    if cfg.optimizer == "osd":  # off OSD they stay None: _osd_only refuses them there
+        for key, value in OSD_DEFAULTS.items():
+            setattr(cfg, key, value if getattr(cfg, key) is None else getattr(cfg, key))
     for check in CROSS_CHECKS:
         message = check(cfg, world)
         if message:

@@ -250,8 +250,19 @@ class Projection(Rule):
 
     def check(self, flag, value, shown=None):
         super().check(flag, value)
-        if value is None or ":" not in value:
-            return  # a name: the optimizer's registry judges it
+        if value is None:
+            return
+        if ":" not in value:  # a name: the registry's message lists the valid ones
+            from osd_theory.projections import PROJECTIONS
+
+            if value not in PROJECTIONS:
+                import difflib
+
+                close = difflib.get_close_matches(value, PROJECTIONS.names(), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise UserError(f"{flag} {value}: unknown projection rule{hint}; expected one of "
+                                f"{PROJECTIONS.names()} or path/to/file.py:function")
+            return
         path, _, func = value.rpartition(":")
         if not path.endswith(".py") or not func.isidentifier():
             raise UserError(f"{flag} {value}: must be a rule name or path/to/file.py:function")

@@ -10,34 +10,16 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-from discrete.validation.config import REPO_ROOT
+from discrete.validation.provenance import command, git_state  # noqa: F401  (git_state: re-exported)
 from osd_theory.errors import UserError
 
 LOG_NAME = "log.jsonl"
 EVENTS_NAME = "events.jsonl"
-
-
-def git_state() -> dict:
-    """HEAD and whether the tree is dirty; ``OSD_GIT_HASH`` overrides (for copies without .git)."""
-    if os.environ.get("OSD_GIT_HASH"):
-        return {"git_hash": os.environ["OSD_GIT_HASH"], "git_dirty": None}
-    try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        if head.returncode == 0:
-            return {"git_hash": head.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return {"git_hash": None, "git_dirty": None}
 
 
 def _write_error(path: Path, exc: OSError) -> UserError:
@@ -62,22 +44,13 @@ def read_json(path: Path) -> dict:
         raise UserError(f"cannot read {path}: {exc}") from None
 
 
-def command() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+def write_provenance(run_dir: Path, config: dict | None, device: torch.device, world: int,
+                     extra: dict | None = None) -> None:
+    if config is not None:
+        write_json(run_dir / "config.json", config)
+    from discrete.validation.provenance import record
 
-
-def write_provenance(run_dir: Path, config: dict, device: torch.device, world: int, extra: dict | None = None) -> None:
-    write_json(run_dir / "config.json", config)
-    meta = {
-        "command": command(),
-        "argv": sys.argv,
-        **git_state(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "world_size": world,
-        **(extra or {}),
-    }
+    meta = {**record(device), "argv": sys.argv, "world_size": world, **(extra or {})}
     write_json(run_dir / "meta.json", meta)
 
 
@@ -123,7 +96,9 @@ class JsonlLog:
             return
         try:
             if resume_step is not None and self.path.is_file():
-                records, self.dropped = _parse_lines(self.path.read_text())
+                text, bad = _read_lines(self.path)
+                records, self.dropped = _parse_lines(text)
+                self.dropped += bad
                 keep = [r for r in records if r.get("step", 0) <= resume_step]
                 tmp = self.path.with_suffix(f".tmp{os.getpid()}")
                 try:
@@ -145,31 +120,68 @@ class JsonlLog:
                 raise _write_error(self.path, exc) from None
 
 
+def _read_lines(path: Path) -> tuple[str, int]:
+    """The UTF-8 lines of a file joined, and how many lines were not UTF-8 (damage: skipped, counted)."""
+    good, bad = [], 0
+    for line in Path(path).read_bytes().split(b"\n"):
+        try:
+            good.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad += 1
+    return "\n".join(good), bad
+
+
 def read_log_checked(run_dir: str | Path) -> tuple[list[dict], int]:
-    """(records, number of unparsable lines skipped) of a run's ``log.jsonl``."""
-    return _parse_lines((Path(run_dir) / LOG_NAME).read_text())
+    """(records, number of unparsable lines skipped: cut, damaged or not UTF-8) of a run's ``log.jsonl``."""
+    path = Path(run_dir) / LOG_NAME
+    try:
+        text, bad = _read_lines(path)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    records, unparsable = _parse_lines(text)
+    return records, bad + unparsable
 
 
 def read_log(run_dir: str | Path) -> list[dict]:
     return read_log_checked(run_dir)[0]
 
 
-def record_start(run_dir: Path, cfg, plan, start: int, dropped: int, device, world: int, data_key: str, log) -> None:
+def read_meta(run_dir: Path) -> dict:
+    """A run's ``meta.json`` (UserError when missing or unreadable: a resume cannot tell whose files it holds)."""
+    path = Path(run_dir) / "meta.json"
+    if not path.is_file():
+        raise UserError(f"--resume: {path} is missing, so the run's identity cannot be checked; restore it, or "
+                        "start again with --overwrite")
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise UserError(f"--resume: {path} is not a JSON object")
+    return meta
+
+
+def record_start(run_dir: Path, cfg, plan, start: int, dropped: int, device, world: int, data_key: str, log,
+                 run_id: str | None = None) -> None:
     """A fresh run (``plan`` None) writes its config and provenance; a resume records what changed.
 
     The resume's allowed changes (``plan.changes``, ``plan.notes``, see resume.py) go to
     ``config.json`` (so the run is labelled by what it is now) and, with the old values, to
     ``events.jsonl``, as does the repair of a log cut mid-write.
     """
+    from discrete.validation.identity import file_sha256, start_record
+
     if plan is None:
-        write_provenance(run_dir, cfg.to_json(), device, world, {"data_key": data_key})
-        append_event(run_dir, "start")
+        write_json(run_dir / "config.json", cfg.to_json())
+        write_provenance(run_dir, None, device, world,
+                         {"data_key": data_key, **start_record(run_dir, cfg.projection, run_id)})
+        append_event(run_dir, "start", run_id=run_id)
         return
     notes = list(plan.notes)
     if dropped:
         notes.append(f"dropped {dropped} unparsable line(s) of {LOG_NAME} (a record cut by a crash mid-write)")
     if plan.changes:
         write_json(run_dir / "config.json", cfg.to_json())
+        if run_id is not None:  # the run's own change: the recorded hash follows it
+            meta = read_meta(run_dir)
+            write_json(run_dir / "meta.json", {**meta, "config_sha256": file_sha256(run_dir / "config.json")})
     append_event(run_dir, "resume", step=start, changes={k: list(v) for k, v in plan.changes.items()}, notes=notes)
     for note in notes:
         log(f"resume: {note}")

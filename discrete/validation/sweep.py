@@ -45,6 +45,17 @@ class Sweep:
         text = "_".join(f"{k}={_word(v)}" for k, v in point.items())
         return re.sub(r"[^A-Za-z0-9._=+,-]", "-", text)
 
+    def check_names(self) -> None:
+        """Each grid point has a directory of its own (UserError naming the points that would share one)."""
+        seen: dict[str, dict] = {}
+        for point in self.points():
+            name = self.name(point)
+            if name in seen:
+                raise UserError(f"sweep: grid points {seen[name]} and {point} would share the run directory {name} "
+                                "(their values differ only in characters a directory name cannot hold); give values "
+                                "that differ in letters or digits")
+            seen[name] = point
+
     def config(self, point: dict) -> RunConfig:
         return RunConfig(**{**self.common, **point, "out": str(self.root / self.name(point))})
 
@@ -54,7 +65,10 @@ class Sweep:
 
 
 def _word(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    """A value as it appears in a run name: floats short (``0.01``) unless that would lose digits (``0.1000001``)."""
+    if isinstance(v, float):
+        return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+    return str(v)
 
 
 def parse_grid(items: list[str], common: dict) -> dict:
@@ -114,6 +128,12 @@ def merge_resume(saved: Sweep, common: dict, grid: dict, seeds: list | None) -> 
         raise UserError(f"--resume: --grid differs from the sweep in {saved.root} ({saved.grid}); drop --grid")
     if seeds is not None and seeds != saved.seeds:
         raise UserError(f"--resume: --seeds differs from the sweep in {saved.root} ({saved.seeds}); drop --seeds")
+    from discrete.validation.identity import require_named_rule
+
+    require_named_rule(saved.common.get("projection"), common)
+    if not grid:
+        for spec in saved.grid.get("projection", []):
+            require_named_rule(spec, {})  # a user rule in the grid: the grid must be given again
     changed = [k for k, v in common.items() if saved.common.get(k, getattr(RunConfig(), k)) != v]
     refused = [flag_of(k) for k in changed if FIELDS[k].metadata["role"] not in (SAFE, DATA)]
     if refused:
@@ -131,7 +151,7 @@ def status(run_dir: Path, steps: int) -> str:
         return "done"
     events = run_dir / EVENTS_NAME
     if events.is_file():
-        lines = [ln for ln in events.read_text().splitlines() if ln.strip()]
+        lines = [ln for ln in events.read_text(errors="replace").splitlines() if ln.strip()]
         try:
             if lines and json.loads(lines[-1]).get("event") == "failed":
                 return "failed"
@@ -140,25 +160,72 @@ def status(run_dir: Path, steps: int) -> str:
     return "partial" if (run_dir / "checkpoint.pt").is_file() else "broken"
 
 
-def check(sweep: Sweep) -> list[RunConfig]:
-    """Every run's configuration, fully resolved and checked, before anything runs."""
+def check(sweep: Sweep, overwrite: bool = False) -> list[RunConfig]:
+    """Every run's configuration, fully resolved and checked, before anything runs (names unique; a directory
+    that already holds a run must hold this grid point's, unless ``overwrite`` replaces it)."""
     from discrete.validation.corpus import files_split, find_split
     from discrete.validation.resolve import resolve
 
-    configs = []
+    sweep.check_names()
+    configs, first = [], None
     for point in sweep.points():
         cfg = sweep.config(point)
         try:
-            resolve(replace(cfg))  # a copy: the run resolves its own
+            resolved = resolve(replace(cfg))  # a copy: the run resolves its own
         except UserError as exc:
             raise UserError(f"sweep run {sweep.name(point)}: {exc}") from None
+        if not overwrite:
+            _check_existing(Path(cfg.out), resolved)
         configs.append(cfg)
-    first = configs[0]
+        first = first or resolved  # resolved: its corpus default filled
     if first.train_files:
         files_split("train", first.train_files)
     else:
         find_split(first.data, "train")
     return configs
+
+
+def _check_existing(run_dir: Path, resolved: RunConfig) -> None:
+    """A directory that already holds a run is this grid point's only if its config.json says so."""
+    from discrete.validation.config import DEFINES, SEED, from_json
+
+    if not holds_run(run_dir):
+        return
+    name = run_dir.name
+    if not (run_dir / "config.json").is_file():
+        raise UserError(f"sweep run {name}: {run_dir} holds run files but no config.json, so it cannot be matched to "
+                        "its grid point; move it away, or choose another --out")
+    try:
+        saved = from_json(read_json(run_dir / "config.json"))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"sweep run {name}: {run_dir / 'config.json'} is not a run config ({exc})") from None
+    saved.schedule_steps = saved.schedule_steps or saved.steps
+    differ = [f"{flag_of(k)} {getattr(saved, k)} (the grid point: {getattr(resolved, k)})"
+              for k, f in FIELDS.items() if f.metadata["role"] in (DEFINES, SEED) and getattr(saved, k) != getattr(resolved, k)]
+    if differ:
+        raise UserError(f"sweep run {name}: {run_dir} already holds a run with other settings: {'; '.join(differ)}; "
+                        "move it away, or choose another --out")
+
+
+def expected_runs(root: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """The runs a sweep expects, as (name, state: new/done/failed/partial/broken), and notes on sweep.json."""
+    spec = read_json(Path(root) / SWEEP_FILE)
+    try:
+        sweep = load_sweep(root)
+        points = sweep.points()
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UserError(f"{Path(root) / SWEEP_FILE}: not a sweep file ({type(exc).__name__}: {exc})") from None
+    names = [sweep.name(p) for p in points]
+    notes = []
+    listed = spec.get("runs")
+    if listed != names:
+        notes.append(f"{Path(root) / SWEEP_FILE}: its run list differs from its grid and seeds (edited?); "
+                     "the runs of the grid are used")
+    out = []
+    for point, name in zip(points, names):
+        steps = sweep.config(point).steps
+        out.append((name, status(Path(root) / name, steps)))
+    return out, notes
 
 
 def run_sweep(sweep: Sweep, *, resume: bool, overwrite: bool, log=print) -> list[tuple[str, str]]:
@@ -173,7 +240,7 @@ def run_sweep(sweep: Sweep, *, resume: bool, overwrite: bool, log=print) -> list
                         "it, or choose another --out")
     if holds_run(root):
         raise UserError(f"--out {root}: holds a single run, not a sweep; choose another --out")
-    configs = check(sweep)
+    configs = check(sweep, overwrite)
     make_dir(root)
     lock = DirLock(root).acquire()
     failures = []

@@ -7,6 +7,7 @@ A cache file that does not load (damage, a foreign file) is trained again, with 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -80,9 +81,11 @@ def load_or_train_tokenizer(train: SplitFiles, vocab_size: int, max_train_chars:
         path.parent.mkdir(parents=True, exist_ok=True)
         tok.save(str(tmp))
         os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"--cache-dir {cache_dir}: cannot write {path.name} ({exc.strerror or exc})") from None
+    except Exception as exc:  # OSError, or the Rust tokenizer's plain Exception ("Read-only file system (os error 30)")
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        why = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"--cache-dir {cache_dir}: cannot write {path.name} ({why})") from None
     return tok, key
 
 

@@ -28,12 +28,15 @@ from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
 from discrete.validation.coverage import start as start_coverage
 from discrete.validation.data import TrainStream, load_or_encode, valid_windows
+from discrete.validation.guard import check_gradient_alive, step_guard
+from discrete.validation.identity import check_run_files, new_run_id
 from discrete.validation.model import build_model, flops_per_token
 from discrete.validation.optim import build_optimizer
 from discrete.validation.resolve import resolve
 from discrete.validation.resume import plan_resume
-from discrete.validation.runlog import JsonlLog, append_event, record_start
+from discrete.validation.runlog import JsonlLog, append_event, read_meta, record_start
 from discrete.validation.signals import Interrupted, StopSignals
+from discrete.validation.threads import apply_threads
 from discrete.validation.tokenizer import load_or_train_tokenizer
 from osd_theory.errors import UserError
 
@@ -136,6 +139,8 @@ def log_metrics(model, bundle, loss: float, before, window_start) -> tuple[dict,
 def train(cfg: RunConfig) -> dict:
     check_fields(cfg)  # before DDP/CUDA setup, so --device cuda without a GPU is a one-line error
     info, device = D.setup(cfg.device)
+    if device.type == "cpu" or cfg.threads:  # threads.py: auto on a CPU run; meta.json records the number
+        apply_threads(cfg.threads)
     finished = False
     try:
         result = _train(cfg, info, device)
@@ -155,9 +160,13 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     if info.is_main:
         rundir.check_not_live(run_dir)
     plan = ck = None
+    run_id = new_run_id()
     if cfg.resume:
-        plan = plan_resume(run_dir, cfg)
         ck = load_checkpoint(run_dir)
+        # first (a hand-edited config.json would confuse the settings check) and before the rule file is
+        # imported (build_optimizer): the checkpoint, config and rule file are the run's own
+        run_id = check_run_files(run_dir, cfg, ck, read_meta(run_dir))
+        plan = plan_resume(run_dir, cfg)
         if ck["step"] >= cfg.steps:
             log(f"{run_dir} already finished step {ck['step']} of {cfg.steps}; nothing to do "
                 "(pass a larger --steps to extend it)")
@@ -174,7 +183,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         for block in model.layers:
             fully_shard(block)
         fully_shard(model)
-    bundle = build_optimizer(model, cfg)
+    with step_guard(cfg, 0, "the rule file was imported"):
+        bundle = build_optimizer(model, cfg)
     if ck is not None:
         restore(ck, model, bundle.optimizer, cfg, data.key)
     coverage = start_coverage(model, cfg, ck, keep=info.is_main)  # rank 0 alone logs and checkpoints
@@ -192,9 +202,9 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         runlog = JsonlLog(run_dir, info.is_main, resume_step=start if ck is not None else None)
         runlog = claimed.enter_context(tensorboard.tee(runlog, cfg.tensorboard, start if ck is not None else None))
         if info.is_main:
-            record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log)
+            record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log, run_id=run_id)
         try:
-            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage)
+            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage, run_id=run_id)
         except (Interrupted, UserError) as exc:
             if info.is_main:
                 event = "interrupted" if isinstance(exc, Interrupted) else "failed"
@@ -211,7 +221,7 @@ def _nonfinite_grads(params: list[torch.Tensor]) -> tuple[int, int]:
     return int((~torch.isfinite(torch.stack(torch._foreach_norm(grads)))).sum()), len(grads)
 
 
-def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None) -> dict:
+def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None, run_id=None) -> dict:
     run_dir = Path(cfg.out)
     opt = bundle.optimizer
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
@@ -246,7 +256,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
             path = save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
                                    extra={"window_loss": window["loss"].detach().cpu(),
                                           "window_steps": window["loss_steps"], "data_key": data.key,
-                                          "optimizer": cfg.optimizer, "model": cfg.model,
+                                          "optimizer": cfg.optimizer, "model": cfg.model, "run_id": run_id,
                                           **({"coverage": coverage.state_dict()} if coverage else {})})
         D.barrier(info)
         return path
@@ -263,12 +273,14 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                 sync = contextlib.nullcontext() if (k == accum - 1 or not info.enabled or cfg.fsdp) else fwd.no_sync()
                 with sync, amp():
                     _, loss = fwd(x, y)
-                (loss / accum).backward()
+                with step_guard(cfg, step):  # --per-layer steps in backward
+                    (loss / accum).backward()
                 window["loss"] += loss.detach() / accum
             before = M.snapshot(opt) if is_log else None
             grad_norm = bundle.clip_grad_norm_(model, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            opt.step()
-            extra = bundle.after_step(step) if bundle.after_step else {}
+            with step_guard(cfg, step):
+                opt.step()
+                extra = bundle.after_step(step) if bundle.after_step else {}
             window["steps"] += 1
             window["loss_steps"] += 1
             if cfg.nonfinite == "skip":  # this policy syncs every step anyway; one more small sync
@@ -286,6 +298,11 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                                              grad_norm, coverage)
                 rec.update(extra)
                 runlog.write(rec)
+                check_gradient_alive(rec["grad_norm"], rec["loss"], step, cfg, data.vocab_size)
+            if stuck and step == cfg.steps:  # a run shorter than --max-skipped-steps must not end "done" either
+                raise UserError(f"training diverged: every parameter update of the last {stuck} step(s) "
+                                f"({step - stuck + 1}..{step}) was skipped for non-finite gradients (--nonfinite skip); "
+                                f"the model no longer trains. Lower --lr (now {cfg.lr:g})")
                 summary = rec
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}") if bar else log(_line(rec))
             opt.zero_grad(set_to_none=True)

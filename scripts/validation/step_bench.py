@@ -9,6 +9,7 @@ steps are refresh-free; the SVD refresh is timed separately (gap 1). Prints a ta
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 
 import torch
@@ -47,6 +48,9 @@ def main() -> None:
     cases = [("adamw (torch foreach)", "adamw", {}), ("galore", "galore", {}), ("galore refresh every step", "galore", {"update_proj_gap": 1}),
              ("osd", "osd", {}), ("rso", "rso", {})]
     state0 = {k: v.clone() for k, v in model.state_dict().items()}
+    from discrete.validation.provenance import record
+
+    print("# " + json.dumps(record(torch.device("cuda"))))  # commit, command, device, threads, sharing
     print(f"{'case':<28} ms/step")
     for label, name, kw in cases:
         model.load_state_dict(state0)

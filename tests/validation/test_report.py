@@ -215,3 +215,89 @@ def test_coverage_figures_draw_each_run_in_its_optimizers_colour_and_only_when_l
         assert all(to_hex(ln.get_color()) == to_hex(colour[ln.get_label()]) for ln in lines)
         assert "adamw" not in {ln.get_label() for ln in figs[name].axes[0].get_lines()}
     plt.close("all")
+
+
+# ---------------------------------------------------------------- issue 21, items 5 and 6
+
+
+def test_two_seeds_get_no_interval_but_their_points(tmp_path, capsys):
+    """n = 2: t_{0.975,1} = 12.7 made a residual band of -1.3..2.6 and negative tokens/s bars; now no interval,
+    the per-seed values instead, and the table says why."""
+    from discrete.validation.plots import figures
+    from discrete.validation.report import load_run
+
+    dirs = [fake_run(tmp_path, f"s{s}", seed=s, ppl=p, tok_s=t, residual=r)
+            for s, p, t, r in ((0, 10.0, 100.0, 0.1), (1, 30.0, 900.0, 0.9))]
+    assert cli_main(["report", *map(str, dirs), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(r["group_n"] == 2 and r["val_ppl_ci95"] is None and r["tokens_per_s_ci95"] is None for r in rows)
+    assert cli_main(["report", *map(str, dirs)]) == 0
+    out = capsys.readouterr().out
+    assert "n < 3: no interval" in out and "±" not in out.splitlines()[1]
+    assert "val_ppl per seed 10.00, 30.00" in out
+    figs = figures([load_run(d) for d in dirs])
+    ax = figs["summary_ci.png"].axes[0]
+    seeds = [ln for ln in ax.lines if str(ln.get_gid()).startswith("seeds=")]
+    assert len(seeds) == 1 and sorted(seeds[0].get_xdata()) == [10.0, 30.0]  # both seeds on the bar
+    res = figs["residual_vs_steps.png"].axes[0]
+    assert not res.collections  # no band from two seeds
+    assert sorted({y for ln in res.lines for y in ln.get_ydata()}) == [0.1, 0.5, 0.9]  # mean and both seeds
+
+
+def test_intervals_are_clipped_to_the_metrics_range(tmp_path, capsys):
+    from discrete.validation.plots import figures
+    from discrete.validation.report import load_run
+
+    dirs = [fake_run(tmp_path, f"s{s}", seed=s, residual=r, tok_s=t)
+            for s, r, t in ((0, 0.02, 10.0), (1, 0.5, 1000.0), (2, 0.98, 5000.0))]
+    assert cli_main(["report", *map(str, dirs)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "2,003 [0, " in line  # tokens/s: mean 2003, the interval would go below 0: shown clipped
+    figs = figures([load_run(d) for d in dirs])
+    band = figs["residual_vs_steps.png"].axes[0].collections[0]
+    ys = [y for path in band.get_paths() for _, y in path.vertices]
+    assert min(ys) >= 0.0 and max(ys) <= 1.0  # unclipped: 0.5 ± 1.2
+    bars = figs["summary_ci.png"].axes[1]
+    lows = [seg[0][0] for coll in bars.collections for seg in coll.get_segments()]
+    assert lows and min(lows) >= 0.0
+
+
+def test_report_without_plots_says_where_they_would_go(tmp_path, capsys):
+    a = fake_run(tmp_path / "runs", "a")
+    assert cli_main(["report", str(a)]) == 0
+    assert f"pass --plots DIR to draw them (e.g. --plots {tmp_path / 'runs' / 'plots'})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda d: (d / "config.json").write_text("[1, 2]"), "malformed config.json"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"model": "tiny"})), "malformed config.json"),
+    (lambda d: (d / "config.json").write_bytes(b'{"optimizer": "\xff"}'), "unreadable config.json"),
+])
+def test_malformed_run_files_are_one_line_errors(tmp_path, capsys, damage, needle):
+    a = fake_run(tmp_path, "a")
+    damage(a)
+    assert cli_main(["report", str(a)]) == 2  # old code: tracebacks
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+
+
+def test_bad_log_fields_and_bytes_are_skipped(tmp_path, capsys):
+    a = fake_run(tmp_path, "a", tok_s=100.0)
+    with open(a / "log.jsonl", "ab") as f:
+        f.write(b'{"kind": "train", "step": 21, "tokens_per_s": "fast", "loss": 1.0}\n')  # a field of the wrong type
+        f.write(b'{"kind": "train", "step": 22, "note": "\xff\xfe"}\n')                     # not UTF-8
+    assert cli_main(["report", str(a), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unparsable line" in captured.err
+    assert json.loads(captured.out)[0]["tokens_per_s"] == 100.0
+
+
+def test_plots_onto_a_file_is_a_one_line_error(tmp_path, capsys):
+    a = fake_run(tmp_path, "a")
+    target = tmp_path / "plots.png"
+    target.write_text("x")
+    assert cli_main(["report", str(a), "--plots", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--plots" in err and "not a directory" in err
+    assert cli_main(["report", str(a), "--plots", str(target / "sub")]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_sweep_2x2_runs_resumes_and_reports_groups(corpus_dir, cache_dir, tmp_pa
     # the report groups the seeds: two groups of two, with intervals
     assert cli_main(["report", str(root), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 4 and all(r["group_n"] == 2 and r["val_ppl_ci95"] is not None for r in rows)
+    assert len(rows) == 4 and all(r["group_n"] == 2 and r["val_ppl_ci95"] is None for r in rows)  # n < 3: no interval
     assert len({r["group"] for r in rows}) == 2
 
 
@@ -74,3 +74,75 @@ def test_sweep_refuses_bad_grids_before_running(corpus_dir, cache_dir, tmp_path,
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (grid, err)
     assert not root.exists()
+
+
+# ---------------------------------------------------------------- issue 21, item 4
+
+
+def test_grid_values_that_format_alike_get_their_own_directories(tmp_path):
+    import pytest
+
+    from discrete.validation.sweep import Sweep, parse_grid
+    from osd_theory.errors import UserError
+
+    sweep = Sweep(tmp_path, {}, parse_grid(["warmup_frac=0.1,0.1000001"], {}), [0])
+    names = [sweep.name(p) for p in sweep.points()]
+    assert len(set(names)) == 2, names  # old code: both "warmup_frac=0.1_seed=0", the second skipped as finished
+    sweep.check_names()
+    clash = Sweep(tmp_path, {}, {"cache_dir": ["a/b", "a-b"]}, [0])  # "/" is not kept in a directory name
+    with pytest.raises(UserError, match="would share the run directory cache_dir=a-b_seed=0"):
+        clash.check_names()
+
+
+def test_an_existing_directory_is_used_only_if_it_is_the_grid_points_run(corpus_dir, cache_dir, tmp_path, capsys):
+    from discrete.validation.sweep import Sweep
+
+    root = tmp_path / "sweep"
+    args = _sweep_args(corpus_dir, cache_dir, root, "--optimizer", "adamw")
+    sweep = Sweep(root, {}, {}, [0])
+    point_dir = root / sweep.name(sweep.points()[0])
+    assert point_dir.name == "seed=0"
+    # a run of other settings under the grid point's name (old code: taken as the point's result)
+    stray = _tiny_cfg(corpus_dir, cache_dir, point_dir, lr=0.002)
+    train(stray)
+    capsys.readouterr()
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run with other settings" in err and "--lr 0.002 (the grid point: 0.001)" in err
+    assert not (root / "sweep.json").exists()  # refused before anything ran
+    train(_tiny_cfg(corpus_dir, cache_dir, point_dir, overwrite=True))  # now the point's own run
+    assert cli_main(args) == 0
+    assert "seed=0: finished, skipped" in capsys.readouterr().out
+
+
+def _tiny_cfg(corpus_dir, cache_dir, out, **kw):
+    from discrete.validation.config import RunConfig
+
+    return RunConfig(**{**dict(model="tiny", optimizer="adamw", steps=3, batch_size=4, seq_len=16, vocab_size=320,
+                               val_tokens=256, max_train_chars=0, data=str(corpus_dir), cache_dir=str(cache_dir),
+                               rank=4, log_every=1, device="cpu", progress=False, out=str(out)), **kw})
+
+
+def test_report_lists_the_runs_a_sweep_expects(tmp_path, capsys):
+    from discrete.validation.sweep import Sweep
+
+    root = tmp_path / "sweep"
+    sweep = Sweep(root, {"model": "tiny", "steps": 20}, {"optimizer": ["adamw", "galore", "osd"]}, [0])
+    root.mkdir()
+    spec = sweep.to_json()
+    for point in sweep.points():
+        d = root / sweep.name(point)
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(sweep.config(point).to_json()))
+        recs = [{"kind": "train", "step": 20, "tokens": 100, "loss": 5.0, "tokens_per_s": 10.0}]
+        if point["optimizer"] == "adamw":  # finished: an eval at the last step
+            recs.append({"kind": "eval", "step": 20, "tokens": 100, "val_loss": 5.0, "val_ppl": 148.4})
+        (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    shutil.rmtree(root / "optimizer=osd_seed=0")  # deleted
+    spec["runs"] = spec["runs"][:2]                # and dropped from sweep.json by hand
+    (root / "sweep.json").write_text(json.dumps(spec))
+    assert cli_main(["report", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert (f"sweep {root}: 3 runs expected, 1 finished; missing: optimizer=osd_seed=0; "
+            "unfinished: optimizer=galore_seed=0 (broken)") in out  # old code: silent about both
+    assert "run list differs from its grid" in err
