@@ -144,6 +144,14 @@ class RunConfig:
                              "projectors (train records) and the shape of W_t - W_0 (eval records); keeps a copy "
                              "of the projected weights and a d x d matrix per projector (discrete/validation/"
                              "coverage.py)")
+    # validation probes (docs/training-claims.md): metric-only, so a resume may switch them
+    sharpness: int = setting(0, R.Int(0), "measure the preconditioned sharpness lambda_max(D^-1 H) this many times "
+                             "per decade of steps (log-spaced, and at the last step) by power iteration with Hessian-"
+                             "vector products; 0: off. Costs up to 40 double backwards on one micro-batch per "
+                             "measurement (discrete/validation/sharpness.py)", role=SAFE)
+    log_refresh: bool = setting(False, R.Switch(), "also write a train record at every step where a projector was "
+                                "refreshed or resampled, with the count as 'refreshed' (discrete/validation/"
+                                "refreshes.py)", role=SAFE)
     compile: bool = setting(False, R.Switch(), "torch.compile the model", role=SAFE)
     progress: bool = setting(True, R.Switch(), "no tqdm bar", role=SAFE, flag="no-progress")
 
