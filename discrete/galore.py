@@ -21,7 +21,7 @@ consistent, cf. modelscope/ms-swift#10146); a refresh is **skipped** (old basis 
 zero or non-finite or the SVD fails, and no basis is ever built from zeros.
 
 Diagnostics (``opt.diagnostics`` after each step): ``refreshes`` (count), ``refresh_skipped``,
-``overlap`` {param index: ‖P_newᵀP_old‖²_F/r} at each refresh (ECOSYSTEM.md §2.9).
+``overlap`` {param index: ‖P_newᵀP_old‖²_F/r} at each refresh.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ help text and its *role*; ``osd-theory validate`` and ``osd-theory sweep`` gener
 from these declarations (:mod:`flags`), the resume rules (:mod:`resume`) and the report's seed
 grouping read the roles.
 
-Defaults follow the GaLore pretraining protocol (ANCHORS.md §1) where it has one: Adam
+Defaults follow the GaLore pretraining protocol (arXiv:2403.03507 §5) where it has one: Adam
 (0.9, 0.999), eps 1e-8, 10% linear warm-up then cosine to 10% of the peak lr, gradient clip 1.0,
 no weight decay, sequence length 256, GaLore scale 0.25 and refresh gap T = 200.
 ``SMALL_DATA`` and ``MODEL_SHAPE`` hold the honest CPU shortcuts for the tiny model (stated in the
@@ -140,7 +140,7 @@ class RunConfig:
                                      role=LOCAL, cli=False)
     device: str = setting("auto", R.Device(), "auto (cuda if available), cpu, cuda, cuda:N or mps", role=SAFE)
     # metric-only, but run-defining: a resume could not switch it on (W_0 of the run's step 0 is gone)
-    coverage: bool = setting(False, R.Switch(), "log the coverage metrics of issue 12: visited dimension of the "
+    coverage: bool = setting(False, R.Switch(), "log the coverage metrics: visited dimension of the "
                              "projectors (train records) and the shape of W_t - W_0 (eval records); keeps a copy "
                              "of the projected weights and a d x d matrix per projector (discrete/validation/"
                              "coverage.py)")
