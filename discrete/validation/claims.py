@@ -134,9 +134,9 @@ def _fmt8(name: str, d: dict) -> str:
     return s + f" [{d['verdict']}]"
 
 
-def c8(quick: bool = False) -> dict:
-    names = ["adamw", "galore"] if quick else list(C8_CPU)
-    cpu = {}
+def c8_cpu_logs(names: list[str]) -> dict[str, list[dict]]:
+    """The CPU part's run logs (pre-registered setup: tiny, full batch, constant lr 0.01, ``--sharpness 6``)."""
+    logs = {}
     with tempfile.TemporaryDirectory(prefix="c8-") as tmp:
         root = Path(tmp)
         synthetic_corpus(root / "corpus")
@@ -144,7 +144,13 @@ def c8(quick: bool = False) -> dict:
         for name in names:
             cfg = _tiny_cfg(root, name, optimizer=name, batch_size=batch, lr=0.01, warmup_frac=0.0, min_lr_frac=1.0,
                             grad_clip=0.0, weight_decay=0.0, sharpness=6, log_every=100, **C8_CPU[name])
-            cpu[name] = c8_from_log(_run(cfg), C8_BAND["cpu"])
+            logs[name] = _run(cfg)
+    return logs
+
+
+def c8(quick: bool = False) -> dict:
+    names = ["adamw", "galore"] if quick else list(C8_CPU)
+    cpu = {name: c8_from_log(recs, C8_BAND["cpu"]) for name, recs in c8_cpu_logs(names).items()}
     gpu = {}
     for name in C8_CPU:
         rec = _recorded(f"c8_{name}")
@@ -207,13 +213,21 @@ def _fmt9(d: dict) -> str:
             f"{d['max_deviation']:.4f} (tolerance {d['tolerance']}) [{d['verdict']}]")
 
 
-def c9(quick: bool = False) -> dict:
+C9_RANK = 8
+
+
+def c9_cpu_log() -> list[dict]:
+    """The CPU part's run log (pre-registered setup: tiny rso, r = 8, resample every 10 steps, ``--log-refresh``)."""
     with tempfile.TemporaryDirectory(prefix="c9-") as tmp:
         root = Path(tmp)
         synthetic_corpus(root / "corpus")
         cfg = _tiny_cfg(root, "rso", optimizer="rso", steps=60, batch_size=8, lr=0.01, update_proj_gap=10,
-                        log_every=5, log_refresh=True)
-        cpu = c9_from_log(_run(cfg), cfg.rank, projected_dims("tiny"), C9_TOL["cpu"])
+                        log_every=5, log_refresh=True, rank=C9_RANK)
+        return _run(cfg)
+
+
+def c9(quick: bool = False) -> dict:
+    cpu = c9_from_log(c9_cpu_log(), C9_RANK, projected_dims("tiny"), C9_TOL["cpu"])
     rec = _recorded("c9_rso")
     gpu: dict | str = "not measured"
     if rec:
