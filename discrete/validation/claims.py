@@ -73,14 +73,23 @@ def _full_batch(cfg: RunConfig) -> int:
 
 
 def _run(cfg: RunConfig) -> list[dict]:
+    """Train ``cfg`` on one CPU thread (as verify's workers do: the same reduction order, so the same
+    numbers in a notebook or a test as in verify) and return its log records."""
     import contextlib
     import io
+
+    import torch
 
     from discrete.validation.runlog import read_log
     from discrete.validation.trainer import train
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines are not verify's output
-        train(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the trainer's log lines are not verify's output
+            train(cfg)
+    finally:
+        torch.set_num_threads(threads)
     return read_log(cfg.out)
 
 

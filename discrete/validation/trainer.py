@@ -180,7 +180,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     if ck is not None:
         restore(ck, model, bundle.optimizer, cfg, data.key)
     coverage = start_coverage(model, cfg, ck, keep=info.is_main)  # rank 0 alone logs and checkpoints
-    sharp = sharpness_meter(cfg, data.train) if info.is_main else None
+    sharp = sharpness_meter(cfg, data.train)  # every rank checks the flag (a refusal stops all); rank 0 measures
+    sharp = sharp if info.is_main else None
 
     # 2) from here on the run dir changes, under its lock (taken by rank 0; the others follow its verdict)
     with contextlib.ExitStack() as claimed:
