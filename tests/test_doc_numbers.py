@@ -120,6 +120,14 @@ CHECKS = {
         "docs/results/validation/report_60m.json (osd_a0.5, adamw, galore)",
         lambda: (f"{report_60m('osd_a0.5')['val_ppl'] / report_60m('adamw')['val_ppl']:.3f}",
                  f"{100 * (report_60m('osd_a0.5')['val_ppl'] / report_60m('galore')['val_ppl'] - 1):.1f}")),
+    "README: 1B peaks relative to AdamW": Check(
+        "README.md", "1B memory (batch 16, no checkpointing): GaLore's peak is {} % of AdamW's, OSD's {} %",
+        "docs/results/benchmarks/memory.jsonl",
+        lambda: tuple(f"{100 * peak_1b(o) / peak_1b('adamw'):.0f}" for o in ("galore", "osd"))),
+    "README: OSD's gap to GaLore, 60M (6 seeds) and 130M": Check(
+        "README.md", "splits OSD's gap to GaLore (+{} PPL at 60M over 6 seeds, +{} at 130M)",
+        "osd_vs_galore/runs_1000 and runs_130m/{osd,galore}_sK log.jsonl",
+        lambda: (f"{paired('osd', 'galore', range(6))[0]:.1f}", f"{paired('osd', 'galore', range(3), 'runs_130m')[0]:.1f}")),
     "notebook 05: GaLore's H at its first refresh": Check(
         "notebooks/05_theory_to_training.py", "rises at its first refresh too ({} and {} at 60M, seeds 0 and 1",
         "docs/results/validation/runs/{galore,galore_seed1}/log.jsonl",
