@@ -1,4 +1,4 @@
-"""Tokens/s and peak memory per GPU of LLaMA training on several GPUs: FSDP2 against DDP (issue 10).
+"""Tokens/s and peak memory per GPU of LLaMA training on several GPUs: FSDP2 against DDP.
 
 For each (mode, optimizer) a fresh ``torchrun --standalone --nproc_per_node G`` runs this file as a worker:
 the validation track's LLaMA (float32 weights, bf16 autocast, global-norm clipping at 1.0, random tokens),

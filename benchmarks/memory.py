@@ -1,4 +1,4 @@
-"""Peak GPU memory of real LLaMA training steps: AdamW, GaLore, OSD, RSO; ordinary and per-layer (issue 10).
+"""Peak GPU memory of real LLaMA training steps: AdamW, GaLore, OSD, RSO; ordinary and per-layer.
 
 Each row — (model, optimizer, per-layer mode, activation checkpointing, batch) — runs in a fresh subprocess
 (an OOM or a crash costs that row only): the validation track's LLaMA built on the GPU (float32 weights),

@@ -1,6 +1,6 @@
 """One optimizer step on the LLaMA-1B parameter set, against torch's fused AdamW in the same process.
 
-The set (issue 8): 24 layers × [4 × 2048×2048, 2 × 5461×2048, 2048×5461] projected at rank 512
+The set: 24 layers × [4 × 2048×2048, 2 × 5461×2048, 2048×5461] projected at rank 512
 (update gap 200, scale 0.25, ``proj_type`` std), plus 2 × 32000×2048 full rank; Gaussian weights
 (×0.02) and gradients (×1e-3). Each row is one optimizer built on the same tensors; ``step_ms`` is the
 median over ``--reps`` CUDA-event-timed ``opt.step()`` calls after warm-ups (the first step, which

@@ -23,7 +23,7 @@ Same steps are not the same trajectory once P is refreshed: round-off before a r
 another top-r basis (measured in tests/discrete/test_galore_torch_dropin.py).
 
 Diagnostics (``opt.diagnostics`` after each step): ``refreshes`` (count), ``refresh_skipped``,
-``overlap`` {param index: ‖P_newᵀP_old‖²_F/r} at each refresh (ECOSYSTEM.md §2.9).
+``overlap`` {param index: ‖P_newᵀP_old‖²_F/r} at each refresh.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A hook (``Tensor.register_post_accumulate_grad_hook``) on every projected matrix W (m, n) runs when
 W's gradient G is complete in backward, computes from G all that the step needs of it, and frees G
 (``W.grad = None``). Peak memory then holds the full-size gradient of one matrix at a time instead of all
-of them (ECOSYSTEM.md §2.5, ANCHORS.md §1: GaLore's layer-wise mode).
+of them (GaLore's per-layer weight updates, arXiv:2403.03507).
 
 **Deferred (default): the same step as the ordinary mode.** What the step needs of G is linear in G or
 invariant to its scale, so it can be computed before the clipping factor c and the lr are known:

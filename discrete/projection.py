@@ -6,7 +6,7 @@ does to the subspace state.
   name or ``path/to/file.py:function``); the group only supplies its options. Group keys that name
   rule fields (:data:`RULE_FIELDS`) are passed when the rule has that field and the key is set;
   ``proj_options`` may set any field of the rule.
-* ``SWITCH`` — what a jump does to the subspace moments (ECOSYSTEM.md §2.9): ``keep``
+* ``SWITCH`` — what a jump does to the subspace moments: ``keep``
   (galore-torch), ``reset`` (zero them), ``rotate`` (m ← R m with R = (P_newᵀP_new)⁻¹P_newᵀP_old,
   which is P_newᵀP_old for orthonormal bases; v ← (R∘R) v keeps v ≥ 0, a heuristic: Adam's v has no
   exact rotation), ``rotate_m`` (m ← R m only, v kept: the moment-misalignment ablation), ``restart``

@@ -1,4 +1,4 @@
-"""The subspace step, written once (DESIGN.md; THEORY.md §1.2, §4.2, §5, §6).
+"""The subspace step, written once (docs/THEORY.md §1.2, §4.2, §5, §6).
 
 For one projected matrix W (m, n) with gradient G, projection rule Γ (bound to W's shape, side
 and rank) and inner optimizer Opt_W, an optimizer step is, in the order of the equations:

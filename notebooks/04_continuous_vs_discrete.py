@@ -17,7 +17,7 @@
 # # 4. Continuous vs discrete: the optimizer's $H_k$ converges to the ODE's $H(t)$
 #
 # The torch optimizer `discrete.OnlineSubspaceDescent` and the simulator `ode` call the same HD
-# definitions (DESIGN.md, "one core, two uses"): one optimizer step *is* a semi-implicit Euler
+# definitions ("one core, two uses"): one optimizer step *is* a semi-implicit Euler
 # step of the ODE, up to named departures. So as the step shrinks, the discrete Hamiltonian
 # $H_k=L(W_k)+K(\hat M_k)$ at $t_k=kh$ must approach the ODE's $H(t)$, with error $O(h)$.
 #

@@ -14,14 +14,14 @@
 # ---
 
 # %% [markdown]
-# # 6. Why does OSD train worse than GaLore? (issue 12)
+# # 6. Why does OSD train worse than GaLore?
 #
 # In the validation runs OSD (Online Subspace Descent) ends at a higher validation perplexity than
 # GaLore with the same rank, learning rate and schedule. This notebook reads the committed
-# issue-12 runs in `docs/results/validation/osd_vs_galore/runs_1000/` (LLaMA-60M, 1000 steps ×
+# runs in `docs/results/validation/osd_vs_galore/runs_1000/` (LLaMA-60M, 1000 steps ×
 # 128 sequences × 256 tokens, rank 128, lr 0.01, 3 seeds per setting and 6 for GaLore, OSD and OSD with
 # QR retraction, `--coverage` on) and checks two explanations against them; later sections read the
-# issue's ablations, the 130M runs, the moment-transport runs and same-seed repeats.
+# proposed ablations, the 130M runs, the moment-transport runs and same-seed repeats.
 #
 # | setting | optimizer | how $P$ moves |
 # |---|---|---|
@@ -329,7 +329,7 @@ else:
 #   between GaLore and OSD.
 
 # %% [markdown]
-# ## 6. One change at a time: ε placement and the issue's ablations (60M)
+# ## 6. One change at a time: ε placement and the proposed ablations (60M)
 #
 # Each row changes one thing against a setting above, same seeds:
 #

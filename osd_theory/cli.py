@@ -2,7 +2,7 @@
 
 Each subcommand lives in the package that owns it and is imported only when it is
 asked for, so ``osd-theory verify`` never imports the LLaMA trainer and
-``osd-theory validate`` never imports sympy (DESIGN.md). A subcommand module
+``osd-theory validate`` never imports sympy. A subcommand module
 provides ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code).
 
 User errors (bad names, bad sizes, missing files) are raised as

@@ -1,6 +1,6 @@
 """Discrete optimizer steps as Euler steps of the HD systems, with the departures named.
 
-DESIGN.md "one core, two uses": the discrete optimizers in :mod:`discrete` call these pure
+One core, two uses: the discrete optimizers in :mod:`discrete` call these pure
 functions, and these call the HD systems of :mod:`osd_theory.hd`. Without the departures,
 one discrete step *is* one semi-implicit Euler step of size h of the field (state first,
 then W with the new state; THEORY.md §3):

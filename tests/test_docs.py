@@ -97,10 +97,11 @@ def test_claims_json_covers_the_registry():
 
 @pytest.fixture(scope="module")
 def quick_verify():
-    """``osd-theory verify --quick --json``, run once (about a minute on two cores): (exit code, claims)."""
+    """``osd-theory verify --quick --json``, run once: (exit code, claims). No time limit: a correctness test
+    asserts no wall time (a loaded machine is slow, not wrong); verify's timings are recorded by verify itself."""
     import json
     proc = subprocess.run([sys.executable, "-m", "osd_theory.cli", "verify", "--quick", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True)
     try:
         return proc.returncode, json.loads(proc.stdout)
     except json.JSONDecodeError:

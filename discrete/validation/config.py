@@ -5,7 +5,7 @@ help text and its *role*; ``osd-theory validate`` and ``osd-theory sweep`` gener
 from these declarations (:mod:`flags`), the resume rules (:mod:`resume`) and the report's seed
 grouping read the roles.
 
-Defaults follow the GaLore pretraining protocol (ANCHORS.md §1) where it has one: Adam
+Defaults follow the GaLore pretraining protocol (arXiv:2403.03507 §5) where it has one: Adam
 (0.9, 0.999), eps 1e-8, 10% linear warm-up then cosine to 10% of the peak lr, gradient clip 1.0,
 no weight decay, sequence length 256, GaLore scale 0.25 and refresh gap T = 200.
 ``SMALL_DATA`` and ``MODEL_SHAPE`` hold the honest CPU shortcuts for the tiny model (stated in the
@@ -168,10 +168,18 @@ class RunConfig:
                                      role=LOCAL, cli=False)
     device: str = setting("auto", R.Device(), "auto (cuda if available), cpu, cuda, cuda:N or mps", role=SAFE)
     # metric-only, but run-defining: a resume could not switch it on (W_0 of the run's step 0 is gone)
-    coverage: bool = setting(False, R.Switch(), "log the coverage metrics of issue 12: visited dimension of the "
+    coverage: bool = setting(False, R.Switch(), "log the coverage metrics: visited dimension of the "
                              "projectors (train records) and the shape of W_t - W_0 (eval records); keeps a copy "
                              "of the projected weights and a d x d matrix per projector (discrete/validation/"
                              "coverage.py)")
+    # validation probes (docs/training-claims.md): metric-only, so a resume may switch them
+    sharpness: int = setting(0, R.Int(0), "measure the preconditioned sharpness lambda_max(D^-1 H) this many times "
+                             "per decade of steps (log-spaced, and at the last step) by power iteration with Hessian-"
+                             "vector products; 0: off. Costs up to 40 double backwards on one micro-batch per "
+                             "measurement (discrete/validation/sharpness.py)", role=SAFE)
+    log_refresh: bool = setting(False, R.Switch(), "also write a train record at every step where a projector was "
+                                "refreshed or resampled, with the count as 'refreshed' (discrete/validation/"
+                                "refreshes.py)", role=SAFE)
     compile: bool = setting(False, R.Switch(), "torch.compile the model", role=SAFE)
     progress: bool = setting(True, R.Switch(), "no tqdm bar", role=SAFE, flag="no-progress")
 

@@ -1,6 +1,6 @@
-"""Coverage state of a run (``--coverage``, issue 12): W_0 of the projected matrices and the visit sums.
+"""Coverage state of a run (``--coverage``): W_0 of the projected matrices and the visit sums.
 
-Issue 12 asks why OSD trains worse than GaLore; one hypothesis is that GaLore's periodic SVD
+Why does OSD train worse than GaLore (docs/results/validation/osd_vs_galore/)? One hypothesis is that GaLore's periodic SVD
 refreshes visit more directions over a run than OSD's continuous tracking. This module keeps
 what the two metric families of :mod:`metrics` need across the whole run:
 

@@ -19,7 +19,7 @@ Contract with ``discrete`` (per projected parameter): ``state["proj"]`` is P (fl
 - **State bytes** numel x element size per category: params, grads, moments, projector,
   projector-optimizer state, other optimizer state.
 
-Coverage (issue 12, ``--coverage``; the running state lives in :mod:`coverage`):
+Coverage (``--coverage``; the running state lives in :mod:`coverage`):
 
 - **Visited dimension** of a projector over a run. With Q_k (d x r) an orthonormal basis of span(P)
   at the k-th log step (d = the projected side: m for ``proj_side == 0``, n for 1), the visit
@@ -172,7 +172,7 @@ def orthogonality_error(projs: dict[int, tuple[torch.Tensor, int]]) -> float | N
 
 
 # -----------------------------------------------------------------------------
-# coverage (issue 12)
+# coverage
 
 
 def add_visit(pi: torch.Tensor | None, P: torch.Tensor) -> torch.Tensor:

@@ -117,7 +117,7 @@ class LlamaConfig:
     loss_chunk: int = 0
 
 
-# Named sizes: GaLore's LLaMA configs (ANCHORS.md §1). "tiny" is for tests and CPU smoke runs.
+# Named sizes: GaLore's LLaMA configs (arXiv:2403.03507). "tiny" is for tests and CPU smoke runs.
 FLAVOURS: Registry[LlamaConfig] = Registry("model")
 FLAVOURS.add("tiny", LlamaConfig(dim=64, mlp_dim=176, n_heads=4, n_layers=2))
 FLAVOURS.add("60m", LlamaConfig(dim=512, mlp_dim=1376, n_heads=8, n_layers=8))

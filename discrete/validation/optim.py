@@ -23,7 +23,7 @@ from osd_theory.registry import Registry
 
 # the paper's rank per model size (GaLore Table 2; 7B from Table 3); "tiny" for tests
 DEFAULT_RANK = {"tiny": 8, "60m": 128, "130m": 256, "350m": 256, "1b": 512, "7b": 1024}
-# peak lr: GaLore used 0.01 for its low-rank runs and 1e-3 for full-rank AdamW (ANCHORS.md §1)
+# peak lr: GaLore used 0.01 for its low-rank runs and 1e-3 for full-rank AdamW (arXiv:2403.03507 §5)
 DEFAULT_LR = {"adamw": 1e-3, "galore": 1e-2, "osd": 1e-2, "rso": 1e-2}
 PROJECTED_MODULES = ("self_attn", "mlp")  # module-name parts whose 2-D weights are projected
 

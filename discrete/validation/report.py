@@ -100,7 +100,7 @@ def summarize(run: dict) -> dict:
         "H_final": last.get("H"),
         "residual_mean": statistics.fmean(residuals) if residuals else None,
         "skipped_updates": sum(skipped) if skipped else None,
-        # --coverage runs (issue 12): at the last log step, and at the last eval
+        # --coverage runs: at the last log step, and at the last eval
         "visited_dim": _last(train, "visited_dim"),
         "update_eff_rank": _last(evals, "update_eff_rank"),
         "device": run["meta"].get("device"),

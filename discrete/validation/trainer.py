@@ -32,6 +32,8 @@ from discrete.validation.guard import check_gradient_alive, step_guard
 from discrete.validation.identity import check_run_files, new_run_id
 from discrete.validation.model import build_model, flops_per_token
 from discrete.validation.optim import build_optimizer
+from discrete.validation.refreshes import refreshed
+from discrete.validation.sharpness import measure_steps, meter as sharpness_meter
 from discrete.validation.resolve import resolve
 from discrete.validation.resume import plan_resume
 from discrete.validation.runlog import JsonlLog, append_event, read_meta, record_start
@@ -188,6 +190,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
     if ck is not None:
         restore(ck, model, bundle.optimizer, cfg, data.key)
     coverage = start_coverage(model, cfg, ck, keep=info.is_main)  # rank 0 alone logs and checkpoints
+    sharp = sharpness_meter(cfg, data.train)  # every rank checks the flag (a refusal stops all); rank 0 measures
+    sharp = sharp if info.is_main else None
 
     # 2) from here on the run dir changes, under its lock (taken by rank 0; the others follow its verdict)
     with contextlib.ExitStack() as claimed:
@@ -204,7 +208,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, device: torch.device) -> dict:
         if info.is_main:
             record_start(run_dir, cfg, plan, start, runlog.dropped, device, info.world, data.key, log, run_id=run_id)
         try:
-            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage, run_id=run_id)
+            return _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage, sharp, run_id=run_id)
         except (Interrupted, UserError) as exc:
             if info.is_main:
                 event = "interrupted" if isinstance(exc, Interrupted) else "failed"
@@ -221,7 +225,7 @@ def _nonfinite_grads(params: list[torch.Tensor]) -> tuple[int, int]:
     return int((~torch.isfinite(torch.stack(torch._foreach_norm(grads)))).sum()), len(grads)
 
 
-def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None, run_id=None) -> dict:
+def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None, sharp=None, run_id=None) -> dict:
     run_dir = Path(cfg.out)
     opt = bundle.optimizer
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else contextlib.nullcontext
@@ -249,6 +253,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
     summary: dict = {}
     last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
     stuck = 0  # consecutive steps in which every update was skipped (--nonfinite skip)
+    sharp_steps = measure_steps(cfg.steps, cfg.sharpness) if cfg.sharpness else set()  # all ranks log them
 
     def checkpoint(step: int):
         path = None
@@ -263,7 +268,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
 
     with StopSignals() as signals:
         for step in range(start + 1, last + 1):
-            is_log = step % cfg.log_every == 0 or step in (1, cfg.steps)
+            is_log = step % cfg.log_every == 0 or step in (1, cfg.steps) or step in sharp_steps
             for group, base in zip(opt.param_groups, base_lrs):
                 group["lr"] = base * lr_factor(step, cfg)
             # forward/backward over the micro-batches of this rank; DDP syncs on the last one
@@ -281,6 +286,11 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
             with step_guard(cfg, step):
                 opt.step()
                 extra = bundle.after_step(step) if bundle.after_step else {}
+            if sharp is not None and sharp.due(step):
+                extra.update(sharp.measure(model, opt))
+                window["t"] += extra.get("sharpness_s", 0.0)  # the probe's time is no training time
+            if cfg.log_refresh and (n := refreshed(opt)):
+                extra["refreshed"], is_log = n, True   # before is None here: only residual_after is logged
             window["steps"] += 1
             window["loss_steps"] += 1
             if cfg.nonfinite == "skip":  # this policy syncs every step anyway; one more small sync

@@ -18,6 +18,11 @@ caught.
 | C5 | discrete H_k: order-1 convergence to H(t), sharp monotonicity threshold      | holds     | osd_theory.claims.discrete_ode |
 | C6 | the blind set attracts below a predicted α* and repels above it              | holds     | ode.stall                      |
 | C7 | stochastic gradients: noise floors, GaLore's stall (GoLore), OSD and RSO      | holds     | osd_theory.claims.stochastic   |
+| C8 | LLaMA runs: Adam's preconditioned sharpness settles at 38/η (projected, for GaLore/OSD) | holds | discrete.validation.claims |
+| C9 | LLaMA runs: RSO's residual right after every resample is √(1 − r/d)          | holds     | discrete.validation.claims     |
+
+C8 and C9 are pre-registered (docs/training-claims.md): a CPU part runs a tiny LLaMA here, a GPU
+part (60M) is read from its recorded log, or reported "not measured".
 
 ``osd_theory`` never imports :mod:`ode`, :mod:`discrete` or sympy at import time: the targets
 are strings resolved by :func:`resolve` when a claim runs.
@@ -38,12 +43,15 @@ CLAIMS: dict[str, str] = {
     "C5": "osd_theory.claims.discrete_ode:c5",
     "C6": "ode.stall:c6",
     "C7": "osd_theory.claims.stochastic:c7",
+    "C8": "discrete.validation.claims:c8",
+    "C9": "discrete.validation.claims:c9",
 }
 
 # The verdict each claim predicts; verify exits 1 when a run disagrees.
 EXPECTED: dict[str, str] = {
     "C0": "holds", "C1": "holds", "C2": "holds", "C3": "holds", "C4": "violated",
     "C5": "holds", "C6": "holds", "C7": "holds",
+    "C8": "holds", "C9": "holds",   # pre-registered in docs/training-claims.md
 }
 
 

@@ -1,4 +1,4 @@
-"""Projection dynamics Ṗ = Γ(P, ∇L): one rule, two faces (THEORY.md §1.2, DESIGN.md).
+"""Projection dynamics Ṗ = Γ(P, ∇L): one rule, two faces (THEORY.md §1.2).
 
 A rule acts on one side of an (m, n) matrix W (see :mod:`osd_theory.kernels`): P is
 (m, r) on the LEFT, (n, r) on the RIGHT. A rule is

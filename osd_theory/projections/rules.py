@@ -1,4 +1,4 @@
-"""The built-in projection rules (THEORY.md §1.2, §2, §4, §5; ECOSYSTEM.md).
+"""The built-in projection rules (THEORY.md §1.2, §2, §4, §5).
 
 | name            | kind   | Γ                                                              |
 |-----------------|--------|----------------------------------------------------------------|
@@ -130,7 +130,7 @@ class OnlinePCA(SmoothRule):
 
 @dataclass
 class OnlinePCARefresh(PeriodicSVD, OnlinePCA):
-    """OSD's flow between jumps, GaLore's jump every τ (issue 12: does GaLore's coverage of new directions help OSD?).
+    """OSD's flow between jumps, GaLore's jump every τ (does GaLore's coverage of new directions help OSD?).
 
     Composed, not copied: the flow (``alpha``, ``pca_lambda``, ``field_parts``/``field_from_parts``, Adam on P)
     is :class:`OnlinePCA`'s, the jump (``tau``, ``jump_times``, ``jump_basis``: the top-r singular basis of
