@@ -36,7 +36,11 @@ def step_guard(cfg, step: int, what: str = "step"):
         yield
     except OptimizerInputError as exc:  # before UserError: both are ValueErrors
         raise UserError(f"training diverged at step {step}: {_first_line(exc)}; lower --lr (now {cfg.lr:g})") from None
-    except UserError:
+    except UserError as exc:
+        from discrete.step.checks import StepRejected   # the optimizer refused the step (nothing changed)
+
+        if isinstance(exc, StepRejected) and _is_user_rule(cfg.projection):
+            raise UserError(f"user projection rule {cfg.projection} failed at step {step}: {_first_line(exc)}") from None
         raise
     except (Exception, SystemExit) as exc:  # SystemExit: a user rule calling sys.exit
         if not _is_user_rule(cfg.projection):

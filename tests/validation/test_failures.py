@@ -36,7 +36,7 @@ def test_nonfinite_skip_on_a_collapsed_run_does_not_end_done(make_cfg, cli_args,
 
 RULE_BODIES = {
     "raises": ("raise ZeroDivisionError('boom')", "ZeroDivisionError: boom"),
-    "exits": ("sys.exit(3)", "called sys.exit: 3"),
+    "exits": ("sys.exit(3)", "called sys.exit(3)"),
     "runs out of memory": ("raise MemoryError('cannot allocate 80 GiB')", "MemoryError: cannot allocate 80 GiB"),
 }
 
