@@ -25,6 +25,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from discrete.rounding import generators_for
 from discrete.subspace import Plan, bias_step, inner_step, p_step_, subspace_grad, track_coordinate_, update_weights_
 from osd_theory.kernels import LEFT, project
 from osd_theory.projections import ProjectionRule
@@ -76,7 +77,7 @@ def stack_cast(tensors: list[Tensor], dtype: torch.dtype) -> Tensor:
 
 
 def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], rule: ProjectionRule, plan: Plan,
-                 cache: dict, inv: Tensor | None = None) -> None:
+                 cache: dict, inv: Tensor | None = None, indices: list[int] | None = None) -> None:
     """Steps 2–5 of :mod:`discrete.subspace` for a bucket (step 1, the refresh, is per matrix before).
 
     ``grads`` are float32 (m, n); ``inv`` (L, 1, 1) = 1/‖Gᵢ‖ when known (for the rule's field).
@@ -107,7 +108,8 @@ def bucket_step_(params: list[Tensor], grads: list[Tensor], states: list[dict], 
                 parts.append(tuple(x.float() for x in rule.field_parts(t, Pc, Gs, mode.cast(G_hat[sl]), inv_c)))
             del Gs
         U = inner_step(S, subspace_grad(S, G_hat, plan.prox), plan, t_bias)        # 3
-        update_weights_(params, mode.cast(P), mode.cast(U), side, plan)            # 4 (a list of W: chunked)
+        update_weights_(params, mode.cast(P), mode.cast(U), side, plan,            # 4 (a list of W: chunked)
+                        generators_for(plan.stochastic_rounding, plan.seed, params, indices, step))
         track_coordinate_(S, U, plan)
         if rule.smooth:                                                             # 5
             joined = parts[0] if len(parts) == 1 else tuple(torch.cat(x) for x in zip(*parts))

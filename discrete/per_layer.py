@@ -204,7 +204,7 @@ class PerLayer:
             return
         self._freed_norms.append(norm)
         if not self._projected(p, group):
-            opt._full_rank_step(p, G, opt._plan(group, None))
+            opt._full_rank_step(p, G, opt._plan(group, None), self._index.get(id(p)))
             return
         index = self._index[id(p)]
         rule = opt._bound_rule(group, tuple(p.shape))
@@ -220,7 +220,7 @@ class PerLayer:
         finally:
             opt.diagnostics = saved
         inv = torch.where(norm > 0, 1.0 / norm, torch.zeros_like(norm)) if rule.smooth else None
-        subspace_step_(p, G, state, rule, plan, inv=inv)
+        subspace_step_(p, G, state, rule, plan, inv=inv, index=index)
 
     # -- the global norm and clipping --------------------------------------------------------------
     def _norms(self) -> list[Tensor]:
@@ -305,7 +305,7 @@ class PerLayer:
             G_hat = pend.G_hat if c is None else pend.G_hat.mul_(c.to(pend.G_hat.device))
             field = None if pend.field is None else (lambda t, f=pend.field: f)
             with plan.mode.context():
-                projected_step_(p, G_hat, state, plan, field, retract=getattr(rule, "retract", False))
+                projected_step_(p, G_hat, state, plan, field, retract=getattr(rule, "retract", False), index=index)
         self.discard()
 
     # -- housekeeping ----------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def projected_step(opt, group: dict, p: Tensor, G: Tensor, norm: Tensor, rows: R
     with plan.mode.context():
         G_hat, field = (left if is_left else right)(local["proj"], G, norm, rows, rule)
         projected_step_(p.to_local(), G_hat, local, plan, field, retract=getattr(rule, "retract", False),
-                        reduce=reduce)
+                        reduce=reduce, index=index)
     state.update({k: v for k, v in local.items() if not torch.is_tensor(v)})   # plain scalars set in the view
 
 

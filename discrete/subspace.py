@@ -29,6 +29,7 @@ from torch import Tensor
 from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
 from discrete.projection import SWITCH, TRANSPORTS, basis_generator
+from discrete.rounding import add_stochastic_, generators_for
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, project, random_basis,
                                 subspace_overlap)
@@ -52,6 +53,7 @@ class Plan:
     hp_p: Hyper | None          # Opt_P's hyperparameters (lr = α·ε)
     proj_weight_decay: float    # λ^P
     mode: MatmulMode            # precision of the products that touch an (m, n) matrix
+    stochastic_rounding: bool = False   # bf16 W: add the update with stochastic rounding (discrete.rounding)
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -95,12 +97,22 @@ def state_layout(shape: tuple[int, int], rule: ProjectionRule, plan: Plan) -> di
     P = (basis_dim((m, n), rule.side_), rule.rank)
     g_hat = (rule.rank, n) if rule.side_ == LEFT else (m, rule.rank)
     layout: dict[str, Any] = {"step": (), "proj": P, "proj_side": int, "last_refresh_step": int}
-    layout.update({k: g_hat for k in plan.inner.state_names})
-    if rule.smooth and plan.p_opt is not None:
-        layout.update({"proj_" + k: P for k in plan.p_opt.state_names})
+    for opt, like, prefix in inner_states(shape, rule, plan):      # the inner rules own their keys and shapes
+        layout.update({k: s for k, (s, _) in opt.layout(like, prefix).items()})
     if plan.switch == "restart":
         layout.update(rso_coord=g_hat, subproblem_start=int)
     return layout
+
+
+def inner_states(shape: tuple[int, int], rule: ProjectionRule, plan: Plan) -> list[tuple[InnerRule, tuple, str]]:
+    """(rule, shape of what it steps, key prefix) of each inner optimizer that keeps state for an (m, n) matrix:
+    Opt_W on Ĝ, and Opt_P on P (smooth rules); the load check asks each for its layout and dtypes."""
+    m, n = shape
+    g_hat = (rule.rank, n) if rule.side_ == LEFT else (m, rule.rank)
+    out = [(plan.inner, g_hat, "")]
+    if rule.smooth and plan.p_opt is not None:
+        out.append((plan.p_opt, (basis_dim((m, n), rule.side_), rule.rank), "proj_"))
+    return out
 
 
 def bias_step(state: dict) -> int:
@@ -173,13 +185,20 @@ def inner_step(state: dict, g: Tensor, plan: Plan, step: int) -> Tensor:
 
 
 # -- 4. the weight update -------------------------------------------------------------------------
-def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, plan: Plan) -> None:
+def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, plan: Plan,
+                    generators: list[torch.Generator] | None = None) -> None:
     """W ← (1 − ελ)W + ε·scale·back_project(P, U)  (decay before the update, as torch's AdamW).
 
     W is one (m, n) matrix with P (d, r), U of Ĝ's shape; or a bucket: a list of L matrices with P
     and U stacked (L, ·, ·), back-projected in chunks (one batched product each, then one foreach add).
+    ``generators`` (one per matrix, :func:`discrete.rounding.generators_for`): bf16 W with stochastic rounding.
     """
     lr = plan.hp.lr
+    if generators is not None:
+        Ws, Ps, Us = ([W], P[None], U[None]) if isinstance(W, Tensor) else (W, P, U)
+        for w, p_, u, gen in zip(Ws, Ps, Us, generators):
+            add_stochastic_(w, back_project(p_, u, side), lr * plan.scale, gen, decay=1.0 - lr * plan.weight_decay)
+        return
     ds.decoupled_weight_decay_(W, lr, plan.weight_decay)
     if isinstance(W, Tensor):
         back_project_add_(W, P, U, side, lr * plan.scale)
@@ -222,26 +241,28 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int, retrac
 # -- one matrix, 1–5 in order -----------------------------------------------------------------------
 def projected_step_(W: Tensor, G_hat: Tensor, state: dict, plan: Plan,
                     field: Callable[[float], Tensor] | None = None, retract: bool = False,
-                    reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+                    reduce: Callable[[Tensor], Tensor] | None = None, index: int | None = None) -> None:
     """Steps 3–5 from the projected gradient Ĝ (the part every path shares).
 
     ``field(t)`` (smooth rules) gives the P field at t = k, the iteration count before this step; it is
     called after the weight update, when it is needed. The per-layer mode (Ĝ and the field computed
     in the backward hook) and the FSDP2 path (Ĝ and the field from local shards plus collectives)
-    call this with their own Ĝ and field; ``reduce`` is :func:`p_step_`'s (the FSDP2 path, P row-sharded).
+    call this with their own Ĝ and field; ``reduce`` is :func:`p_step_`'s (the FSDP2 path, P row-sharded);
+    ``index`` (the parameter's, over all groups) seeds the stochastic rounding of bf16 W.
     """
     P, side = state["proj"], state["proj_side"]
     state["step"] += 1
     step = int(state["step"])
     U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state))   # 3
-    update_weights_(W, P, U, side, plan)                                                    # 4
+    update_weights_(W, P, U, side, plan,                                                    # 4
+                    generators_for(plan.stochastic_rounding, plan.seed, [W], None if index is None else [index], step))
     track_coordinate_(state, U, plan)
     if field is not None:
         p_step_(P, field(float(step - 1)), state, plan, step, retract, reduce)              # 5
 
 
 def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan: Plan,
-                   inv: Tensor | None = None) -> None:
+                   inv: Tensor | None = None, index: int | None = None) -> None:
     """Steps 2–5 for one projected matrix (the reference path; step 1, :func:`refresh_`, comes first).
 
     G is the float32 (m, n) gradient; ``inv`` = 1/‖G‖ when known. The field's t is the iteration count k.
@@ -250,4 +271,4 @@ def subspace_step_(W: Tensor, G: Tensor, state: dict, rule: ProjectionRule, plan
     with plan.mode.context():
         G_hat = project(P, G, side)                                                 # 2
         field = (lambda t: rule.field_from_parts(t, P, rule.field_parts(t, P, G, G_hat, inv))) if rule.smooth else None
-        projected_step_(W, G_hat, state, plan, field, retract=getattr(rule, "retract", False))   # 3–5
+        projected_step_(W, G_hat, state, plan, field, retract=getattr(rule, "retract", False), index=index)   # 3–5
