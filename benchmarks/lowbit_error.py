@@ -12,7 +12,9 @@ the weights over the run.
 Schemes: code map ``dynamic`` or ``linear`` (discrete.lowbit.CODE_MAPS) × v stored as ``v`` or ``sqrt`` (√v),
 block 256 (and the dynamic/sqrt scheme at block 2048, bitsandbytes' size). The row written is one JSON file:
 
-    PYTHONPATH=. python3 benchmarks/lowbit_error.py --out docs/results/benchmarks/lowbit_error.json   (CPU, ~1 min)
+    PYTHONPATH=. python3 benchmarks/lowbit_error.py --out docs/results/benchmarks/lowbit_error.json     (CPU, ~6 min)
+    PYTHONPATH=. python3 benchmarks/lowbit_error.py --dim 256 --steps 100 \
+        --out docs/results/benchmarks/lowbit_error_dim256.json                                       (CPU, ~15 min)
 """
 from __future__ import annotations
 
@@ -50,9 +52,10 @@ def token_stream(vocab: int, n: int, seed: int = 0) -> torch.Tensor:
     return toks
 
 
-def train(state_dtype: str, steps: int, vocab: int = 256, seq: int = 64, batch: int = 8):
+def train(state_dtype: str, steps: int, dim: int = 64, vocab: int = 256, seq: int = 64, batch: int = 8):
     torch.manual_seed(0)
-    model = build_model("tiny", vocab_size=vocab, max_seq_len=seq)
+    # the tiny flavour (2 layers, 4 heads), widened: rows of dim and 2.75·dim entries (blocks of 256 matter)
+    model = build_model("tiny", vocab_size=vocab, max_seq_len=seq, dim=dim, mlp_dim=int(2.75 * dim) // 8 * 8)
     opt = AdamW(model.parameters(), lr=3e-3, weight_decay=0.0, state_dtype=state_dtype)
     data = token_stream(vocab, steps * batch * (seq + 1) + 1)
     losses, traj = [], []
@@ -103,12 +106,14 @@ def static_errors(opt, eps: float = 1e-8) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--dim", type=int, default=64, help="model width (64: the tiny flavour)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
-    _, opt, ref_losses, ref_traj = train("float32", args.steps)
-    row = {"command": "python3 " + " ".join(sys.argv), "steps": args.steps, "model": "tiny", "optimizer": "AdamW lr 3e-3",
+    _, opt, ref_losses, ref_traj = train("float32", args.steps, args.dim)
+    row = {"command": "python3 " + " ".join(sys.argv), "steps": args.steps, "model": f"tiny, dim {args.dim}",
+           "optimizer": "AdamW lr 3e-3",
            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
            "torch": torch.__version__, "device": "cpu", "static": static_errors(opt), "dynamic": {}}
     row["dynamic"]["float32"] = {"final_loss": ref_losses[-1]}
@@ -117,7 +122,7 @@ def main() -> None:
     for name, storage in schemes.items():
         if name not in STATE_DTYPES:
             STATE_DTYPES.add(name, storage)          # benchmark-only storages, registered in this process
-        _, _, losses, traj = train(name, args.steps)
+        _, _, losses, traj = train(name, args.steps, args.dim)
         if len(traj) < args.steps:
             row["dynamic"][name] = {"diverged_at_step": len(traj) + 1, "final_loss": None}
             continue
