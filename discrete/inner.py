@@ -69,7 +69,8 @@ class InnerRule:
         return STATE_DTYPES.get(self.state_dtype)
 
     def keys(self, prefix: str = "") -> tuple[str, ...]:
-        """Every state tensor key of this rule (codes and block scales for 8-bit)."""
+        """Every state tensor key of this rule (codes and block scales for 8-bit; :meth:`layout`'s keys for a
+        matrix: an 8-bit moment of fewer than 2 dimensions keeps one float32 tensor)."""
         return tuple(prefix + k for name in self.state_names for k in self.storage.keys(name))
 
     def layout(self, shape: tuple[int, ...], prefix: str = "") -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -111,7 +112,7 @@ class InnerRule:
         storage = self.storage
         for name in self.state_names:
             x = state.get(prefix + name)
-            if x is None or x.dtype != storage.dtype(name in self.nonneg):
+            if x is None or x.dtype != storage.dtype(name in self.nonneg, x.ndim):
                 problem = self.check_state(state, tuple(x.shape) if x is not None else (), prefix)
                 raise ValueError(f"inner optimizer {self.name!r}: the state {problem}; convert it with "
                                  "InnerRule.convert_state (discrete.inner) (or keep the state_dtype it was made with)")
@@ -124,7 +125,7 @@ class InnerRule:
             raise ValueError(f"cannot convert the state of inner optimizer {source.name!r} into {self.name!r}")
         moments = [x.clone() for x in source.tensors(state, prefix)]
         for key in source.keys(prefix):
-            state.pop(key)
+            state.pop(key, None)
         state.update(self.init_state(moments[0], prefix) if moments else {})
         for name, x in zip(self.state_names, moments):
             self.storage.store_(state, prefix + name, x, name in self.nonneg)

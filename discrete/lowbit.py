@@ -102,7 +102,7 @@ def _blocked(x: Tensor, block: int) -> Tensor:
     pad = n_blocks(n, block) * block - n
     if pad:
         x = torch.nn.functional.pad(x, (0, pad))
-    return x.reshape(*x.shape[:-1], -1, block)
+    return x.reshape(*x.shape[:-1], n_blocks(n, block), block)       # explicit: an empty shard has 0 rows
 
 
 def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, *, signed: bool, kind: str = "dynamic",
@@ -115,7 +115,7 @@ def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, *, signed: bool, kind: s
     absmax.copy_(amax)
     scale = torch.where(amax > 0, amax, torch.ones_like(amax))      # an all-zero block: codes of 0
     values, mids = _tables(kind, signed, x.device)
-    idx = torch.bucketize(xb / scale[..., None], mids).reshape(*x.shape[:-1], -1)[..., :n]
+    idx = torch.bucketize(xb / scale[..., None], mids).flatten(-2)[..., :n]
     offset = (values.numel() - 1) // 2 if signed else 0             # signed: index 127 is the value 0
     codes.copy_(idx - offset)
 
@@ -127,7 +127,7 @@ def dequantize(codes: Tensor, absmax: Tensor, *, signed: bool, kind: str = "dyna
     offset = (values.numel() - 1) // 2 if signed else 0
     x = values[codes.long() + offset]
     xb = _blocked(x, block) * absmax[..., None]
-    return xb.reshape(*codes.shape[:-1], -1)[..., :n]
+    return xb.flatten(-2)[..., :n]
 
 
 # -- storages -------------------------------------------------------------------------------------
@@ -141,12 +141,12 @@ class Storage:
         """The state tensor keys one moment ``key`` takes."""
         return (key,)
 
-    def dtype(self, nonneg: bool) -> torch.dtype:
-        """The dtype of the moment's own key (a cheap check at step time)."""
+    def dtype(self, nonneg: bool, ndim: int = 2) -> torch.dtype:
+        """The dtype of the moment's own key for a moment of ``ndim`` dimensions (a cheap check at step time)."""
         return torch.float32
 
     def layout(self, key: str, shape: tuple[int, ...], nonneg: bool) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        return {key: (tuple(shape), self.dtype(nonneg))}
+        return {key: (tuple(shape), self.dtype(nonneg, len(shape)))}
 
     def init(self, key: str, like: Tensor, nonneg: bool) -> dict[str, Tensor]:
         """Zero state of ``like``'s shape (dequantises to exact zeros)."""
@@ -165,7 +165,7 @@ class Storage:
 
 @dataclass(frozen=True)
 class BF16(Storage):
-    def dtype(self, nonneg):
+    def dtype(self, nonneg, ndim=2):
         return torch.bfloat16
 
     def load(self, state, key, nonneg):
@@ -177,7 +177,12 @@ class BF16(Storage):
 
 @dataclass(frozen=True)
 class Int8(Storage):
-    """Blockwise 8-bit (module docstring): ``key`` holds the codes, ``key + '_absmax'`` the block scales."""
+    """Blockwise 8-bit (module docstring): ``key`` holds the codes, ``key + '_absmax'`` the block scales.
+
+    Moments of fewer than 2 dimensions (norm weights, biases) stay float32, as bitsandbytes keeps small
+    tensors 32-bit: they are a negligible part of the state, and under FSDP2 a 1-D tensor is sharded along
+    its only (the blocks') dimension, which would cut blocks; a matrix is sharded by rows and keeps them whole.
+    """
 
     kind: str = "dynamic"
     block: int = BLOCK
@@ -186,19 +191,25 @@ class Int8(Storage):
     def keys(self, key):
         return (key, key + "_absmax")
 
-    def dtype(self, nonneg):
-        return torch.uint8 if nonneg else torch.int8
+    def dtype(self, nonneg, ndim=2):
+        return torch.float32 if ndim < 2 else torch.uint8 if nonneg else torch.int8
 
     def layout(self, key, shape, nonneg):
         shape = tuple(shape)
+        if len(shape) < 2:
+            return {key: (shape, torch.float32)}
         return {key: (shape, self.dtype(nonneg)),
                 key + "_absmax": ((*shape[:-1], n_blocks(shape[-1], self.block)), torch.float32)}
 
     def load(self, state, key, nonneg):
+        if state[key].ndim < 2:
+            return state[key]
         x = dequantize(state[key], state[key + "_absmax"], signed=not nonneg, kind=self.kind, block=self.block)
         return x.square_() if nonneg and self.sqrt_nonneg else x
 
     def store_(self, state, key, x, nonneg):
+        if state[key].ndim < 2:
+            return super().store_(state, key, x, nonneg)
         if nonneg:
             # v ≥ 0 in exact arithmetic; clamp a round-off negative before the square root
             x = x.clamp(min=0).sqrt_() if self.sqrt_nonneg else x.clamp(min=0)

@@ -264,7 +264,8 @@ def full_rank_step(opt, p: Tensor, G: Tensor, plan: Plan) -> None:
     state = opt.state[p]
     if not state:
         state["step"] = torch.zeros((), dtype=torch.float32)
-        state.update({k: torch.zeros_like(p, dtype=torch.float32) for k in plan.inner.state_names})  # Shard(0)
+        # the inner rule's layout (8-bit: codes and block scales, blocks along rows), each Shard(0) as p
+        state.update({k: to_dtensor(v, rows_of(p), True) for k, v in plan.inner.init_state(p).items()})
     state["step"] += 1
     U = plan.inner.step(local_view(state), G, plan.hp, int(state["step"]))
     W = p.to_local()

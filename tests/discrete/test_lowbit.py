@@ -85,6 +85,16 @@ def test_layout_is_what_init_state_makes(name, dtype):
     assert rule.check_state(st, (3, 520), "p_") is None
 
 
+def test_vectors_keep_float32_moments_in_8_bits():
+    rule = resolve_inner("adamw", "int8")
+    assert rule.layout((300,)) == {"exp_avg": ((300,), torch.float32), "exp_avg_sq": ((300,), torch.float32)}
+    st = rule.init_state(torch.empty(300))
+    U = rule.step(st, torch.ones(300), Hyper(lr=1e-2), 1)
+    assert rule.check_state(st, (300,)) is None and torch.equal(st["exp_avg"], torch.full((300,), 0.1))
+    assert torch.equal(U, resolve_inner("adamw").step(resolve_inner("adamw").init_state(torch.empty(300)),
+                                                      torch.ones(300), Hyper(lr=1e-2), 1))
+
+
 @pytest.mark.parametrize("name,dtype", RULES)
 def test_stacked_step_equals_single_steps(name, dtype):
     rule = resolve_inner(name, dtype)
