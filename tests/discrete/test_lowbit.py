@@ -345,3 +345,29 @@ def test_validation_hamiltonian_reads_dequantised_moments():
         H[dtype] = hamiltonian_proxy(losses[-1], opt)["K"]
     # after one step the moments are the float32 ones rounded to 8 bits: K within a few percent, not the codes'
     assert abs(H["int8"] - H["float32"]) <= 0.05 * H["float32"], H
+
+
+@pytest.mark.parametrize("name", ["galore", "osd", "adamw"])
+def test_per_layer_modes_with_8_bit_states_equal_the_ordinary_step(name):
+    from discrete import PerLayer
+    X, Y = _problem()
+    runs = {}
+    for mode in ("ordinary", "deferred", "in_backward"):
+        W, b = torch.nn.Parameter(torch.zeros(64, 48)), torch.nn.Parameter(torch.zeros(48))
+        opt = _build(name, "int8", W, b, nonfinite="skip")
+        if name == "osd":
+            opt.param_groups[0]["proj_init"] = "random"         # no SVD P₀: the modes then share every product
+        layers = None if mode == "ordinary" else PerLayer(opt, in_backward=mode == "in_backward")
+        for _ in range(4):
+            ((X @ W + b - Y) ** 2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+        runs[mode] = (W.detach().clone(), opt.state[W])
+        if layers is not None:
+            layers.remove()
+    W0, st0 = runs["ordinary"]
+    for mode in ("deferred", "in_backward"):
+        W1, st1 = runs[mode]
+        torch.testing.assert_close(W1, W0, rtol=1e-6, atol=1e-7)
+        first = [k for k in st0 if torch.is_tensor(st0[k]) and st0[k].dtype == torch.int8]
+        assert first and all(int((st0[k].int() - st1[k].int()).abs().max()) <= 1 for k in first), mode
