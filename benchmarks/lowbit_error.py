@@ -12,9 +12,10 @@ the weights over the run.
 Schemes: code map ``dynamic`` or ``linear`` (discrete.lowbit.CODE_MAPS) × v stored as ``v`` or ``sqrt`` (√v),
 block 256 (and the dynamic/sqrt scheme at block 2048, bitsandbytes' size). The row written is one JSON file:
 
-    PYTHONPATH=. python3 benchmarks/lowbit_error.py --out docs/results/benchmarks/lowbit_error.json     (CPU, ~6 min)
-    PYTHONPATH=. python3 benchmarks/lowbit_error.py --dim 256 --steps 100 \
-        --out docs/results/benchmarks/lowbit_error_dim256.json                                       (CPU, ~15 min)
+    # the recorded run (CPU; ~9 min on a shared 2-core machine)
+    PYTHONPATH=. python3 benchmarks/lowbit_error.py --out docs/results/benchmarks/lowbit_error.json
+    # a wider model, rows of 512 and 1408 entries (several blocks a row; not run yet: a machine with more cores)
+    PYTHONPATH=. python3 benchmarks/lowbit_error.py --dim 512 --out docs/results/benchmarks/lowbit_error_dim512.json
 """
 from __future__ import annotations
 

@@ -24,8 +24,10 @@ and a stack of same-shape moments (the batched path, (L, *shape)) keep every blo
   linear grid of (0.1, 1], the top decade finest (64 values signed, 128 unsigned) — relative
   precision where the entries are large, and seven decades of range for small ones. A linear map
   is offered for comparison (:data:`CODE_MAPS`); benchmarks/lowbit_error.py measures both on Adam
-  moments of a small LLaMA (docs/results/benchmarks/lowbit_error.json) and the dynamic map is the
-  one ``int8`` uses.
+  moments of a small LLaMA (docs/results/benchmarks/lowbit_error.json: with √v storage both track,
+  linear marginally closer there; linear with v itself diverged). ``int8`` uses the dynamic map: the
+  small model's rows are shorter than a block, and bitsandbytes found linear states unstable at scale
+  (arXiv:2110.02861); docs/scaling.md states this judgement.
 * First moments (signed): int8 codes −127..127 into the signed map (code 0 is exactly 0, so a
   state zeroed in place, e.g. by the ``reset`` jump policy, reads as 0).
 * Second moments (non-negative, :attr:`InnerRule.nonneg`): uint8 codes of √v into the unsigned
