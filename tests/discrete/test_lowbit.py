@@ -371,3 +371,22 @@ def test_per_layer_modes_with_8_bit_states_equal_the_ordinary_step(name):
         torch.testing.assert_close(W1, W0, rtol=1e-6, atol=1e-7)
         first = [k for k in st0 if torch.is_tensor(st0[k]) and st0[k].dtype == torch.int8]
         assert first and all(int((st0[k].int() - st1[k].int()).abs().max()) <= 1 for k in first), mode
+
+
+@pytest.mark.parametrize("switch", ["reset", "restart"])
+def test_jump_policies_that_zero_the_moments_zero_8_bit_states(switch):
+    from discrete import RSO
+    W = torch.nn.Parameter(torch.zeros(64, 48))
+    opt = RSO([{"params": [W], "rank": 8, "update_proj_gap": 3, "switch": switch}], lr=1e-2, state_dtype="int8")
+    X, Y = _problem()
+    seen = []
+    for _ in range(4):                       # the jump at step 4 (t % 3 == 0 before the step) zeroes, then steps once
+        opt.zero_grad()
+        ((X @ W - Y) ** 2).mean().backward()
+        opt.step()
+        seen.append(opt.state[W]["exp_avg"].clone())
+    rule = resolve_inner("adamw", "int8")
+    m, v = rule.tensors(opt.state[W])
+    # after a zeroing jump one Adam step from zero: m = (1-β₁)ĝ, v = (1-β₂)ĝ², so m²/v = (1-β₁)²/(1-β₂) = 10
+    ratio = (m.square() / v.clamp_min(1e-30))[v > 1e-20]
+    assert torch.allclose(ratio.median(), torch.tensor(10.0), rtol=0.05), float(ratio.median())
