@@ -30,6 +30,21 @@ One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row e
         --optimizers galore,osd --per-layer in_backward --out $OUT
     # CPU, tiny model, in one process: byte counts against the formula (peak_gb null)
     PYTHONPATH=. python3 benchmarks/memory.py --smoke --out /tmp/m
+
+Lean state (issue 22): ``--state-dtypes float32,bf16,int8`` (discrete.lowbit; AdamW then is discrete.AdamW with
+that state, the 8-bit baseline), ``--weights bf16`` (bf16 weights created in bf16, no float32 master) and
+``--stochastic-rounding``; rows carry ``state_dtype``, ``proj_state_dtype``, ``weights``, ``stochastic_rounding``.
+``--analytic`` writes the formula's rows from a meta-device model (CPU, seconds; status "analytic"):
+
+    # the analytic rows of docs/scaling.md (CPU, ~1 min)
+    PYTHONPATH=. python3 benchmarks/memory.py --analytic --models 1b,7b --batch 4 --ac on --loss-chunk 1024 \
+        --state-dtypes float32,bf16,int8 --weights float32 --out docs/results/benchmarks/analytic   (and --weights bf16)
+    # GPU, 1B: every optimizer x state dtype x per-layer mode, checkpointing (~10 min)
+    PYTHONPATH=. python3 benchmarks/memory.py --models 1b --batch 16 --ac on --loss-chunk 1024 \
+        --state-dtypes float32,bf16,int8 --out $OUT
+    # GPU, 7B target: batch 4 x 256, bf16 weights, 8-bit states, per-layer in backward, checkpointing, cap 24 GB
+    PYTHONPATH=. python3 benchmarks/memory.py --models 7b --batch 4 --ac on --loss-chunk 1024 --weights bf16 \
+        --stochastic-rounding --state-dtypes int8 --optimizers galore,osd --per-layer in_backward --cap-gb 24 --out $OUT
 """
 from __future__ import annotations
 
@@ -45,7 +60,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scaling_common as C  # noqa: E402
 
+from discrete.lowbit import STATE_DTYPES  # noqa: E402
+
 GB = 2 ** 30
+WEIGHT_DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
+# the lean-state settings of a row (issue 22): state storage (discrete.lowbit), weights, their rounding
+LEAN_KEYS = ("state_dtype", "proj_state_dtype", "weights", "stochastic_rounding")
 
 
 def plan(args) -> list[dict]:
@@ -54,13 +74,16 @@ def plan(args) -> list[dict]:
     for model in args.models:
         for ac in args.ac:
             for opt in args.optimizers:
-                for mode in args.per_layer:
-                    if opt == "adamw" and mode == "deferred":
-                        continue                      # nothing is projected: deferred would be the ordinary mode
-                    rows.append({"model": model, "optimizer": opt, "per_layer_mode": mode, "activation_checkpointing": ac,
-                                 "batch": args.batch, "seq_len": args.seq_len, "steps": args.steps, "rank": args.rank,
-                                 "loss_chunk": args.loss_chunk,
-                                 "cap_gb": args.cap_gb, "smoke": args.smoke})
+                for state_dtype in args.state_dtypes:
+                    for mode in args.per_layer:
+                        if opt == "adamw" and mode == "deferred":
+                            continue                  # nothing is projected: deferred would be the ordinary mode
+                        rows.append({"model": model, "optimizer": opt, "per_layer_mode": mode,
+                                     "activation_checkpointing": ac, "batch": args.batch, "seq_len": args.seq_len,
+                                     "steps": args.steps, "rank": args.rank, "loss_chunk": args.loss_chunk,
+                                     "cap_gb": args.cap_gb, "smoke": args.smoke, "state_dtype": state_dtype,
+                                     "proj_state_dtype": args.proj_state_dtype or state_dtype,
+                                     "weights": args.weights, "stochastic_rounding": args.stochastic_rounding})
     return rows
 
 
@@ -71,7 +94,7 @@ def measure(spec: dict) -> dict:
     name, vocab = C.model_and_vocab(spec)
     rank = C.rank_for(name, spec["rank"])
     row = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "steps", "activation_checkpointing", "cap_gb",
-                                "loss_chunk")}
+                                "loss_chunk", *LEAN_KEYS)}
     row["model"] = name
     row.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], rank=rank,
                device=torch.cuda.get_device_name(device) if cuda else "cpu", torch=torch.__version__,
@@ -89,11 +112,18 @@ def measure(spec: dict) -> dict:
            else torch.autocast("cpu", enabled=False))
     act = grads = pending = 0
     try:
-        model = C.llama(name, vocab, spec["seq_len"], device, spec["activation_checkpointing"], spec["loss_chunk"])
+        model = C.llama(name, vocab, spec["seq_len"], device, spec["activation_checkpointing"], spec["loss_chunk"],
+                        dtype=WEIGHT_DTYPES[spec["weights"]])
         row["n_params"] = sum(p.numel() for p in model.parameters())
-        row["weights_gb"] = alloc() / GB if cuda else sum(p.numel() * 4 for p in model.parameters()) / GB
-        opt, layers = C.make_optimizer(model, spec["optimizer"], spec["per_layer_mode"], rank, fused=cuda)
-        row["analytic"] = C.analytic(model, spec["optimizer"], spec["per_layer_mode"], rank).gb()
+        row["weights_gb"] = alloc() / GB if cuda else sum(p.numel() * p.element_size() for p in model.parameters()) / GB
+        opt, layers = C.make_optimizer(model, spec["optimizer"], spec["per_layer_mode"], rank, fused=cuda,
+                                       state_dtype=spec["state_dtype"], stochastic_rounding=spec["stochastic_rounding"])
+        if spec["proj_state_dtype"] != "float32":
+            for group in opt.param_groups:
+                if "rank" in group:
+                    group["proj_state_dtype"] = spec["proj_state_dtype"]
+        row["analytic"] = C.analytic(model, spec["optimizer"], spec["per_layer_mode"], rank, spec["state_dtype"],
+                                     spec["proj_state_dtype"]).gb()
         x, y = C.random_batch(spec["batch"], spec["seq_len"], vocab, device)
         t0 = time.perf_counter()
         for step in range(1, spec["steps"] + 1):
@@ -130,7 +160,8 @@ def measure(spec: dict) -> dict:
 
 def base_row(spec: dict) -> dict:
     """The keys of a row that did not produce its own (timeout, crash, skipped)."""
-    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing", "loss_chunk")}
+    base = {k: spec[k] for k in ("model", "optimizer", "batch", "seq_len", "activation_checkpointing", "loss_chunk",
+                                 *LEAN_KEYS)}
     base.update(per_layer=spec["per_layer_mode"] != "off", per_layer_mode=spec["per_layer_mode"], peak_gb=None,
                 device=torch.cuda.get_device_name(0) if torch.cuda.is_available() and not spec["smoke"] else "cpu")
     return base
@@ -141,8 +172,9 @@ def formula_gb(spec: dict) -> dict:
     ``static`` (weights, gradients held, pending, state) all coexist at the end of a step, so it is a lower
     bound of the peak: a row whose ``static`` exceeds ``--cap-gb`` cannot fit and is not run."""
     name, vocab = C.model_and_vocab(spec)
-    model = C.llama(name, vocab, spec["seq_len"], torch.device("meta"), False)
-    return C.analytic(model, spec["optimizer"], spec["per_layer_mode"], C.rank_for(name, spec["rank"])).gb()
+    model = C.llama(name, vocab, spec["seq_len"], torch.device("meta"), False, dtype=WEIGHT_DTYPES[spec["weights"]])
+    return C.analytic(model, spec["optimizer"], spec["per_layer_mode"], C.rank_for(name, spec["rank"]),
+                      spec["state_dtype"], spec["proj_state_dtype"]).gb()
 
 
 def run_row(spec: dict, timeout: float) -> dict:
@@ -165,10 +197,17 @@ def run_row(spec: dict, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    return out.stdout.strip() or "unknown"
+
+
 def summary(row: dict) -> str:
     a = row.get("analytic", {})
     peak = "—" if row.get("peak_gb") is None else f"{row['peak_gb']:.2f} GB"
-    return (f"{row['model']} {row['optimizer']:6s} per_layer={row['per_layer_mode']:11s} "
+    return (f"{row['model']} {row['optimizer']:6s} state={row.get('state_dtype', 'float32'):7s} "
+            f"weights={row.get('weights', 'float32'):7s} per_layer={row['per_layer_mode']:11s} "
             f"ac={row['activation_checkpointing']!s:5s} chunk={row.get('loss_chunk', 0)} "
             f"batch {row['batch']}x{row['seq_len']}: {row['status']}, peak {peak}, state "
             f"{row.get('optimizer_state_gb', float('nan')):.3f} GB (formula {a.get('state', float('nan')):.3f})"
@@ -193,6 +232,15 @@ def main(argv=None) -> int:
     ap.add_argument("--rank", type=int, default=None, help="default: 512 at 1B, 1024 at 7B (GaLore's)")
     ap.add_argument("--cap-gb", type=float, default=None, help="limit the CUDA allocator to this many GB")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per row")
+    ap.add_argument("--state-dtypes", type=lambda s: s.split(","), default=["float32"],
+                    help="comma-separated optimizer state dtypes (float32,bf16,int8; discrete.lowbit)")
+    ap.add_argument("--proj-state-dtype", default=None,
+                    help="OSD's P-optimizer state dtype (default: the row's state dtype)")
+    ap.add_argument("--weights", choices=sorted(WEIGHT_DTYPES), default="float32",
+                    help="weight dtype; bf16 weights have no float32 master copy")
+    ap.add_argument("--stochastic-rounding", action="store_true", help="bf16 weights: stochastic rounding of updates")
+    ap.add_argument("--analytic", action="store_true",
+                    help="only the formula, from a meta-device model (CPU, seconds): rows with status 'analytic'")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny model, all rows in this process")
     ap.add_argument("--subprocess", action="store_true", help="with --smoke: still one subprocess per row")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -208,6 +256,9 @@ def main(argv=None) -> int:
     bad = sorted(set(args.optimizers) - set(C.OPTIMIZER_NAMES)) + sorted(set(args.per_layer) - set(C.PER_LAYER_MODES))
     if bad:
         ap.error(f"unknown optimizer or mode {bad}; expected {C.OPTIMIZER_NAMES} and {C.PER_LAYER_MODES}")
+    bad = sorted(set(args.state_dtypes + [args.proj_state_dtype or "float32"]) - set(STATE_DTYPES.names()))
+    if bad:
+        ap.error(f"unknown state dtype {bad}; expected {STATE_DTYPES.names()}")
     if args.loss_chunk < 0:
         ap.error(f"--loss-chunk must be >= 0 tokens (0 = unchunked), got {args.loss_chunk}")
     if args.smoke:
@@ -218,8 +269,12 @@ def main(argv=None) -> int:
     for i, spec in enumerate(rows, 1):
         print(f"[{i}/{len(rows)}] {spec['model']} {spec['optimizer']} per_layer={spec['per_layer_mode']} "
               f"ac={spec['activation_checkpointing']}", flush=True)
-        formula = formula_gb(spec) if spec["cap_gb"] else None
-        if formula is not None and formula["static"] > spec["cap_gb"]:
+        formula = formula_gb(spec) if spec["cap_gb"] or args.analytic else None
+        if args.analytic:
+            row = {**base_row(spec), "status": "analytic", "device": "meta", "analytic": formula,
+                   "rank": C.rank_for(C.model_and_vocab(spec)[0], spec["rank"]),
+                   "commit": _commit(), "torch": torch.__version__}
+        elif formula is not None and formula["static"] > spec["cap_gb"]:
             row = {**base_row(spec), "status": "exceeds_cap", "cap_gb": spec["cap_gb"], "analytic": formula}
         else:
             row = measure(spec) if (args.smoke and not args.subprocess) else run_row(spec, args.timeout)

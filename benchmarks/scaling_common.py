@@ -19,11 +19,13 @@ All state is float32, weights float32, forward and backward under bf16 autocast 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from discrete import OPTIMIZERS, PerLayer
+from discrete.inner import resolve_inner, resolve_proj_optimizer
 from discrete.validation.model import build_model
 from discrete.validation.optim import DEFAULT_LR, DEFAULT_RANK, is_projected, projected_group_keys, split_params
 from discrete.validation.config import OSD_DEFAULTS, RunConfig
@@ -47,12 +49,18 @@ class Checkpointed(torch.nn.Module):
 
 
 def llama(name: str, vocab: int, seq_len: int, device: torch.device, activation_checkpointing: bool,
-          loss_chunk: int = 0) -> torch.nn.Module:
+          loss_chunk: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """The validation track's LLaMA, built directly on ``device`` (a 7B model never passes through host memory);
-    ``loss_chunk``: tokens per piece of the head + loss (0: unchunked; discrete/validation/loss.py)."""
+    ``loss_chunk``: tokens per piece of the head + loss (0: unchunked; discrete/validation/loss.py); ``dtype``:
+    of the weights, created in it (bf16 weights never exist in float32; RoPE tables stay float32)."""
     torch.manual_seed(0)
-    with torch.device(device):
-        model = build_model(name, vocab_size=vocab, max_seq_len=seq_len, loss_chunk=loss_chunk)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = build_model(name, vocab_size=vocab, max_seq_len=seq_len, loss_chunk=loss_chunk)
+    finally:
+        torch.set_default_dtype(default)
     if activation_checkpointing:
         for i, block in enumerate(model.layers):
             model.layers[i] = Checkpointed(block)
@@ -69,20 +77,23 @@ def rank_for(model_name: str, rank: int | None) -> int:
     return rank if rank is not None else (SMOKE_RANK if model_name == SMOKE_MODEL else DEFAULT_RANK[model_name])
 
 
-def make_optimizer(model: torch.nn.Module, name: str, per_layer: str, rank: int, fused: bool):
-    """(optimizer, PerLayer or None) as in the table of the module docstring."""
+def make_optimizer(model: torch.nn.Module, name: str, per_layer: str, rank: int, fused: bool,
+                   state_dtype: str = "float32", stochastic_rounding: bool = False):
+    """(optimizer, PerLayer or None) as in the table of the module docstring; ``state_dtype`` other than
+    float32 (discrete.lowbit) and ``stochastic_rounding`` use discrete's AdamW for the baseline too."""
     cfg = RunConfig()
     lr = DEFAULT_LR[name]
-    if name == "adamw" and per_layer == "off":
+    lean = dict(state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
+    if name == "adamw" and per_layer == "off" and state_dtype == "float32" and not stochastic_rounding:
         return torch.optim.AdamW(model.parameters(), lr=lr, fused=fused or None), None
     if name == "adamw":
-        opt = OPTIMIZERS["adamw"](model.parameters(), lr=lr, nonfinite="ignore")
+        opt = OPTIMIZERS["adamw"](model.parameters(), lr=lr, nonfinite="ignore", **lean)
     else:
         proj, full = split_params(model)
         extra = {"osd": {**OSD_DEFAULTS, "proj_init": "random"},  # the validation runs' alpha and lambda
                  "galore": {"proj_init": "random"}, "rso": {"seed": 0}}[name]
         groups = [{"params": full}, {"params": proj, **projected_group_keys(cfg, rank), **extra}]
-        opt = OPTIMIZERS[name](groups, lr=lr, nonfinite="ignore")
+        opt = OPTIMIZERS[name](groups, lr=lr, nonfinite="ignore", **lean)
     if per_layer == "off":
         return opt, None
     return opt, PerLayer(opt, in_backward=(per_layer == "in_backward"))
@@ -104,7 +115,7 @@ def random_batch(batch: int, seq_len: int, vocab: int, device, seed: int = 0) ->
 # -- the analytic formula ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Analytic:
-    """Bytes a model, optimizer and mode hold between backward and ``step()`` (all float32)."""
+    """Bytes a model, optimizer and mode hold between backward and ``step()``."""
 
     weights: int
     grads: int                 # full-size gradients held after backward
@@ -116,29 +127,43 @@ class Analytic:
                                                                              + self.state) / 2**30}
 
 
-def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int) -> Analytic:
-    """The formula, per parameter (m, n) of numel N; projected matrices with side d (P is d×r) and k the other:
+def layout_bytes(layout: dict) -> int:
+    """Bytes of an inner rule's layout (discrete.inner.InnerRule.layout): key -> (shape, dtype)."""
+    return sum(math.prod(shape) * dtype.itemsize for shape, dtype in layout.values())
 
-    weights 4N · grads 4N (off), 0 for projected (deferred, in_backward) and full-rank (in_backward) ·
-    pending 4(rk + [OSD] dr) (deferred) · state: AdamW 8N; GaLore 4(2rk + dr); OSD 4(2rk + 3dr) (Adam on P);
-    RSO 4(3rk + dr) (its subproblem coordinate B has Ĝ's shape); full-rank parameters 8N.
+
+def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int, state_dtype: str = "float32",
+             proj_state_dtype: str = "float32") -> Analytic:
+    """The formula, per parameter (m, n) of numel N and b bytes per weight element (4 float32, 2 bf16);
+    projected matrices with side d (P is d×r) and k the other:
+
+    weights bN · grads bN (off), 0 for projected (deferred, in_backward) and full-rank (in_backward) ·
+    pending 4(rk + [OSD] dr) (deferred) · state: the Adam moments as the inner rule lays them out for
+    ``state_dtype`` (discrete.inner.InnerRule.layout: float32 8 bytes per element, bf16 4, 8-bit 2 plus
+    4 bytes of block scale per 256 elements and moment) of N (AdamW, full-rank parameters) or rk elements
+    (projected), plus P 4dr, OSD's Adam on P (``proj_state_dtype``) of dr elements, RSO's coordinate B 4rk.
     """
+    inner = resolve_inner("adamw", state_dtype)
+    p_opt = resolve_proj_optimizer("adam", proj_state_dtype)
     w = g = pend = st = 0
     for pname, p in model.named_parameters():
         N = p.numel()
-        w += 4 * N
+        b = p.element_size()
+        w += b * N
         projected = name != "adamw" and is_projected(pname, p)
         if not projected:
-            st += 8 * N
-            g += 0 if per_layer == "in_backward" else 4 * N
+            st += layout_bytes(inner.layout(tuple(p.shape)))
+            g += 0 if per_layer == "in_backward" else b * N
             continue
         m, n = p.shape
         side = SIDE_RULES["std"](m, n)
         d, k = (m, n) if side == LEFT else (n, m)
         g_hat, P = rank * k, d * rank
-        st += 4 * {"galore": 2 * g_hat + P, "osd": 2 * g_hat + 3 * P, "rso": 3 * g_hat + P}[name]
+        g_shape = (rank, n) if side == LEFT else (m, rank)
+        st += layout_bytes(inner.layout(g_shape)) + 4 * P
+        st += {"galore": 0, "osd": layout_bytes(p_opt.layout((d, rank))), "rso": 4 * g_hat}[name]
         if per_layer == "off":
-            g += 4 * N
+            g += b * N
         elif per_layer == "deferred":
             pend += 4 * (g_hat + (P if name == "osd" else 0))
     return Analytic(w, g, pend, st)

@@ -24,13 +24,13 @@ from torch import Tensor
 
 from discrete import keys as K
 from discrete import state as S
-from discrete.inner import INNER, PROJ_OPTIMIZERS, Hyper
+from discrete.inner import INNER, Hyper, resolve_inner, resolve_proj_optimizer
 from discrete.precision import MATMUL_PRECISION
 from discrete.projection import group_rule, rule_kwargs
 from discrete.step import checks, sharded
 from discrete.step.executors import EXECUTORS
 from discrete.step.items import Context, Item
-from discrete.subspace import Plan, init_state, state_layout, work_grad
+from discrete.subspace import Plan, init_state, inner_states, state_layout, work_grad
 from osd_theory.errors import UserError
 from osd_theory.projections import ProjectionRule
 
@@ -96,7 +96,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, *, momentum: float = 0.0, inner: str = "adamw",
                  bias_correction: bool = True, maximize: bool = False, foreach: bool | None = None,
                  nonfinite: str = "raise", correct_bias: bool | None = None, no_deprecation_warning: bool = False,
-                 eps_placement: str | None = None, **proj_defaults):
+                 eps_placement: str | None = None, state_dtype: str = "float32", stochastic_rounding: bool = False,
+                 **proj_defaults):
         # galore-torch's GaLoreAdamW (HF's old AdamW) keywords: correct_bias is bias_correction; the
         # deprecation warning that no_deprecation_warning silences does not exist here.
         S.check_bool("no_deprecation_warning", no_deprecation_warning)
@@ -108,7 +109,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas, eps=eps,
                         weight_decay=weight_decay, momentum=momentum, inner=inner, bias_correction=bias_correction,
                         maximize=maximize, foreach=foreach, nonfinite=nonfinite,
-                        eps_placement=type(self).eps_placement if eps_placement is None else eps_placement)
+                        eps_placement=type(self).eps_placement if eps_placement is None else eps_placement,
+                        state_dtype=state_dtype, stochastic_rounding=stochastic_rounding)
         K.check_common(defaults)
         if not INNER.get(inner).uses_betas:
             # as torch.optim.SGD: no betas, so schedulers that cycle momentum (OneCycleLR, CyclicLR)
@@ -177,7 +179,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     def _older_defaults(self) -> dict:
         """Values for the keys that state dicts saved by older versions lack."""
         return {**dict(maximize=False, foreach=None, nonfinite="raise", momentum=0.0, inner="adamw",
-                       bias_correction=True, eps_placement=type(self).eps_placement), **self.proj_keys}
+                       bias_correction=True, eps_placement=type(self).eps_placement, state_dtype="float32",
+                       stochastic_rounding=False), **self.proj_keys}
 
     def __setstate__(self, state: dict) -> None:
         """Fill keys that older state dicts lack (torch calls this from load_state_dict too)."""
@@ -197,9 +200,10 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         After the user's pre-hooks (which may edit the dict, as with torch.optim) every group is
         validated as :meth:`add_param_group` does and every parameter's state is checked against
         what this optimizer needs (:func:`discrete.subspace.state_layout`): a bad dict raises a
-        ValueError and nothing is loaded. Floating state stays float32 (:func:`discrete.state.float32_load_hooks`).
+        ValueError and nothing is loaded. Each state tensor keeps its dtype (float32, or the codes and
+        scales of a low-precision ``state_dtype``; :func:`discrete.state.keep_dtype_load_hooks`).
         """
-        keep_pre, keep_post = S.float32_load_hooks()
+        keep_pre, keep_post = S.keep_dtype_load_hooks()
 
         def check_then_keep(optimizer, sd):
             sd = S.upgrade_sgd_state(sd)
@@ -241,10 +245,22 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         if "rank" in group and p.ndim == 2:
             rule = self._bound_rule(group, tuple(p.shape))
             return state_layout(tuple(p.shape), rule, self._plan(group, rule))
-        return {"step": (), **{k: tuple(p.shape) for k in INNER.get(group["inner"]).state_names}}
+        inner = resolve_inner(group["inner"], group.get("state_dtype", "float32"))
+        return {"step": (), **{k: shape for k, (shape, _) in inner.layout(tuple(p.shape)).items()}}
+
+    def _inner_states(self, group: dict, p: Tensor) -> list[tuple[Any, tuple, str]]:
+        """(inner rule, shape it steps, key prefix) for each inner optimizer keeping state for ``p`` in ``group``."""
+        if "rank" in group and p.ndim == 2:
+            rule = self._bound_rule(group, tuple(p.shape))
+            return inner_states(tuple(p.shape), rule, self._plan(group, rule))
+        return [(resolve_inner(group["inner"], group.get("state_dtype", "float32")), tuple(p.shape), "")]
 
     def _state_problem(self, group: dict, p: Tensor, state: dict) -> str | None:
         layout = self._state_layout(group, p)
+        for inner, shape, prefix in self._inner_states(group, p):   # a state of another state_dtype: say so first
+            problem = inner.check_state(state, shape, prefix)
+            if problem and "saved with state_dtype" in problem:
+                return problem
         missing = sorted(set(layout) - set(state))
         if missing:
             return (f"lacks {missing}, which {type(self).__name__} needs with this group's keys (was it saved by "
@@ -258,6 +274,10 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                 return f"has {key!r} = {value!r}, expected a {kind.__name__}"
         if "proj_side" in layout and state["proj_side"] != self._bound_rule(group, tuple(p.shape)).side_:
             return f"has proj_side {state['proj_side']}, but this group's proj_type projects the other side"
+        for inner, shape, prefix in self._inner_states(group, p):      # dtypes: the inner rule owns its storage
+            problem = inner.check_state(state, shape, prefix)
+            if problem:
+                return problem
         return None
 
     # -- the rule of a group -----------------------------------------------------------------------
@@ -275,17 +295,20 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         hp = self._hyper(group)
         p_opt = hp_p = None
         if rule is not None and rule.smooth:
-            p_opt = PROJ_OPTIMIZERS.get(group["proj_optimizer"] or rule.p_optimizer)
+            p_opt = resolve_proj_optimizer(group["proj_optimizer"] or rule.p_optimizer,
+                                           group.get("proj_state_dtype", "float32"))
             b1, b2 = group["proj_betas"]
             lr_w = hp.lr if group.get("proj_lr", "follow") == "follow" else float(group.get("initial_lr", group["lr"]))
             hp_p = Hyper(lr=float(rule.alpha) * lr_w, beta1=float(b1), beta2=float(b2), eps=float(group["proj_eps"]),
                          momentum=float(group["proj_momentum"]))
-        return Plan(hp=hp, inner=INNER.get(group["inner"]), weight_decay=float(group["weight_decay"]),
+        return Plan(hp=hp, inner=resolve_inner(group["inner"], group.get("state_dtype", "float32")),
+                    weight_decay=float(group["weight_decay"]),
                     scale=float(group.get("scale", 1.0)), gap=int(group.get("update_proj_gap", 1)),
                     switch=group.get("switch", "keep"), prox=float(group.get("rso_prox", 0.0)),
                     seed=int(group.get("seed", 0)), p_opt=p_opt, hp_p=hp_p,
                     proj_weight_decay=float(group.get("proj_weight_decay", 0.0)),
-                    mode=MATMUL_PRECISION.get(group.get("matmul_precision", "highest")))
+                    mode=MATMUL_PRECISION.get(group.get("matmul_precision", "highest")),
+                    stochastic_rounding=bool(group.get("stochastic_rounding", False)))
 
     def _hyper(self, group: dict) -> Hyper:
         b1, b2 = group.get("betas", DEFAULT_BETAS)
@@ -355,6 +378,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         dist_ = [it for it, pol in zip(items, policies) if it.rows is not None]
         checks.compute_norms(plain)
         checks.compute_norms(dist_, reduce_sq=sharded.reduce_squared_norms)
+        checks.check_storage(items)
         kept, skipped = checks.apply_policy(type(self).__name__, items, policies)
         self.diagnostics["skipped_nonfinite"] += skipped
         return kept

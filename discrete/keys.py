@@ -11,8 +11,9 @@ from typing import Any, Callable, Iterable
 
 from discrete import state as S
 from discrete.inner import INNER, PROJ_OPTIMIZERS
+from discrete.lowbit import STATE_DTYPES
 from discrete.precision import MATMUL_PRECISION
-from discrete.projection import SWITCH
+from discrete.projection import SWITCH, TRANSPORTS
 from osd_theory.errors import UserError
 
 
@@ -70,6 +71,10 @@ COMMON_KEYS: dict[str, Callable[[Any], None]] = {
     # an effective eps larger by 1/sqrt(1 - beta2^t) early in training)
     "eps_placement": lambda v: S.check_member("eps_placement", v, EPS_PLACEMENTS),
     "maximize": lambda v: S.check_bool("maximize", v),
+    # how the inner optimizer keeps its moments between steps (discrete.lowbit): the step is float32 always
+    "state_dtype": _choice(STATE_DTYPES),
+    # bf16 (or other low-precision) weights: add the float32 update with stochastic rounding (discrete.rounding)
+    "stochastic_rounding": lambda v: S.check_bool("stochastic_rounding", v),
 }
 
 # Keys that torch, its LR schedulers and training frameworks write into groups after construction,
@@ -105,6 +110,8 @@ PROJ_KEYS: dict[str, tuple[Any, Callable[[Any], None] | None]] = {
     # A rank above min(m, n) is an error; clip_rank=True clips it per matrix to min(m, n) instead
     # (galore-torch's silent behaviour, e.g. GQA k/v projections), recorded in the state as ``rank``.
     "clip_rank": (False, lambda v: S.check_bool("clip_rank", v)),
+    # storage of OSD's P-optimizer moments (proj_exp_avg, ...); float32 by default whatever state_dtype is
+    "proj_state_dtype": ("float32", _choice(STATE_DTYPES)),
 }
 
 
@@ -131,5 +138,9 @@ def check_projected(group: dict) -> None:
     for key, (_, check) in PROJ_KEYS.items():
         if check is not None and key in group:
             check(group[key])
+    if group.get("switch") in TRANSPORTS and group.get("state_dtype", "float32") != "float32":
+        raise ValueError(f"switch={group['switch']!r} transports the moments by a matrix product, which needs "
+                         f"state_dtype='float32' (got {group['state_dtype']!r}); use switch 'keep', 'reset' or "
+                         "'restart' with low-precision states")
     if float(group.get("rso_prox", 0.0)) > 0 and group.get("switch") != "restart":
         raise ValueError("rso_prox (RSO's proximal term 1/eta) needs switch='restart' (a subproblem per subspace)")

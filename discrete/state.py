@@ -6,16 +6,19 @@ State contract (per projected parameter; ``discrete.validation`` relies on it):
 |---|---|---|
 | ``proj`` | P: (m, r) when ``proj_side`` = 0 (LEFT, Ĝ = PᵀG), (n, r) when 1 (RIGHT, Ĝ = GP) | float32 |
 | ``proj_side`` | 0 or 1, as :data:`osd_theory.kernels.LEFT` / ``RIGHT`` (a plain int) | int |
-| ``exp_avg``, ``exp_avg_sq`` | the inner optimizer's moments, of Ĝ's shape | float32 |
+| ``exp_avg``, ``exp_avg_sq`` | the inner optimizer's moments, of Ĝ's shape | float32 (``state_dtype``) |
+| ``exp_avg_absmax``, ``exp_avg_sq_absmax`` | ``state_dtype="int8"`` only: block scales, (*Ĝ[:-1], ⌈n/256⌉) | float32 |
 | ``step`` | 0-d tensor, steps taken | float32 (CPU) |
 | ``last_refresh_step`` | step at which P was last (re)built; −1 while no basis from a gradient exists | int |
-| ``proj_exp_avg``, ``proj_exp_avg_sq`` | OSD: the P-optimizer's moments, of P's shape | float32 |
+| ``proj_exp_avg``, ``proj_exp_avg_sq`` | OSD: the P-optimizer's moments, of P's shape | float32 (``proj_state_dtype``) |
 | ``rank`` | r of this matrix (``clip_rank`` may make it less than the group's; absent in older states) | int |
 
-Only tensors and plain scalars. Every floating state tensor is float32 whatever the parameter
-dtype; ``Optimizer.load_state_dict`` casts floating state to the parameter's dtype (a lossy
-bf16 round trip, pytorch/pytorch#43706), so a pre-hook keeps the loaded float32 tensors and a
-post-hook puts them back on the parameter's device (:func:`float32_load_hooks`).
+Only tensors and plain scalars. Every state tensor has the dtype its inner rule's layout gives
+(:meth:`discrete.inner.InnerRule.layout`: float32 by default; bf16, or int8/uint8 codes with float32
+block scales, under ``state_dtype``), whatever the parameter dtype; ``Optimizer.load_state_dict``
+casts state to the parameter's dtype (a lossy bf16 round trip, pytorch/pytorch#43706), so a
+pre-hook keeps the loaded tensors and a post-hook puts them back on the parameter's device at their
+own dtype (:func:`keep_dtype_load_hooks`).
 """
 from __future__ import annotations
 
@@ -182,18 +185,22 @@ def upgrade_sgd_state(state_dict: dict) -> dict:
     return {**state_dict, "state": state} if changed else state_dict
 
 
-# -- float32 state across load_state_dict ---------------------------------------------------
-def float32_load_hooks() -> tuple[Callable, Callable]:
-    """(pre, post) ``load_state_dict`` hooks that keep every floating state tensor float32 (bit-exact).
+# -- state dtypes across load_state_dict ---------------------------------------------------
+def keep_dtype_load_hooks() -> tuple[Callable, Callable]:
+    """(pre, post) ``load_state_dict`` hooks that keep every state tensor at the dtype it was saved with (bit-exact).
 
-    The optimizer registers them for one load only, the pre-hook *last* and the post-hook *first*
-    (:meth:`discrete.base.SubspaceOptimizer.load_state_dict`): the user's pre-hooks shape the dict
-    that is kept, and the user's post-hooks see the float32 state, as with torch.optim.
+    torch casts every state tensor but ``step`` to a floating parameter's dtype (pytorch/pytorch#43706): a
+    float32 moment of a bf16 parameter would round through bf16, and the int8/uint8 codes of an 8-bit state
+    would become floats. The load check (:meth:`discrete.base.SubspaceOptimizer._check_state_dict`) has
+    compared each tensor's dtype with the layout of the group's inner rules before this runs, so the saved
+    dtype *is* the layout dtype. The optimizer registers the hooks for one load only, the pre-hook *last*
+    and the post-hook *first* (:meth:`discrete.base.SubspaceOptimizer.load_state_dict`): the user's
+    pre-hooks shape the dict that is kept, and the user's post-hooks see the kept tensors, as with torch.optim.
     """
     stash: dict[str, Any] = {}
 
     def pre(optimizer, state_dict):
-        stash["state"] = {k: {kk: vv.detach().clone() if torch.is_tensor(vv) and vv.is_floating_point() else vv
+        stash["state"] = {k: {kk: vv.detach().clone() if torch.is_tensor(vv) and kk != "step" else vv
                               for kk, vv in v.items()} for k, v in state_dict["state"].items()}
         stash["ids"] = [i for g in state_dict["param_groups"] for i in g["params"]]
         return None
@@ -204,7 +211,10 @@ def float32_load_hooks() -> tuple[Callable, Callable]:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         for pid, p in zip(ids, params):
             for key, value in saved.get(pid, {}).items():
-                if torch.is_tensor(value) and value.is_floating_point() and key != "step":
-                    optimizer.state[p][key] = value.to(device=p.device)     # the saved dtype (float32, float64)
+                if torch.is_tensor(value) and key != "step":
+                    optimizer.state[p][key] = value.to(device=p.device)
 
     return pre, post
+
+
+float32_load_hooks = keep_dtype_load_hooks      # the name of the float32-only version (callers of older code)

@@ -30,6 +30,7 @@ from torch import Tensor
 from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
 from discrete.projection import SWITCH, TRANSPORTS, basis_generator
+from discrete.rounding import add_stochastic_
 from discrete.step.layout import chunks
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, project, random_basis,
@@ -54,6 +55,7 @@ class Plan:
     hp_p: Hyper | None          # Opt_P's hyperparameters (lr = α·ε)
     proj_weight_decay: float    # λ^P
     mode: MatmulMode            # precision of the products that touch an (m, n) matrix
+    stochastic_rounding: bool = False   # bf16 W: add the update with stochastic rounding (discrete.rounding)
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -109,12 +111,22 @@ def state_layout(shape: tuple[int, int], rule: ProjectionRule, plan: Plan) -> di
     P = (basis_dim((m, n), rule.side_), rule.rank)
     g_hat = (rule.rank, n) if rule.side_ == LEFT else (m, rule.rank)
     layout: dict[str, Any] = {"step": (), "proj": P, "proj_side": int, "last_refresh_step": int}
-    layout.update({k: g_hat for k in plan.inner.state_names})
-    if rule.smooth and plan.p_opt is not None:
-        layout.update({"proj_" + k: P for k in plan.p_opt.state_names})
+    for opt, like, prefix in inner_states(shape, rule, plan):      # the inner rules own their keys and shapes
+        layout.update({k: s for k, (s, _) in opt.layout(like, prefix).items()})
     if plan.switch == "restart":
         layout.update(rso_coord=g_hat, subproblem_start=int)
     return layout
+
+
+def inner_states(shape: tuple[int, int], rule: ProjectionRule, plan: Plan) -> list[tuple[InnerRule, tuple, str]]:
+    """(rule, shape of what it steps, key prefix) of each inner optimizer that keeps state for an (m, n) matrix:
+    Opt_W on Ĝ, and Opt_P on P (smooth rules); the load check asks each for its layout and dtypes."""
+    m, n = shape
+    g_hat = (rule.rank, n) if rule.side_ == LEFT else (m, rule.rank)
+    out = [(plan.inner, g_hat, "")]
+    if rule.smooth and plan.p_opt is not None:
+        out.append((plan.p_opt, (basis_dim((m, n), rule.side_), rule.rank), "proj_"))
+    return out
 
 
 def bias_step(state: dict, step: int) -> int:
@@ -173,13 +185,20 @@ def inner_step(state: dict, g: Tensor, plan: Plan, step: int) -> Tensor:
 
 
 # -- 4. the weight update -------------------------------------------------------------------------
-def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, plan: Plan) -> None:
+def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, plan: Plan,
+                    generators: list[torch.Generator] | None = None) -> None:
     """W ← (1 − ελ)W + ε·scale·back_project(P, U)  (decay before the update, as torch's AdamW).
 
     W is one (m, n) matrix with P (d, r), U of Ĝ's shape; or a bucket: a list of L matrices with P
     and U stacked (L, ·, ·), back-projected in chunks (one batched product each, then one foreach add).
+    ``generators`` (one per matrix, :func:`discrete.rounding.generators_for`): bf16 W with stochastic rounding.
     """
     lr = plan.hp.lr
+    if generators is not None:
+        Ws, Ps, Us = ([W], P[None], U[None]) if isinstance(W, Tensor) else (W, P, U)
+        for w, p_, u, gen in zip(Ws, Ps, Us, generators):
+            add_stochastic_(w, back_project(p_, u, side), lr * plan.scale, gen, decay=1.0 - lr * plan.weight_decay)
+        return
     ds.decoupled_weight_decay_(W, lr, plan.weight_decay)
     if isinstance(W, Tensor):
         back_project_add_(W, P, U, side, lr * plan.scale)
@@ -224,7 +243,8 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int,
 # -- one matrix, 3–5 in order ------------------------------------------------------------------------
 def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: Plan, step: int,
                     field: Tensor | None = None, retract: bool = False,
-                    reduce: Callable[[Tensor], Tensor] | None = None, cast: bool = False) -> None:
+                    reduce: Callable[[Tensor], Tensor] | None = None, cast: bool = False,
+                    generators: list[torch.Generator] | None = None) -> None:
     """Steps 3–5 from the projected gradient Ĝ, for one matrix or a bucket (stacked state); ``step`` = k + 1.
 
     ``field`` (smooth rules) is the P field at t = k, computed before anything changed (an executor's
@@ -232,10 +252,12 @@ def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: 
     step counters. ``reduce`` is :func:`p_step_`'s (the FSDP2 executor, P row-sharded). W is one (m, n)
     matrix or a list of L (a bucket: P, Ĝ, U stacked (L, ·, ·)). ``cast``: the W update's operands in the
     plan's matmul dtype (the batched executor's ``matmul_precision="bf16"``; the reference never casts).
+    ``generators``: :func:`update_weights_`'s (bf16 W with stochastic rounding).
     """
     P, side = state["proj"], state["proj_side"]
     U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state, step))   # 3
-    update_weights_(W, plan.mode.cast(P) if cast else P, plan.mode.cast(U) if cast else U, side, plan)   # 4
+    update_weights_(W, plan.mode.cast(P) if cast else P, plan.mode.cast(U) if cast else U, side, plan,   # 4
+                    generators)
     track_coordinate_(state, U, plan)
     if field is not None:
         p_step_(P, field, state, plan, step, retract, reduce)                                   # 5

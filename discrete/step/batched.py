@@ -25,8 +25,9 @@ from torch import Tensor
 from discrete.step.checks import check_output, guarded
 from discrete.step.items import Context, Item, inverse, note_event
 from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
+from discrete.rounding import generators_for
+from discrete.step.single import add_update_
 from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
-from osd_theory import discrete_steps as ds
 from osd_theory.kernels import LEFT, project
 
 
@@ -150,9 +151,8 @@ def commit(buckets: list[Bucket], ctx: Context) -> None:
         plan = first.plan
         if not first.projected:
             U = plan.inner.step(b.state, b.G_hat, plan.hp, first.k + 1)
-            ds.decoupled_weight_decay_(params, plan.hp.lr, plan.weight_decay)
-            torch._foreach_add_(params, [u if u.dtype == p.dtype else u.to(p.dtype) for u, p in zip(U.unbind(0), params)],
-                                alpha=plan.hp.lr)
+            add_update_(params if len(params) > 1 else params[0], U if len(params) > 1 else U[0], plan,
+                        [it.index for it in b.items], first.k + 1)
             continue
         for i, it in enumerate(b.items):
             overlap = switch_basis_(it.state, it.P_new, plan, it.event, it.k) if i in b.fresh_basis else None
@@ -162,4 +162,6 @@ def commit(buckets: list[Bucket], ctx: Context) -> None:
                 b.state[key] = first.state[key]
         with plan.mode.context():
             projected_step_(params, b.G_hat, b.state, plan, first.k + 1, b.field,
-                            retract=getattr(first.rule, "retract", False), cast=True)
+                            retract=getattr(first.rule, "retract", False), cast=True,
+                            generators=generators_for(plan.stochastic_rounding, plan.seed, params,
+                                                      [it.index for it in b.items], first.k + 1))

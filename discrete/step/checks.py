@@ -96,6 +96,24 @@ def apply_policy(owner: str, items: list[Item], policies: list[str]) -> tuple[li
     return [it for i, it in enumerate(items) if i not in bad], len(bad)
 
 
+def check_storage(items: list[Item]) -> None:
+    """Each item's state is kept as its group's ``state_dtype`` says (the inner rules own their storage): a
+    state made with another one (the key changed after steps were taken) is a ValueError before anything changed."""
+    from discrete.subspace import inner_states
+
+    for it in items:
+        if it.fresh or it.rows is not None:    # DTensor states: global shapes, checked at load
+            continue
+        inners = inner_states(tuple(it.param.shape), it.rule, it.plan) if it.projected else \
+            [(it.plan.inner, tuple(it.param.shape), "")]
+        for inner, shape, prefix in inners:
+            problem = inner.check_state(it.state, shape, prefix)
+            if problem:
+                raise ValueError(f"inner optimizer {inner.name!r}: the state {problem}; convert it with "
+                                 "InnerRule.convert_state (discrete.inner) (or keep the state_dtype it was made with); "
+                                 f"{it.describe()}: {UNCHANGED}")
+
+
 # -- the rules' outputs ----------------------------------------------------------------------------
 def trusted(rule: ProjectionRule) -> bool:
     """Built-in rules return finite tensors of P's shape for a finite G; a user's rule is checked every call."""

@@ -46,8 +46,9 @@ from torch import Tensor
 
 from discrete.step.checks import StepRejected, agree, check_output, guarded
 from discrete.step.items import Context, Item, note_event
-from discrete.subspace import new_basis, projected_step_, refresh_event, state_dtype, switch_basis_
-from osd_theory import discrete_steps as ds
+from discrete.rounding import generators_for
+from discrete.step.single import add_update_
+from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
 from osd_theory.errors import UserError
 from osd_theory.kernels import LEFT, gram_float32, online_pca_grad_from_grams
 from osd_theory.projections import ProjectionRule
@@ -172,7 +173,8 @@ def sharded_state(full_state: dict, rows: Rows) -> dict:
 def full_rank_state(p: Tensor, inner) -> dict:
     """The state of a full-rank DTensor parameter: ``Shard(0)`` like W (``zeros_like`` keeps the placement)."""
     state = {"step": torch.zeros((), dtype=torch.float32)}
-    state.update({k: torch.zeros_like(p, dtype=state_dtype(p)) for k in inner.state_names})
+    # the inner rule's layout (8-bit: codes and block scales, blocks along rows), each Shard(0) as p
+    state.update({k: to_dtensor(v, rows_of(p), True) for k, v in inner.init_state(p).items()})
     return state
 
 
@@ -313,9 +315,7 @@ def commit(items: list[Item], ctx: Context) -> None:
         local = local_view(it.state)
         if not it.projected:
             U = it.plan.inner.step(local, it.grad, it.plan.hp, it.k + 1)
-            W = it.param.to_local()
-            ds.decoupled_weight_decay_(W, it.plan.hp.lr, it.plan.weight_decay)
-            W.add_(U.to(W.dtype), alpha=it.plan.hp.lr)
+            add_update_(it.param.to_local(), U, it.plan, [it.index], it.k + 1)
             continue
         rows, is_left = it.rows, local["proj_side"] == LEFT
         overlap = _commit_basis(it, local, rows) if it.event in ("init", "jump") else None
@@ -328,5 +328,6 @@ def commit(items: list[Item], ctx: Context) -> None:
             retract = _retract_rows(rows)
         with it.plan.mode.context():
             projected_step_(it.param.to_local(), it.G_hat, local, it.plan, it.k + 1, it.field, retract=retract,
-                            reduce=reduce)
+                            reduce=reduce, generators=generators_for(it.plan.stochastic_rounding, it.plan.seed,
+                                                                     [it.param.to_local()], [it.index], it.k + 1))
         it.state.update({k: v for k, v in local.items() if not torch.is_tensor(v)})   # plain scalars set in the view

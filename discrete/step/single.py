@@ -10,9 +10,11 @@ hook and hands the prepared item to the optimizer's step. Full-rank items take
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from discrete.step.checks import check_output, guarded
 from discrete.step.items import Context, Item, note_event
+from discrete.rounding import add_stochastic_, generators_for
 from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import project
@@ -50,7 +52,8 @@ def commit_item(it: Item, ctx: Context, reduce=None) -> None:
         note_event(ctx.notes, it.event, None, it.index)
     with plan.mode.context():
         projected_step_(it.param, it.G_hat, st, plan, it.k + 1, it.field, retract=getattr(it.rule, "retract", False),
-                        reduce=reduce)
+                        reduce=reduce, generators=generators_for(plan.stochastic_rounding, plan.seed, [it.param],
+                                                                 [it.index], it.k + 1))
 
 
 def commit_full_rank(it: Item) -> None:
@@ -58,8 +61,22 @@ def commit_full_rank(it: Item) -> None:
     st, plan = it.state, it.plan
     st["step"] += 1
     U = plan.inner.step(st, it.grad, plan.hp, it.k + 1)
-    ds.decoupled_weight_decay_(it.param, plan.hp.lr, plan.weight_decay)
-    it.param.add_(U.to(it.param.dtype), alpha=plan.hp.lr)
+    add_update_(it.param, U, plan, [it.index], it.k + 1)
+
+
+def add_update_(W: Tensor, U: Tensor, plan, indices: list[int], step: int) -> None:
+    """W ← (1 − ελ)W + εU for a full-rank W (or a list and a stacked U); bf16 W with stochastic rounding when asked."""
+    Ws, Us = ([W], [U]) if isinstance(W, Tensor) else (W, list(U.unbind(0)))
+    gens = generators_for(plan.stochastic_rounding, plan.seed, Ws, indices, step)
+    if gens is not None:
+        for w, u, gen in zip(Ws, Us, gens):
+            add_stochastic_(w, u, plan.hp.lr, gen, decay=1.0 - plan.hp.lr * plan.weight_decay)
+        return
+    ds.decoupled_weight_decay_(Ws if len(Ws) > 1 else Ws[0], plan.hp.lr, plan.weight_decay)
+    if len(Ws) == 1:
+        Ws[0].add_(Us[0] if Us[0].dtype == Ws[0].dtype else Us[0].to(Ws[0].dtype), alpha=plan.hp.lr)
+    else:
+        torch._foreach_add_(Ws, [u if u.dtype == w.dtype else u.to(w.dtype) for u, w in zip(Us, Ws)], alpha=plan.hp.lr)
 
 
 def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Item]:

@@ -81,6 +81,14 @@ def _kinetic(m: torch.Tensor, v: torch.Tensor, lr: float, beta1: float, eps: flo
         return (m * m / (v.sqrt() + eps)).sum() / (2 * a)
 
 
+def _adam_moments(group: dict, st: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(m, v) as float32: dequantised by the inner rule when the group stores them in low precision (state_dtype)."""
+    if group.get("state_dtype", "float32") != "float32":
+        from discrete.inner import resolve_inner
+        return tuple(resolve_inner(group.get("inner", "adamw"), group["state_dtype"]).tensors(st))
+    return st["exp_avg"].float(), st["exp_avg_sq"].float()
+
+
 def hamiltonian_proxy(loss: float, optimizer: torch.optim.Optimizer) -> dict[str, float]:
     """H = L + K over all Adam states; also K of the projected (subspace) states alone."""
     k_all, k_proj = [], []
@@ -92,7 +100,8 @@ def hamiltonian_proxy(loss: float, optimizer: torch.optim.Optimizer) -> dict[str
         for p in group["params"]:
             st = optimizer.state.get(p, {})
             if "exp_avg" in st and "exp_avg_sq" in st:
-                k = _kinetic(st["exp_avg"].float(), st["exp_avg_sq"].float(), eta, beta1, group.get("eps", 1e-8))
+                m, v = _adam_moments(group, st)
+                k = _kinetic(m, v, eta, beta1, group.get("eps", 1e-8))
                 k_all.append(k)
                 if "rank" in group:
                     k_proj.append(k)
