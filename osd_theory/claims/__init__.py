@@ -18,6 +18,7 @@ caught.
 | C5 | discrete H_k: order-1 convergence to H(t), sharp monotonicity threshold      | holds     | osd_theory.claims.discrete_ode |
 | C6 | the blind set attracts below a predicted α* and repels above it              | holds     | ode.stall                      |
 | C7 | stochastic gradients: noise floors, GaLore's stall (GoLore), OSD and RSO      | holds     | osd_theory.claims.stochastic   |
+| C10| Muon = spectral Lion-𝒦: H non-increasing; weight-decay limit ‖λW‖₂ ≤ 1        | holds     | osd_theory.claims.spectral     |
 
 ``osd_theory`` never imports :mod:`ode`, :mod:`discrete` or sympy at import time: the targets
 are strings resolved by :func:`resolve` when a claim runs.
@@ -38,12 +39,14 @@ CLAIMS: dict[str, str] = {
     "C5": "osd_theory.claims.discrete_ode:c5",
     "C6": "ode.stall:c6",
     "C7": "osd_theory.claims.stochastic:c7",
+    "C10": "osd_theory.claims.spectral:c10",
 }
 
 # The verdict each claim predicts; verify exits 1 when a run disagrees.
 EXPECTED: dict[str, str] = {
     "C0": "holds", "C1": "holds", "C2": "holds", "C3": "holds", "C4": "violated",
     "C5": "holds", "C6": "holds", "C7": "holds",
+    "C10": "holds",
 }
 
 
