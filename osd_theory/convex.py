@@ -19,8 +19,8 @@ finite only on the box |y| < 1, which is where Lion's weight-decay constraint co
 above (𝒦 = Σ φ elementwise),
 
 .. math::
-    𝒦(Z) = Σ_i φ(σ_i(Z)),\qquad ∇𝒦(Z) = U\,φ'(Σ)\,V^T,\qquad 𝒦^*(Y) = Σ_i φ^*(σ_i(Y)),\qquad
-    ∇𝒦^*(Y) = U_Y\,(φ^*)'(Σ_Y)\,V_Y^T .
+    𝒦(Z) = Σ_i φ(σ_i(Z)),\\qquad ∇𝒦(Z) = U\\,φ'(Σ)\\,V^T,\\qquad 𝒦^*(Y) = Σ_i φ^*(σ_i(Y)),\\qquad
+    ∇𝒦^*(Y) = U_Y\\,(φ^*)'(Σ_Y)\\,V_Y^T .
 
 Convex and differentiable because φ is even, convex and differentiable (Lewis 1995: a unitarily
 invariant function of σ is convex iff the absolutely symmetric function is; its conjugate is

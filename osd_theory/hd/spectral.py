@@ -50,9 +50,14 @@ def polar(z: Tensor) -> Tensor:
     """U sign(Σ) Vᵀ for z = U Σ Vᵀ: the polar factor UVᵀ on the range of z, 0 on its kernel.
 
     It is ∇‖z‖_* wherever z has full rank, and the δ → 0 limit of the spectral ∇𝒦_δ everywhere
-    (sign(0) = 0: φ'_δ(0) = 0 for every δ).
+    (sign(0) = 0: φ'_δ(0) = 0 for every δ). Singular values at or below the numerical-rank cutoff
+    max(m, n)·ε·σ_max (as ``torch.linalg.matrix_rank``) count as 0: the SVD returns them as
+    round-off of either sign's direction, and a unit weight on them would be noise.
     """
-    return _spectral_apply(torch.sign, z)
+    def unit(S: Tensor) -> Tensor:
+        cutoff = max(z.shape[-2:]) * torch.finfo(S.dtype).eps * S.amax(dim=-1, keepdim=True)
+        return (S > cutoff).to(S.dtype)
+    return _spectral_apply(unit, z)
 
 
 def newton_schulz(g: Tensor, coefficients: tuple[float, float, float] = NS_COEFFICIENTS, steps: int = NS_STEPS,
