@@ -203,3 +203,33 @@ def test_lyapunov_identity_at_repeated_singular_values(name):
     dH = float((gW * Wdot).sum() + (gM * Mdot).sum())
     Delta = float(sys_.dissipation(0.0, (M,), G, W))
     assert Delta >= 0 and math.isclose(dH, -Delta, rel_tol=1e-9, abs_tol=1e-10)
+
+
+# -- the symbolic proof with a non-separable 𝒦 (osd_theory.symbolic.spectral) ---------------
+def test_symbolic_proof_for_a_matrix_k_closes_and_falls_back_numerically():
+    from osd_theory.symbolic import prove
+    for name in ("muon", "muon_wd"):
+        r = prove(name, link=False)
+        assert r.method == "symbolic" and r.identity_holds and r.independent_of_Pdot, r.detail
+    r = prove("muon", force_numeric=True, link=False)            # the numpy-SVD spectral tanh at random points
+    assert r.method == "numeric" and r.identity_holds, r.detail
+
+
+def test_symbolic_proof_for_a_matrix_k_can_fail():
+    """Planted: Δ without its [0; (1−b)M] bracket (rejected by the proof), and a flipped look-ahead
+    (−bĝ → +bĝ; rejected by the proof and by the link to the torch code)."""
+    from osd_theory.symbolic import prove
+    from osd_theory.symbolic.link import link_to_code
+    from osd_theory.symbolic.spectral import K_grad, Muon as MuonSym
+
+    class DroppedBracket(MuonSym):
+        def dissipation(self, h, S, g, W):
+            return (h.a / h.b) * self.bracket((1 - h.b) * S[0], -h.b * g)
+
+    class FlippedLookAhead(MuonSym):
+        def direction(self, h, S, g, W):
+            return K_grad((1 - h.b) * S[0] + h.b * g)
+
+    assert not prove(DroppedBracket(), link=False).identity_holds
+    assert not prove(FlippedLookAhead(), link=False).identity_holds
+    assert not link_to_code(FlippedLookAhead()).ok
