@@ -26,7 +26,8 @@ COMMAND = ["verify", "--json"]
 # the files that define the claims' statements, methods and verdict rules (the CLI that runs
 # them in parallel is orchestration and not listed)
 SOURCES = ["osd_theory/claims/__init__.py", "osd_theory/claims/symbolic.py", "osd_theory/claims/discrete_ode.py",
-           "osd_theory/claims/stochastic.py", "osd_theory/verdicts.py", "ode/claims.py", "ode/blind.py", "ode/stall.py"]
+           "osd_theory/claims/stochastic.py", "osd_theory/verdicts.py", "ode/claims.py", "ode/blind.py", "ode/stall.py",
+           "osd_theory/claims/spectral.py"]
 
 
 def sources_digest() -> dict[str, str]:
