@@ -168,6 +168,12 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         K.check_common(group)
         if self.projects:
             K.check_projected(group)
+        if getattr(INNER.get(group["inner"]), "matrices_only", False):
+            bad = [tuple(p.shape) for p in params if p.ndim != 2]
+            if bad:
+                raise ValueError(f"{name}: inner optimizer {group['inner']!r} steps 2-D matrices only, but this group "
+                                 f"has a parameter of shape {bad[0]}; give it a group with another inner (e.g. "
+                                 "inner='adamw')")
         if "rank" in group:
             for p in params:
                 S.check_rank(group["rank"], p, clip=group["clip_rank"])

@@ -46,6 +46,7 @@ class InnerRule:
     state_names: tuple[str, ...]
     step_fn: Callable[..., Tensor]
     uses_betas: bool = True
+    matrices_only: bool = False      # its step needs whole 2-D matrices (Muon's orthogonalisation)
 
     def init_state(self, like: Tensor, prefix: str = "") -> dict[str, Tensor]:
         """Zero float32 state of ``like``'s shape (Adam's v₀ = 0, as torch)."""
@@ -65,7 +66,7 @@ INNER: Registry[InnerRule] = Registry("inner optimizer")
 INNER.add("adamw", InnerRule("adamw", ("exp_avg", "exp_avg_sq"), ds.adam_step))
 INNER.add("lion", InnerRule("lion", ("exp_avg",), ds.lion_step))
 INNER.add("sgd", InnerRule("sgd", ("momentum_buffer",), ds.sgd_step, uses_betas=False))
-INNER.add("muon", InnerRule("muon", ("momentum_buffer",), ds.muon_step, uses_betas=False))  # Lion-𝒦, 𝒦 = ‖·‖_*
+INNER.add("muon", InnerRule("muon", ("momentum_buffer",), ds.muon_step, uses_betas=False, matrices_only=True))  # Lion-𝒦, 𝒦 = ‖·‖_*
 
 # OSD's P-optimizer: the same rules; its weight decay λ^P is applied outside (THEORY.md §4.2).
 PROJ_OPTIMIZERS: Registry[InnerRule] = Registry("projection optimizer")

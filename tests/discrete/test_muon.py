@@ -161,3 +161,11 @@ def test_bad_group_leaves_the_optimizer_unchanged():
     with pytest.raises(ValueError, match="ns_steps"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, 2))], "ns_steps": -1})
     assert len(opt.param_groups) == 1
+
+
+def test_inner_muon_refuses_a_non_matrix_at_construction():
+    """GaLore(inner="muon") over biases too: a one-line error when the group is made, not a crash mid-step."""
+    W, b = torch.nn.Parameter(torch.zeros(4, 6)), torch.nn.Parameter(torch.zeros(6))
+    with pytest.raises(ValueError, match="2-D matrices only"):
+        OPTIMIZERS["galore"]([{"params": [b]}, {"params": [W], "rank": 2}], inner="muon", momentum=0.9)
+    OPTIMIZERS["galore"]([{"params": [b]}, {"params": [W], "rank": 2, "inner": "muon", "momentum": 0.9}])
