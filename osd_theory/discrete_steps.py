@@ -229,11 +229,11 @@ def muon_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, momentum: float,
     𝒦 = ‖·‖_* and b = 1 − μ² (:func:`muon_system`) when ``orthogonalize="svd"``; torch's Newton–Schulz
     (default) approximates that polar factor (osd_theory.hd.spectral). s is the shape factor of
     ``adjust_lr_fn`` for ĝ's shape (in a subspace: the (r, n) or (m, r) of ĝ, not W's). ``eps``
-    guards Newton–Schulz's normalisation.
+    guards Newton–Schulz's normalisation. ĝ may be a stack (L, r, n) of same-shaped matrices.
     """
     (buf,) = S
     h = time_step(lr)
     heavy_ball_system(h, momentum).euler_state_([buf], g_hat, h)          # buf ← lerp(buf, ĝ, 1 − μ)
     update = g_hat.lerp(buf, momentum) if nesterov else buf                # μ²·buf_old + (1−μ²)ĝ
     O = ORTHOGONALIZERS.get(orthogonalize)(update, coefficients=ns_coefficients, steps=ns_steps, eps=eps)
-    return O.to(g_hat.dtype).mul_(-lr_factor(adjust_lr_fn, tuple(g_hat.shape)))
+    return O.to(g_hat.dtype).mul_(-lr_factor(adjust_lr_fn, tuple(g_hat.shape[-2:])))   # (L, r, n) stacks too

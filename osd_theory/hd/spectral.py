@@ -65,10 +65,14 @@ def newton_schulz(g: Tensor, coefficients: tuple[float, float, float] = NS_COEFF
     """torch.optim.Muon's orthogonalisation (``_zeropower_via_newtonschulz``), same operations in the same order.
 
     X ← g/‖g‖_F in ``dtype`` (bfloat16 as torch; transposed so that X is wide), then ``steps`` times
-    X ← aX + (bA + cA²)X with A = XXᵀ. Returns a tensor of ``dtype`` and g's shape (2-D).
+    X ← aX + (bA + cA²)X with A = XXᵀ. Returns a tensor of ``dtype`` and g's shape. A stack (L, m, n)
+    (the batched subspace step) is done matrix by matrix, so that it equals the per-matrix path bit for bit.
     """
+    if g.ndim > 2:
+        flat = g.reshape(-1, *g.shape[-2:])
+        return torch.stack([newton_schulz(x, coefficients, steps, eps, dtype) for x in flat]).reshape(g.shape)
     if g.ndim != 2:
-        raise UserError(f"newton_schulz takes a 2-D matrix, got shape {tuple(g.shape)}")
+        raise UserError(f"newton_schulz takes a 2-D matrix (or a stack of them), got shape {tuple(g.shape)}")
     if not (isinstance(steps, int) and 0 <= steps < 100):
         raise UserError(f"newton_schulz steps must be an integer in [0, 100), got {steps!r}")
     if len(coefficients) != 3:

@@ -169,3 +169,17 @@ def test_inner_muon_refuses_a_non_matrix_at_construction():
     with pytest.raises(ValueError, match="2-D matrices only"):
         OPTIMIZERS["galore"]([{"params": [b]}, {"params": [W], "rank": 2}], inner="muon", momentum=0.9)
     OPTIMIZERS["galore"]([{"params": [b]}, {"params": [W], "rank": 2, "inner": "muon", "momentum": 0.9}])
+
+
+def test_a_stack_of_matrices_is_stepped_matrix_by_matrix():
+    """The batched subspace path hands muon_step an (L, r, n) stack: same bits as one matrix at a time, and the
+    shape factor of the matrices (tall 8×5: √(8/5)), not of the stack."""
+    g = torch.randn(3, 8, 5, generator=torch.Generator().manual_seed(7))
+    S = [torch.zeros(3, 8, 5)]
+    U = ds.muon_step(S, g, lr=0.1, momentum=0.9)
+    for i in range(3):
+        Ui = ds.muon_step([torch.zeros(8, 5)], g[i], lr=0.1, momentum=0.9)
+        assert torch.equal(U[i], Ui)
+    assert math.isclose(float(torch.linalg.matrix_norm(U[0], ord=2)),
+                        math.sqrt(8 / 5) * float(torch.linalg.matrix_norm(ds.muon_step([torch.zeros(8, 5)], g[0], lr=0.1,
+                                                                                           momentum=0.9, adjust_lr_fn="none"), ord=2)), rel_tol=1e-6)
