@@ -170,6 +170,12 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         K.check_common(group)
         if self.projects:
             K.check_projected(group)
+        if getattr(INNER.get(group["inner"]), "matrices_only", False):
+            bad = [tuple(p.shape) for p in params if p.ndim != 2]
+            if bad:
+                raise ValueError(f"{name}: inner optimizer {group['inner']!r} steps 2-D matrices only, but this group "
+                                 f"has a parameter of shape {bad[0]}; give it a group with another inner (e.g. "
+                                 "inner='adamw')")
         if "rank" in group:
             for p in params:
                 S.check_rank(group["rank"], p, clip=group["clip_rank"])
@@ -312,7 +318,9 @@ class SubspaceOptimizer(torch.optim.Optimizer):
 
     def _hyper(self, group: dict) -> Hyper:
         b1, b2 = group.get("betas", DEFAULT_BETAS)
-        return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]),
+        extra = tuple((k, tuple(group[k]) if isinstance(group[k], list) else group[k])
+                      for k in INNER.get(group["inner"]).options if k in group)
+        return Hyper(lr=float(group["lr"]), beta1=float(b1), beta2=float(b2), eps=float(group["eps"]), extra=extra,
                      momentum=float(group["momentum"]), bias_correction=bool(group["bias_correction"]),
                      torch_eps=group.get("eps_placement", type(self).eps_placement) == "torch")
 

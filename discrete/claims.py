@@ -1,9 +1,9 @@
 """Claim C5: discrete-time Lyapunov tracking along real optimizer iterations.
 
 **C5.** Along the iterations of the discrete optimizers (SGD with momentum, Adam without bias
-correction, Lion), the HD Hamiltonian evaluated on the optimizer's *own* state,
+correction, Lion, Muon with the exact SVD polar factor), the HD Hamiltonian evaluated on the optimizer's *own* state,
 H_k = c_L·L(W_k) + K(S_k) (THEORY.md §3: heavy ball ‖M‖²/2a; Adam ⟨m/(√v+e), m⟩/2a; Lion-𝒦
-with 𝒦 = ‖·‖₁, c_L = a), is non-increasing for small step sizes and stops decreasing above a
+with 𝒦 = ‖·‖₁, c_L = a; Muon: Lion-𝒦 with 𝒦 = ‖·‖_*, M = −buf), is non-increasing for small step sizes and stops decreasing above a
 finite critical step size η*. For heavy ball on a quadratic, the worst-case η* of the linear
 one-step map (per Hessian eigenvalue λ: A_λᵀQ_λA_λ ⪯ Q_λ) is a lower bound for the observed one.
 
@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from discrete.full_rank import AdamW, Lion, SGDMomentum
+from discrete.full_rank import AdamW, Lion, Muon, SGDMomentum
 from osd_theory import discrete_steps as ds
 from osd_theory.problems import make_problem
 from osd_theory.registry import Registry
@@ -41,6 +41,11 @@ TRACKED.add("adam", (lambda ps, lr: AdamW(ps, lr=lr, bias_correction=False, nonf
 TRACKED.add("lion", (lambda ps, lr: Lion(ps, lr=lr, nonfinite="skip"),
                      lambda lr: ds.lion_system(lr, 0.9, 0.99),
                      lambda st: (st["exp_avg"],)))
+# Muon with the exact polar factor (SVD), no decay: Lion-𝒦 with 𝒦 = ‖·‖_*, M = −torch's buffer
+TRACKED.add("muon", (lambda ps, lr: Muon(ps, lr=lr, momentum=MOMENTUM, weight_decay=0.0, orthogonalize="svd",
+                                        nonfinite="skip"),
+                     lambda lr: ds.muon_system(lr, MOMENTUM, True),
+                     lambda st: (-st["momentum_buffer"],)))
 
 
 def track_h(problem, make_opt: Callable, system, lr: float, steps: int, hd_state: Callable) -> list[float]:

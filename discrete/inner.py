@@ -43,6 +43,7 @@ class Hyper:
     momentum: float = 0.0
     bias_correction: bool = True
     torch_eps: bool = True   # ε placement of bias-corrected Adam (torch; False: HF / galore-torch)
+    extra: tuple = ()        # (key, value) of the rule's own options (InnerRule.options: Muon's Newton–Schulz)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class InnerRule:
     uses_betas: bool = True
     nonneg: frozenset[str] = frozenset()          # moments that are ≥ 0 (stored unsigned in 8 bits)
     state_dtype: str = "float32"
+    matrices_only: bool = False      # its step needs whole 2-D matrices (Muon's orthogonalisation)
+    options: tuple[str, ...] = ()    # group keys passed to its step function as they are (Hyper.extra)
 
     @property
     def storage(self) -> Storage:
@@ -140,7 +143,7 @@ class InnerRule:
         """
         S = self.tensors(state, prefix)
         U = self.step_fn(S, g_hat, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2, eps=hp.eps, momentum=hp.momentum,
-                         step=step, bias_correction=hp.bias_correction, torch_eps=hp.torch_eps)
+                         step=step, bias_correction=hp.bias_correction, torch_eps=hp.torch_eps, **dict(hp.extra))
         for name, x in zip(self.state_names, S):
             self.storage.store_(state, prefix + name, x, name in self.nonneg)
         return U
@@ -160,6 +163,8 @@ INNER: Registry[InnerRule] = Registry("inner optimizer")
 INNER.add("adamw", InnerRule("adamw", ("exp_avg", "exp_avg_sq"), ds.adam_step, nonneg=frozenset({"exp_avg_sq"})))
 INNER.add("lion", InnerRule("lion", ("exp_avg",), ds.lion_step))
 INNER.add("sgd", InnerRule("sgd", ("momentum_buffer",), ds.sgd_step, uses_betas=False))
+INNER.add("muon", InnerRule("muon", ("momentum_buffer",), ds.muon_step, uses_betas=False, matrices_only=True,
+                            options=("nesterov", "ns_coefficients", "ns_steps", "adjust_lr_fn", "orthogonalize")))  # Lion-𝒦, 𝒦 = ‖·‖_*
 
 # OSD's P-optimizer: the same rules; its weight decay λ^P is applied outside (THEORY.md §4.2).
 PROJ_OPTIMIZERS: Registry[InnerRule] = Registry("projection optimizer")

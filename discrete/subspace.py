@@ -33,7 +33,7 @@ from discrete.projection import SWITCH, TRANSPORTS, basis_generator
 from discrete.rounding import add_stochastic_
 from discrete.step.layout import chunks
 from osd_theory import discrete_steps as ds
-from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, project, random_basis,
+from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, random_basis,
                                 subspace_overlap)
 from osd_theory.projections import ProjectionRule
 from osd_theory.projections.base import retract_qr, tangent

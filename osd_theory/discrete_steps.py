@@ -21,6 +21,11 @@ Where the published discrete methods depart from that Euler step, one named func
   Euler step h = lr/(1−μ) of the heavy-ball field.
 * Lion uses the *old* momentum in its direction (``direction_uses_new_state = False`` on the
   Lion-𝒦 system) and 𝒦 = ‖·‖₁ (∇𝒦 = sign, the δ → 0 limit of the smoothed systems).
+* Muon (:func:`muon_step`) is Lion-𝒦 with 𝒦 = ‖·‖_* (∇𝒦 = the polar factor UVᵀ; ``muon`` of
+  :mod:`osd_theory.hd.spectral`): torch's buffer buf = −M relaxes as heavy ball's momentum, the
+  look-ahead μ²·buf_old + (1−μ²)ĝ is formed as torch does (ĝ.lerp(buf_new, μ)), the polar factor is
+  approximated by torch's Newton–Schulz (``orthogonalize="svd"``: exact) and the step carries
+  torch's shape factor s (:func:`osd_theory.hd.spectral.lr_factor`).
 
 Every ``*_step`` function mutates the state tensors in place (they are the optimizer state)
 and returns the subspace velocity ``U`` such that the caller moves
@@ -41,6 +46,7 @@ from osd_theory.hd.base import HDSystem
 from osd_theory.hd.gd import GradientFlow
 from osd_theory.hd.heavy_ball import HeavyBall
 from osd_theory.hd.lion_k import LionK
+from osd_theory.hd.spectral import NS_COEFFICIENTS, NS_EPS, NS_STEPS, ORTHOGONALIZERS, MuonPolar, lr_factor
 
 
 # -- the time step -------------------------------------------------------------------------
@@ -96,6 +102,15 @@ class LionSign(LionK):
 def lion_system(h: float, beta1: float, beta2: float) -> LionSign:
     """Lion-𝒦 with a = (1−β₂)/h, b = 1−β₁, 𝒦 = ‖·‖₁ (m tracks −ĝ; direction from the old m)."""
     return LionSign(a=(1 - beta2) / h, b=1 - beta1)
+
+
+@lru_cache(maxsize=1024)
+def muon_system(h: float, momentum: float, nesterov: bool = True) -> MuonPolar:
+    """Lion-𝒦 with 𝒦 = ‖·‖_*: a = (1−μ)/h, b = 1 − μ² (Nesterov) or 1 − μ; its M is −(torch's buffer).
+
+    Needs 0 < μ < 1 (b ∈ (0, 1)); :func:`muon_step` itself also runs at μ = 0 (no momentum).
+    """
+    return MuonPolar.from_discrete(h, momentum, nesterov)
 
 
 # -- the Euler step itself -----------------------------------------------------------------
@@ -202,3 +217,23 @@ def sgd_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, momentum: float, 
 def gd_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, **_) -> Tensor:
     """Plain gradient descent (no state): the Euler step of the gradient flow, U = −ĝ."""
     return hd_euler_step(GradientFlow(), S, g_hat, time_step(lr))
+
+
+def muon_step(S: Sequence[Tensor], g_hat: Tensor, *, lr: float, momentum: float, nesterov: bool = True,
+              orthogonalize: str = "newton_schulz", ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+              ns_steps: int = NS_STEPS, eps: float = NS_EPS, adjust_lr_fn: str | None = None, **_) -> Tensor:
+    """Muon on ĝ as torch.optim.Muon: buf ← μ·buf + (1−μ)ĝ, U = −s·orth(ĝ + μ(buf − ĝ)) (Nesterov) or −s·orth(buf).
+
+    The buffer's update is heavy ball's relaxation (a = (1−μ)/h, Euler step h = lr), torch's lerp;
+    the HD momentum of Lion-𝒦 is M = −buf (m tracks −ĝ), so U = s·∇𝒦((1−b)M_old − bĝ) with
+    𝒦 = ‖·‖_* and b = 1 − μ² (:func:`muon_system`) when ``orthogonalize="svd"``; torch's Newton–Schulz
+    (default) approximates that polar factor (osd_theory.hd.spectral). s is the shape factor of
+    ``adjust_lr_fn`` for ĝ's shape (in a subspace: the (r, n) or (m, r) of ĝ, not W's). ``eps``
+    guards Newton–Schulz's normalisation. ĝ may be a stack (L, r, n) of same-shaped matrices.
+    """
+    (buf,) = S
+    h = time_step(lr)
+    heavy_ball_system(h, momentum).euler_state_([buf], g_hat, h)          # buf ← lerp(buf, ĝ, 1 − μ)
+    update = g_hat.lerp(buf, momentum) if nesterov else buf                # μ²·buf_old + (1−μ²)ĝ
+    O = ORTHOGONALIZERS.get(orthogonalize)(update, coefficients=ns_coefficients, steps=ns_steps, eps=eps)
+    return O.to(g_hat.dtype).mul_(-lr_factor(adjust_lr_fn, tuple(g_hat.shape[-2:])))   # (L, r, n) stacks too

@@ -102,7 +102,7 @@ def _prepare_projected(b: Bucket) -> None:
                 inv_c = None if inv is None else mode.cast(inv[sl])
                 parts.append(tuple(x if x.dtype == P.dtype else x.to(P.dtype) for x in guarded(
                     first, "field", lambda: rule.field_parts(t, Pc, Gs, mode.cast(b.G_hat[sl]), inv_c))))
-            del Gs
+            Gs = None                          # the chunk's stacked copy goes before the next is made
         if rule.smooth:                                                       # 5's field, r-sized algebra
             joined = parts[0] if len(parts) == 1 else tuple(torch.cat(x) for x in zip(*parts))
             b.field = check_output(first, "field", guarded(first, "field", lambda: rule.field_from_parts(t, P, joined)), P)

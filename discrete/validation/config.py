@@ -102,7 +102,7 @@ class RunConfig:
                               "recomputed in backward: caps the float32-logits transient (0: one piece)", role=SAFE)
     seq_len: int | None = setting(None, R.Int(2), "tokens per sequence, at most the model's context "
                                   "(default 256; 64 for tiny)")
-    lr: float | None = setting(None, POSITIVE, "peak lr (default: 1e-3 AdamW, 1e-2 GaLore/OSD/RSO)")
+    lr: float | None = setting(None, POSITIVE, "peak lr (default: 1e-3 AdamW and Muon, 1e-2 GaLore/OSD/RSO)")
     warmup_frac: float = setting(0.1, FRACTION, "linear warm-up over this fraction of the schedule")
     min_lr_frac: float = setting(0.1, FRACTION, "cosine decays to this fraction of the peak lr")
     grad_clip: float = setting(1.0, NONNEG, "max global gradient norm; 0 disables clipping")

@@ -8,7 +8,8 @@ Contract with ``discrete`` (per projected parameter): ``state["proj"]`` is P (fl
   summed over every parameter's Adam state. eta is the step the moments are applied with:
   ``lr * scale`` for projected groups (GaLore's scale multiplies the update), ``lr`` otherwise.
   m, v are the raw (not bias-corrected) moments, matching the autonomous ODE; L is the training
-  loss of the step, so H is a noisy proxy, not the ODE's H.
+  loss of the step, so H is a noisy proxy, not the ODE's H. Muon's states (``inner="muon"``) add
+  K/a = ‖buf‖_*·η·s/(1 − μ) (Lion-𝒦 with 𝒦 = ‖·‖_*, its H divided by its loss weight a), also as ``K_muon``.
 - **Projection residual** ||(I - Q Q^T) G|| / ||G|| with Q an orthonormal basis of span(P) (QR), so
   the number means "gradient energy outside the subspace" even when OSD's P drifts off P^T P = I.
   ``residual`` uses the P carried into the step (snapshot before ``step()``), ``residual_after``
@@ -89,9 +90,20 @@ def _adam_moments(group: dict, st: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return st["exp_avg"].float(), st["exp_avg_sq"].float()
 
 
+def _kinetic_muon(buf: torch.Tensor, eta: float, group: dict) -> torch.Tensor:
+    """Muon's K/a = ‖M‖_*/a, M = −buf, a = (1−μ)/(η·s): Lion-𝒦 with 𝒦 = ‖·‖_* (osd_theory.hd.spectral)."""
+    from osd_theory import discrete_steps as ds
+    from osd_theory.hd.spectral import lr_factor
+
+    mu, h = float(group["momentum"]), eta * lr_factor(group.get("adjust_lr_fn"), tuple(buf.shape))
+    system = ds.muon_system(h, mu, bool(group.get("nesterov", True)))
+    return system.kinetic(0.0, (-buf,)) / system.loss_weight
+
+
 def hamiltonian_proxy(loss: float, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """H = L + K over all Adam states; also K of the projected (subspace) states alone."""
-    k_all, k_proj = [], []
+    """H = L + K over all Adam states (and Muon's, as K/a of Lion-𝒦 with the nuclear norm: ``K_muon``);
+    also K of the projected (subspace) states alone."""
+    k_all, k_proj, k_muon = [], [], []
     for group in optimizer.param_groups:
         beta1 = group.get("betas", (0.9, 0.999))[0]
         eta = group["lr"] * (group.get("scale", 1.0) if "rank" in group else 1.0)
@@ -99,7 +111,13 @@ def hamiltonian_proxy(loss: float, optimizer: torch.optim.Optimizer) -> dict[str
             continue
         for p in group["params"]:
             st = optimizer.state.get(p, {})
-            if "exp_avg" in st and "exp_avg_sq" in st:
+            if group.get("inner") == "muon" and "momentum_buffer" in st and 0 < group["momentum"] < 1:
+                k = _kinetic_muon(st["momentum_buffer"].float(), eta, group)
+                k_all.append(k)
+                k_muon.append(k)
+                if "rank" in group:
+                    k_proj.append(k)
+            elif "exp_avg" in st and "exp_avg_sq" in st:
                 m, v = _adam_moments(group, st)
                 k = _kinetic(m, v, eta, beta1, group.get("eps", 1e-8))
                 k_all.append(k)
@@ -111,6 +129,8 @@ def hamiltonian_proxy(loss: float, optimizer: torch.optim.Optimizer) -> dict[str
     out = {"H": loss + kinetic, "K": kinetic}
     if k_proj:
         out["K_proj"] = float(torch.stack(k_proj).sum())
+    if k_muon:
+        out["K_muon"] = float(torch.stack(k_muon).sum())
     return out
 
 

@@ -7,7 +7,9 @@ GaLore's keys (``rank``, ``update_proj_gap``, ``scale``, ``proj_type``) and OSD'
 replace the preset's projection rule. The optimizer classes come from ``discrete.OPTIMIZERS``
 (imported lazily, so this file loads before that package exists).
 
-``adamw`` is ``torch.optim.AdamW`` (foreach), the baseline users compare against.
+``adamw`` is ``torch.optim.AdamW`` (foreach), the baseline users compare against. ``muon`` is
+``discrete.Muon`` on the projected matrices with an auxiliary AdamW group (:func:`build_muon`); Muon
+*in* a subspace is a subspace optimizer with ``--group-option inner=muon --group-option momentum=0.95``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from osd_theory.registry import Registry
 # the paper's rank per model size (GaLore Table 2; 7B from Table 3); "tiny" for tests
 DEFAULT_RANK = {"tiny": 8, "60m": 128, "130m": 256, "350m": 256, "1b": 512, "7b": 1024}
 # peak lr: GaLore used 0.01 for its low-rank runs and 1e-3 for full-rank AdamW (arXiv:2403.03507 §5)
-DEFAULT_LR = {"adamw": 1e-3, "galore": 1e-2, "osd": 1e-2, "rso": 1e-2}
+DEFAULT_LR = {"adamw": 1e-3, "galore": 1e-2, "osd": 1e-2, "rso": 1e-2, "muon": 1e-3}
 PROJECTED_MODULES = ("self_attn", "mlp")  # module-name parts whose 2-D weights are projected
 
 
@@ -148,6 +150,25 @@ OPTIMIZER_BUILDERS.add("osd", _build_subspace("osd", lambda cfg: {
 # RSO in optimizer form (discrete/rso.py): P resampled (Haar) every update_proj_gap steps, inner
 # Adam state reset with it; its draws are seeded by (seed, parameter index, step), so resumable.
 OPTIMIZER_BUILDERS.add("rso", _build_subspace("rso", lambda cfg: {"seed": cfg.seed}))
+
+
+@OPTIMIZER_BUILDERS.register("muon")
+def build_muon(model: nn.Module, cfg: RunConfig, lr: float, rank: int) -> OptimizerBundle:
+    """discrete.Muon on the attention and MLP matrices (the ones the subspace optimizers project), and
+    AdamW (torch's ε placement) in the same optimizer for the embedding, the norms and the head, at one lr
+    and weight decay: Moonshot's shape factor 0.2·√max(A, B) ("match_rms_adamw", arXiv:2502.16982) makes
+    Muon's update RMS AdamW's. Momentum 0.95 with Nesterov (torch's); ``--group-option`` keys (momentum,
+    nesterov, ns_steps, adjust_lr_fn, orthogonalize) go to the Muon group."""
+    proj, full = split_params(model)
+    muon = {"adjust_lr_fn": "match_rms_adamw", "momentum": 0.95, **(cfg.group_options or {})}
+    groups = [{"params": proj, **muon}, {"params": full, "inner": "adamw", "betas": cfg.betas, "eps": cfg.eps}]
+    try:
+        opt = _discrete_class("muon")(groups, lr=lr, weight_decay=cfg.weight_decay, nonfinite=cfg.nonfinite)
+    except (ValueError, TypeError) as exc:     # a bad --group-option value or key
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"muon: {exc}".replace("\n", " ")) from None
+    return OptimizerBundle(opt)
 
 
 def projects(name: str) -> bool:

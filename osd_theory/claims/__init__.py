@@ -20,6 +20,7 @@ caught.
 | C7 | stochastic gradients: noise floors, GaLore's stall (GoLore), OSD and RSO      | holds     | osd_theory.claims.stochastic   |
 | C8 | LLaMA runs: Adam's preconditioned sharpness settles at 38/η (projected, for GaLore/OSD) | holds | discrete.validation.claims |
 | C9 | LLaMA runs: RSO's residual right after every resample is √(1 − r/d)          | holds     | discrete.validation.claims     |
+| C10| Muon = spectral Lion-𝒦: H non-increasing; weight-decay limit ‖λW‖₂ ≤ 1        | holds     | osd_theory.claims.spectral     |
 
 C8 and C9 are pre-registered (docs/training-claims.md): a CPU part runs a tiny LLaMA here, a GPU
 part (60M) is read from its recorded log, or reported "not measured".
@@ -45,6 +46,7 @@ CLAIMS: dict[str, str] = {
     "C7": "osd_theory.claims.stochastic:c7",
     "C8": "discrete.validation.claims:c8",
     "C9": "discrete.validation.claims:c9",
+    "C10": "osd_theory.claims.spectral:c10",
 }
 
 # The verdict each claim predicts; verify exits 1 when a run disagrees.
@@ -52,6 +54,7 @@ EXPECTED: dict[str, str] = {
     "C0": "holds", "C1": "holds", "C2": "holds", "C3": "holds", "C4": "violated",
     "C5": "holds", "C6": "holds", "C7": "holds",
     "C8": "holds", "C9": "holds",   # pre-registered in docs/training-claims.md
+    "C10": "holds",
 }
 
 

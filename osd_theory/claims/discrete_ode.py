@@ -1,7 +1,7 @@
 """Claim C5: the discrete optimizers are discretisations of the HD systems, checked two ways.
 
-**A. Monotonicity threshold.** Along real iterations of SGD-momentum, Adam (no bias correction) and
-Lion, H_k = c_L·L(W_k) + K(S_k) on the optimizer's *own* state (THEORY.md §3) is non-increasing
+**A. Monotonicity threshold.** Along real iterations of SGD-momentum, Adam (no bias correction),
+Lion and Muon (exact SVD polar factor; Lion-𝒦 with 𝒦 = ‖·‖_*), H_k = c_L·L(W_k) + K(S_k) on the optimizer's *own* state (THEORY.md §3) is non-increasing
 for every step size below a threshold and increases for every step size above it (the set of
 monotone step sizes is an interval: the threshold is *sharp*); for heavy ball on a quadratic the
 worst-case η* of the linear one-step map (per Hessian eigenvalue λ: A_λᵀQ_λA_λ ⪯ Q_λ) is a lower
@@ -197,6 +197,7 @@ def order_part(quick: bool) -> dict:
                      "ok": ORDER_RANGE[0] <= slope <= ORDER_RANGE[1]}
     return {"problem": "quadratic 6x10, condition 100", "t_end": t_end,
             "not_compared": {"lion": "sign is discontinuous; the simulator has smoothed K only",
+                             "muon": "the polar factor is discontinuous; the simulator has smoothed spectral K only",
                              "rso": "resets its state at every resample and draws P from its own generator"},
             "optimizers": out}
 
@@ -220,7 +221,7 @@ def c5(quick: bool = False) -> dict:
                   f"as h = {b['optimizers']['adam']['hs'][0]:g} -> {b['optimizers']['adam']['hs'][-1]:.3g}: "
                 + ", ".join(f"{n} order {d['order']:.2f} (error {d['errors'][0]:.1e} -> {d['errors'][-1]:.1e})"
                             for n, d in b["optimizers"].items())
-                + f" (expected {ORDER_RANGE[0]:g}-{ORDER_RANGE[1]:g}); not compared: lion, rso; reported: GaLore with "
+                + f" (expected {ORDER_RANGE[0]:g}-{ORDER_RANGE[1]:g}); not compared: lion, muon, rso; reported: GaLore with "
                   f"momentum (switch keep) vs heavy ball + periodic SVD, signs of the optimizer's basis columns against the "
                   f"simulator's after the first refresh "
                   + ", ".join(f"({', '.join('+' if x > 0 else '-' for x in r['column_signs'])}) at h={r['h']:g}" for r in keep["rows"])
@@ -229,6 +230,6 @@ def c5(quick: bool = False) -> dict:
     return {"claim": "C5",
             "statement": ("The discrete optimizers discretise the HD systems: along real iterations H_k = c_L L(W_k) + "
                           "K(S_k) on the optimizer's own state is non-increasing exactly below a sharp step-size "
-                          "threshold (SGD-momentum, Adam, Lion; for heavy ball above the worst-case linear bound), and "
+                          "threshold (SGD-momentum, Adam, Lion, Muon; for heavy ball above the worst-case linear bound), and "
                           "H_k converges to the simulator's H(t) at order 1 in the step (SGD-momentum, Adam, OSD, GaLore without momentum)"),
             "verdict": verdict, "evidence": evidence, "details": {"threshold": a, "order": b, "galore_momentum_keep": keep}}

@@ -11,11 +11,12 @@ from osd_theory.hd.gd import GradientFlow
 from osd_theory.hd.heavy_ball import HeavyBall
 from osd_theory.hd.lion_k import LionK, LionKWeightDecay
 from osd_theory.hd.signum import Signum
+from osd_theory.hd.spectral import Muon, MuonWeightDecay
 from osd_theory.errors import UserError
 from osd_theory.registry import Registry
 
 HD_SYSTEMS: Registry[type[HDSystem]] = Registry("optimizer")
-for _cls in (GradientFlow, HeavyBall, Adam, AdamBiasCorrected, LionK, LionKWeightDecay, Signum):
+for _cls in (GradientFlow, HeavyBall, Adam, AdamBiasCorrected, LionK, LionKWeightDecay, Signum, Muon, MuonWeightDecay):
     HD_SYSTEMS.add(_cls.name, _cls)
 
 
@@ -31,4 +32,4 @@ def make_system(name: str, **hyper) -> HDSystem:
 
 
 __all__ = ["HD_SYSTEMS", "make_system", "HDSystem", "Condition", "State", "GradientFlow", "HeavyBall",
-           "Adam", "AdamBiasCorrected", "LionK", "LionKWeightDecay", "Signum"]
+           "Adam", "AdamBiasCorrected", "LionK", "LionKWeightDecay", "Signum", "Muon", "MuonWeightDecay"]

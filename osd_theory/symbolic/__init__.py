@@ -18,6 +18,7 @@ Example:
 """
 from osd_theory.symbolic.proof import ProofResult, prove, prove_all
 from osd_theory.symbolic.systems import SYMBOLIC
+from osd_theory.symbolic import spectral as _spectral  # noqa: F401  (registers muon, muon_wd: a matrix 𝒦)
 
 __all__ = ["ProofResult", "prove", "prove_all", "SYMBOLIC", "link_to_code"]
 

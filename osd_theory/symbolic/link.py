@@ -17,7 +17,6 @@ import torch
 
 from osd_theory import kernels
 from osd_theory.hd import make_system
-from osd_theory.symbolic.calculus import CONCRETE_K, concretize
 from osd_theory.symbolic.proof import SHAPE, SIDES, setup_case
 from osd_theory.symbolic.systems import SYMBOLIC, SymbolicHD
 
@@ -47,7 +46,9 @@ def _draw(sysdef: SymbolicHD, case, rng, hyper) -> tuple[dict, dict]:
     m, n = SHAPE
     t = {"G": torch.tensor(rng.normal(size=(m, n)))}
     if sysdef.full_rank:   # |λW| < 1: the smoothed-box conjugate 𝒦*(λW) is finite there
-        t["W"] = torch.tensor(rng.uniform(-0.9, 0.9, (m, n)) / hyper["wd"])
+        W = rng.uniform(-0.9, 0.9, (m, n))
+        # (a spectral 𝒦*: inside the spectral-norm ball ‖λW‖₂ < 1, which the box does not imply)
+        t["W"] = torch.tensor(W * min(1.0, 0.9 / np.linalg.norm(W, 2)) / hyper["wd"])
     else:
         t["W"] = torch.tensor(rng.normal(size=(m, n)))
         t["P"] = torch.tensor(rng.normal(size=tuple(case.P.shape)))   # generic, not orthonormal
@@ -107,9 +108,10 @@ def _one(sysdef: SymbolicHD, side, rank, kinetic_fn, rng) -> tuple[float, str]:
     subs[case.h.t] = tt
     for key, e in exprs.items():
         e = e.subs(subs)
-        exprs[key] = concretize(e, kinetic_fn, extra["delta"]) if sysdef.uses_k else e
+        exprs[key] = sysdef.concrete(e, kinetic_fn, extra["delta"]) if sysdef.uses_k else e
     syms = _flat(case)
-    f = sp.lambdify(syms, list(exprs.values()), modules="numpy")
+    modules = sysdef.lambdify_modules(kinetic_fn, extra["delta"]) if sysdef.uses_k else "numpy"
+    f = sp.lambdify(syms, list(exprs.values()), modules=modules)
     worst, where = 0.0, ""
     for _ in range(POINTS):
         t = _draw(sysdef, case, rng, hyper)
@@ -130,7 +132,7 @@ def link_to_code(system: str | SymbolicHD, seed: int = 0) -> LinkResult:
     system_name = sysdef.name
     rng = np.random.default_rng(seed)
     sides = ((None, "full", None),) if sysdef.full_rank else SIDES
-    fns = list(CONCRETE_K) if sysdef.uses_k else ["-"]
+    fns = list(sysdef.kinetic_fns) if sysdef.uses_k else ["-"]
     worst, where, n = 0.0, "", 0
     for side, label, rank in sides:
         for fn in fns:

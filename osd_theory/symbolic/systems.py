@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 
 from osd_theory.registry import Registry
-from osd_theory.symbolic.calculus import inner, k, kp, kstar, kstar_p, sym_matrix
+from osd_theory.symbolic.calculus import CONCRETE_K, concretize, inner, k, kp, kstar, kstar_p, sym_matrix
 
 Mats = tuple[sp.Matrix, ...]
 
@@ -37,6 +37,16 @@ class SymbolicHD:
     full_rank: ClassVar[bool] = False              # P ≡ I, state has W's shape (Lion-𝒦 with λ > 0)
     uses_t: ClassVar[bool] = False                 # non-autonomous
     facts: ClassVar[str] = "none (pure algebra)"
+    kinetic_fns: ClassVar[tuple[str, ...]] = tuple(CONCRETE_K)   # concrete 𝒦 the link evaluates (uses_k)
+    numeric_fn: ClassVar[str] = "tanh"                           # the 𝒦 of the numeric fallback
+
+    def concrete(self, expr: sp.Expr, kinetic_fn: str, delta: float) -> sp.Expr:
+        """``expr`` with the abstract 𝒦 replaced by a concrete one (elementwise: calculus.concretize)."""
+        return concretize(expr, kinetic_fn, delta)
+
+    def lambdify_modules(self, kinetic_fn: str, delta: float):
+        """``modules`` for sympy.lambdify of a concretised expression."""
+        return "numpy"
 
     def symbols(self) -> SimpleNamespace:
         return SimpleNamespace(**{h: sp.Symbol(h, positive=True) for h in self.hyper},

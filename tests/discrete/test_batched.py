@@ -47,9 +47,10 @@ def _params(seed=0, dtype=torch.float32):
 
 def _run(cls, foreach, group_kw, steps=8, dtype=torch.float32, zero_at=(), inner="adamw"):
     ps = _params(dtype=dtype)
-    kw = {"momentum": 0.9} if inner == "sgd" else {}
-    opt = cls([{"params": ps[:-1], **group_kw}, {"params": ps[-1:]}], lr=1e-2, weight_decay=0.01, foreach=foreach,
-              inner=inner, **kw)
+    kw = {"momentum": 0.9} if inner in ("sgd", "muon") else {}
+    rest = {"inner": "adamw"} if INNER.get(inner).matrices_only else {}      # Muon: the bias takes AdamW
+    opt = cls([{"params": ps[:-1], **group_kw}, {"params": ps[-1:], **rest}], lr=1e-2, weight_decay=0.01,
+              foreach=foreach, inner=inner, **kw)
     g = torch.Generator().manual_seed(1)
     for t in range(steps):
         for p in ps:

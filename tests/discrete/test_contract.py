@@ -23,7 +23,11 @@ from discrete.inner import INNER
 from discrete_table import TABLE, Row, build, data, flat, groups, loss_fn, make_model, roundtrip, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONTRACT = [next(r for r in TABLE if r.cls is OPTIMIZERS.get(name)) for name in OPTIMIZERS.names()]
+# Muon takes 2-D parameters only (as torch.optim.Muon), while these tests hand every optimizer biases too:
+# its contract (parity, bad input, state dicts, an auxiliary AdamW group) is tests/discrete/test_muon.py
+MATRIX_ONLY = {"muon"}
+CONTRACT = [next(r for r in TABLE if r.cls is OPTIMIZERS.get(name)) for name in OPTIMIZERS.names()
+            if name not in MATRIX_ONLY]
 
 
 @pytest.fixture(params=CONTRACT, ids=[r.name for r in CONTRACT])
@@ -32,7 +36,7 @@ def crow(request) -> Row:
 
 
 def test_every_registry_optimizer_has_a_contract_row():
-    assert {r.cls for r in CONTRACT} == {OPTIMIZERS.get(n) for n in OPTIMIZERS.names()}
+    assert {r.cls for r in CONTRACT} == {OPTIMIZERS.get(n) for n in OPTIMIZERS.names() if n not in MATRIX_ONLY}
 
 
 def _snapshot(model, opt):

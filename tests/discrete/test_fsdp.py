@@ -310,7 +310,8 @@ def test_unsupported_combinations_are_clear_errors(fsdp):
 
 
 def test_every_optimizer_is_covered():
-    assert {cls for cls, _, _ in CONFIGS.values()} == set(OPTIMIZERS.names())
+    # Muon refuses sharded parameters (Newton-Schulz needs whole matrices; tests/discrete/test_muon.py)
+    assert {cls for cls, _, _ in CONFIGS.values()} == set(OPTIMIZERS.names()) - {"muon"}
 
 
 def test_fsdp1_flat_parameters_cannot_be_projected():

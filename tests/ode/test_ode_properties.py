@@ -29,6 +29,9 @@ OPTIMIZERS = {
     "lion_k": st.builds(lambda a, b, k: {"a": a, "b": b, "kinetic_fn": k},
                         st.floats(0.3, 2.0), st.floats(0.05, 0.6), st.sampled_from(["tanh", "pseudo_huber", "l2"])),
     "signum": st.builds(lambda a, d: {"a": a, "delta": d}, st.floats(0.5, 2.0), st.floats(0.3, 1.0)),
+    "muon": st.builds(lambda a, b, k, d: {"a": a, "b": b, "kinetic_fn": k, "delta": d}, st.floats(0.3, 2.0),
+                      st.floats(0.05, 0.6), st.sampled_from(["spectral_tanh", "spectral_pseudo_huber", "spectral_l2"]),
+                      st.floats(0.3, 1.0)),
 }
 
 RULES = {

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from hypothesis import strategies as st
 
-from osd_theory.convex import CONVEX
+from osd_theory.convex import CONVEX, SpectralK, make_convex
 from osd_theory.hd import HD_SYSTEMS, HDSystem, make_system
 from osd_theory.kernels import LEFT, RIGHT, basis_dim, random_basis
 from osd_theory.problems import PROBLEMS, Problem, make_problem
@@ -30,6 +30,9 @@ MAX_DIM = 12
 DT = torch.float64
 SYSTEMS = HD_SYSTEMS.names()
 KINETIC_FNS = CONVEX.names()
+SPECTRAL_FNS = [n for n in KINETIC_FNS if isinstance(make_convex(n), SpectralK)]
+#: full-rank systems (state of W's shape, P = I): Lion-𝒦 with weight decay, elementwise or spectral
+FULL_RANK = ("lion_k_wd", "muon_wd")
 
 
 def _gen(draw) -> torch.Generator:
@@ -75,11 +78,11 @@ def _adam(holds: bool):
     return build()
 
 
-def _kinetic():
-    return st.fixed_dictionaries({"kinetic_fn": st.sampled_from(KINETIC_FNS), "delta": floats_in(0.05, 1.0)})
+def _kinetic(names=None):
+    return st.fixed_dictionaries({"kinetic_fn": st.sampled_from(names or KINETIC_FNS), "delta": floats_in(0.05, 1.0)})
 
 
-def _lion_k_wd(holds: bool):
+def _lion_k_wd(holds: bool, names=None):
     @st.composite
     def build(draw):
         gamma = draw(st.one_of(st.just(0.0), floats_in(0.05, 10.0)))
@@ -90,7 +93,7 @@ def _lion_k_wd(holds: bool):
             gamma = max(gamma, 0.5)
             eps = draw(floats_in(1.05, 3.0)) / gamma
         return {"alpha": draw(floats_in(0.05, 10.0)), "gamma": gamma, "eps": eps, "wd": draw(floats_in(0.05, 2.0)),
-                **draw(_kinetic())}
+                **draw(_kinetic(names))}
     return build()
 
 
@@ -103,11 +106,14 @@ _HYPER = {
                                       floats_in(0.01, 0.99) if holds else floats_in(1.01, 3.0), _kinetic()),
     "lion_k_wd": _lion_k_wd,
     "signum": lambda holds: st.builds(lambda a, k: {"a": a, **k}, floats_in(0.05, 10.0), _kinetic()),
+    "muon": lambda holds: st.builds(lambda a, b, k: {"a": a, "b": b, **k}, floats_in(0.0, 10.0),
+                                    floats_in(0.01, 0.99) if holds else floats_in(1.01, 3.0), _kinetic(SPECTRAL_FNS)),
+    "muon_wd": lambda holds: _lion_k_wd(holds, SPECTRAL_FNS),
 }
 
 
 #: systems whose Lyapunov condition can be violated by hyperparameters alone
-VIOLABLE = ("adam", "adam_bc", "lion_k", "lion_k_wd")
+VIOLABLE = ("adam", "adam_bc", "lion_k", "lion_k_wd", "muon", "muon_wd")
 
 
 def hyperparameters(system: str, condition_holds: bool = True) -> st.SearchStrategy[dict]:
@@ -163,8 +169,8 @@ def hd_cases(draw, system: str | None = None, problem: str | None = None, condit
              max_dim: int = 8) -> HDCase:
     """A full case: system with hyperparameters, problem, side, rank, W, generic P, state, t.
 
-    Full-rank systems (``lion_k_wd``) get P = I on the drawn side and W inside the box
-    |λW| < 1 (where the smoothed conjugate 𝒦*(λW) is finite).
+    Full-rank systems (``lion_k_wd``, ``muon_wd``) get P = I on the drawn side and W inside the
+    ball where the smoothed conjugate 𝒦*(λW) is finite (the box |λW| < 1, or ‖λW‖₂ < 1 for a spectral 𝒦).
     """
     name = system or draw(st.sampled_from(SYSTEMS))
     sys_ = make_system(name, **draw(hyperparameters(name, condition_holds)))
@@ -174,9 +180,12 @@ def hd_cases(draw, system: str | None = None, problem: str | None = None, condit
     side = draw(st.sampled_from([LEFT, RIGHT]))
     dim = basis_dim((m, n), side)
     g = _gen(draw)
-    if name == "lion_k_wd":
+    if name in FULL_RANK:
         P = torch.eye(dim, dtype=DT)
         W = torch.empty(m, n, dtype=DT).uniform_(-0.9, 0.9, generator=g) / sys_.wd
+        norm = sys_.K.dual_norm(sys_.wd * W)          # the spectral norm for a spectral 𝒦 (≤ ‖·‖_F)
+        if norm is not None and float(norm) > 0.9:
+            W = W * (0.9 / float(norm))
     else:
         P = draw(bases(dim, draw(st.integers(1, min(m, n)))))
         W = prob.initial_point() + torch.randn(m, n, generator=g, dtype=DT)
