@@ -95,3 +95,24 @@ def one_line_error(capsys):
         return err
 
     return check
+
+
+@pytest.fixture
+def assert_same_run():
+    return same_run
+
+
+def same_run(full_out: str, part_out: str) -> None:
+    """An interrupted-and-resumed run equals the uninterrupted one: final weights bit for bit, the same log."""
+    import torch
+
+    from discrete.validation.checkpoint import CHECKPOINT_NAME
+    from discrete.validation.runlog import read_log
+
+    a = torch.load(Path(full_out) / CHECKPOINT_NAME, weights_only=True)
+    b = torch.load(Path(part_out) / CHECKPOINT_NAME, weights_only=True)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    la = [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_log(full_out)]
+    lb = [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_log(part_out)]
+    assert la == lb

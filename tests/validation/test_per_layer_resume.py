@@ -10,13 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from discrete.validation.checkpoint import CHECKPOINT_NAME
-from discrete.validation.runlog import read_log
 from discrete.validation.trainer import train
 
 
 @pytest.mark.parametrize("optimizer", ["galore", "osd", "rso"])
-def test_per_layer_resume_is_bit_exact(make_cfg, tmp_path, optimizer):
+def test_per_layer_resume_is_bit_exact(make_cfg, tmp_path, optimizer, assert_same_run):
     full = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "full"), log_every=2, per_layer=True)
     train(full)
     part = make_cfg(optimizer=optimizer, steps=5, out=str(tmp_path / "part"), log_every=2, stop_after=3,
@@ -24,13 +22,7 @@ def test_per_layer_resume_is_bit_exact(make_cfg, tmp_path, optimizer):
     train(part)
     part.stop_after, part.resume = None, True
     train(part)
-    a = torch.load(tmp_path / "full" / CHECKPOINT_NAME, weights_only=True)
-    b = torch.load(tmp_path / "part" / CHECKPOINT_NAME, weights_only=True)
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    la = [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_log(full.out)]
-    lb = [(r["step"], r.get("loss"), r.get("val_loss")) for r in read_log(part.out)]
-    assert la == lb
+    assert_same_run(full.out, part.out)
 
 
 def test_per_layer_wrapped_before_load_state_dict_uses_the_loaded_groups():
