@@ -223,7 +223,7 @@ def test_verify_crashing_claim_exits_1(monkeypatch, capsys):
 
 
 def test_verify_unknown_claim(capsys):
-    assert main(["verify", "--claims", "C9"]) == 2
+    assert main(["verify", "--claims", "C99"]) == 2
 
 
 def test_a_closed_pipe_is_a_quiet_exit_not_a_traceback():
