@@ -44,6 +44,9 @@ ORDER_RANGE = (0.8, 1.2)  # fitted slope of log|H_K − H(T)| against log h for 
 # (its moments are kept in float32 here: measured ≤ 3e-8 relative at every h of part B); the explicit loop
 # differs by O(h): 6.6e-3 (SGD-momentum) and 1.3e-2 (Adam) at the smallest h, measured
 STEP_RTOL = 1e-6
+# ‖retract_qr(P) − P‖/‖P‖ at the optimizer's final (orthonormal, float32) P: rounding, ~1e-7 (measured);
+# a flipped column gives ≥ 2/√r
+RETRACT_FIXED_TOL = 1e-5
 
 
 # ------------------------------------------------------------------------------------- part A
@@ -132,6 +135,14 @@ def _cases():
                 lambda ps, h: OPTIMIZERS["osd"]([{"params": ps, **sub}], lr=a * h * h, inner="sgd", momentum=mu(h),
                                                 alpha=ALPHA_ODE / (1 - mu(h)), pca_lambda=PCA_LAMBDA,
                                                 proj_optimizer="sgd", proj_init="svd"), sgd_system),
+        # OSD keeping P orthonormal (proj_retract: a tangent step, then the QR retraction) ↔ the tangent flow;
+        # the retraction must not flip basis columns, which would flip the subspace momentum's meaning in W
+        "osd_retract": (("heavy_ball", {"a": a}, "online_pca", {"alpha": ALPHA_ODE, "pca_lambda": PCA_LAMBDA,
+                                                                "retract": True}),
+                        lambda ps, h: OPTIMIZERS["osd"]([{"params": ps, **sub, "proj_retract": True}], lr=a * h * h,
+                                                        inner="sgd", momentum=mu(h), alpha=ALPHA_ODE / (1 - mu(h)),
+                                                        pca_lambda=PCA_LAMBDA, proj_optimizer="sgd", proj_init="svd"),
+                        sgd_system),
         # GaLore with a stateless inner step (momentum 0: GD in the refreshed subspace) ↔ gradient flow
         # + periodic SVD; with momentum see galore_momentum_keep (not an ODE discretisation)
         "galore": (("gd", {}, "periodic_svd", {"tau": TAU}),
@@ -192,12 +203,17 @@ def euler_reference(system, problem, h: float, steps: int, semi_implicit: bool =
     return float(system.hamiltonian(0.0, problem.loss(W), S))
 
 
-def _step_recording(opt, W, k: int, refreshed: list[int]) -> None:
-    """One ``opt.step()``; appends k (the steps completed before it) when the step replaced P."""
+def _step_recording(opt, W, k: int, refreshed: list[int]) -> float:
+    """One ``opt.step()``; appends k (the steps completed before it) when the step replaced P, and returns
+    ‖P_after − P_before‖/‖P_before‖ (0 before P exists): a smooth rule's P must move by O(step) per step."""
     before = opt.state[W]["proj"].clone() if "proj" in opt.state[W] else None
     opt.step()
-    if before is not None and not torch.equal(before, opt.state[W]["proj"]):
+    if before is None:
+        return 0.0
+    after = opt.state[W]["proj"]
+    if not torch.equal(before, after):
         refreshed.append(k)
+    return float(torch.linalg.matrix_norm(after - before) / torch.linalg.matrix_norm(before))
 
 
 def order_part(quick: bool) -> dict:
@@ -218,15 +234,15 @@ def order_part(quick: bool) -> dict:
         ode_run = simulate(system, rule, problem,
                            SimulationConfig(t_end=t_end, rtol=1e-11, atol=1e-13, autodiff=False))
         H_T = ode_run.final("H")
-        errors, euler, refresh = [], [], []
+        errors, euler, refresh, p_moves, retract_fixed = [], [], [], [], []
         ode_jumps = [float(t) for t in ode_run.jumps["t"]]
         for h in hs:
             W = torch.nn.Parameter(problem.initial_point().clone())
             opt = make_opt([W], h)
-            steps, refreshed = int(round(t_end / h)), []
+            steps, refreshed, p_move = int(round(t_end / h)), [], 0.0
             for k in range(steps):
                 W.grad = problem.grad(W.detach())
-                _step_recording(opt, W, k, refreshed)
+                p_move = max(p_move, _step_recording(opt, W, k, refreshed))
             # H_K with the HD system the optimizer's step discretises (discrete_steps), on its own state:
             # if that system's rates were not the ODE's, H_K could not converge to H(T)
             dsys = discrete_system(h)
@@ -238,16 +254,33 @@ def order_part(quick: bool) -> dict:
                 expl = euler_reference(dsys, problem, h, steps, semi_implicit=False)
                 euler.append({"h": h, "semi_implicit_rel": abs(H_K - semi) / abs(semi),
                               "explicit_rel": abs(H_K - expl) / abs(expl)})
+            if rule.smooth:
+                p_moves.append(p_move)
+            if getattr(rule, "retract", False):
+                # the retraction of an orthonormal P is P itself (QR with diag(R) > 0): a retraction that
+                # flips columns changes what the subspace moments mean in W (m is in P's coordinates)
+                from osd_theory.projections.base import retract_qr
+                # (every column-sign pattern of it: an unfixed QR returns one orientation whatever the input's)
+                P_end = opt.state[W]["proj"].double()
+                signs = torch.tensor([[1.0 - 2.0 * ((j >> c) & 1) for c in range(P_end.shape[1])]
+                                      for j in range(2 ** P_end.shape[1])], dtype=P_end.dtype)
+                retract_fixed.append(max(float(torch.linalg.matrix_norm(retract_qr(P_end * d) - P_end * d) /
+                                               torch.linalg.matrix_norm(P_end)) for d in signs))
             if rule.jumps:
                 expected = [int(round(t / h)) for t in ode_jumps]
                 refresh.append({"h": h, "steps": refreshed, "expected": expected, "ok": refreshed == expected})
         slope = float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
         euler_ok = all(e["semi_implicit_rel"] <= STEP_RTOL < e["explicit_rel"] for e in euler)
+        # a smooth P moves by O(h) per step: its largest move must shrink with h (halve per halving, within
+        # 30 %) — a retraction that flips a basis column moves P by O(1) at some step whatever h is
+        smooth_ok = all(m2 <= 0.65 * m1 for m1, m2 in zip(p_moves, p_moves[1:])) and \
+            all(x <= RETRACT_FIXED_TOL for x in retract_fixed)
         out[name] = {"ode": f"{sys_name}+{rule_name}", "H_T": H_T, "hs": hs, "errors": errors, "order": slope,
-                     "euler": euler, "refresh": refresh, "ode_jump_times": ode_jumps,
+                     "euler": euler, "refresh": refresh, "ode_jump_times": ode_jumps, "p_max_step": p_moves, "retract_fixed_point": retract_fixed,
+                     "smooth_ok": smooth_ok,
                      "order_ok": ORDER_RANGE[0] <= slope <= ORDER_RANGE[1], "euler_ok": euler_ok,
                      "refresh_ok": all(r["ok"] for r in refresh)}
-        out[name]["ok"] = out[name]["order_ok"] and euler_ok and out[name]["refresh_ok"]
+        out[name]["ok"] = out[name]["order_ok"] and euler_ok and out[name]["refresh_ok"] and smooth_ok
     return {"problem": "quadratic 6x10, condition 100", "t_end": t_end,
             "not_compared": {"lion": "sign is discontinuous; the simulator has smoothed K only",
                              "rso": "resets its state at every resample and draws P from its own generator"},
@@ -258,7 +291,7 @@ def c5(quick: bool = False) -> dict:
     """Both parts; the verdict is "holds" only if every optimizer passes both that apply to it."""
     a, b, keep = threshold_part(quick), order_part(quick), galore_momentum_keep(quick)
     bad = [f"{n} (threshold)" for n, d in a["optimizers"].items() if not d["ok"]] + \
-          [f"{n} ({part})" for n, d in b["optimizers"].items() for part in ("order", "euler", "refresh")
+          [f"{n} ({part})" for n, d in b["optimizers"].items() for part in ("order", "euler", "refresh", "smooth")
            if not d[f"{part}_ok"]]
     verdict = "holds" if not bad else "violated"
 
@@ -285,6 +318,13 @@ def c5(quick: bool = False) -> dict:
                                    + ("" if d["refresh_ok"] else " (MISMATCH: " + ", ".join(
                                        f"h={r['h']:g}: {r['steps']} vs {r['expected']}" for r in d["refresh"] if not r["ok"]) + ")")
                                    for n, d in b["optimizers"].items() if d["refresh"])
+                + "; largest per-step move of a smooth P, max ||P_k+1 - P_k||/||P_k|| as h halves: "
+                + "; ".join(f"{n} " + " -> ".join(f"{x:.1e}" for x in d["p_max_step"]) for n, d in b["optimizers"].items()
+                            if d["p_max_step"])
+                + " (must halve with h, within 30 %)"
+                + "".join(f"; {n}: retraction of its final P moves it by {max(d['retract_fixed_point']):.1e} relative "
+                          f"(tol {RETRACT_FIXED_TOL:g}: an orthonormal P is the retraction's fixed point)"
+                          for n, d in b["optimizers"].items() if d["retract_fixed_point"])
                 + "; not compared: lion, rso; reported: GaLore with "
                   f"momentum (switch keep) vs heavy ball + periodic SVD, signs of the optimizer's basis columns against the "
                   f"simulator's after the first refresh "
