@@ -252,6 +252,8 @@ def c7(quick: bool = False, heavy: bool = False) -> dict:
     controls = {("rso (GoLore) does not stall" if quick else "rso (GoLore) shrinks"):
                 rso_class in (("shrinks", "undecided") if quick else ("shrinks",)),
                 "adamw (GoLore) reaches the optimum": classify(a) == "optimum",
+                "the floor test rejects a prediction 2x off": all(abs(m / (2 * p) - 1.0) > FLOOR_RTOL
+                                                                  for m, p in zip(measured, predicted)),
                 "no optimizer passes both tests": not any(classify(d) == "contradictory" for st in (iso, gol)
                                                           for d in st["optimizers"].values())}
     verdict = "holds" if all(iso_ok.values()) and floor_ok and stall and all(controls.values()) else "violated"
