@@ -138,13 +138,31 @@ def rule_cases(draw, gamma: Callable, systems: tuple[str, ...] = DEFAULT_SYSTEMS
     return RuleCase(system, rule, problem, t_end)
 
 
+class _Diverged(UserError):
+    """‖P‖ passed check_rule's blow-up bound (raised inside the rate, so the run stops at once)."""
+
+
+def _guarded(rate, bound: float):
+    """``rate`` that stops the run once ‖P‖ > bound: a finite-time blow-up is caught while the state is
+    still finite, long before the solver's step size collapses (which is what makes shrinking slow)."""
+    import torch
+
+    def guarded(t, P, G):
+        norm = float(torch.linalg.matrix_norm(P))
+        if not norm <= bound:
+            raise _Diverged(f"||P|| = {norm:.3g} passed the blow-up bound {bound:g} at t={float(t):.6g}")
+        return rate(t, P, G)
+    return guarded
+
+
 def check_rule(case, *, blind_set: str = "report", max_steps: int = 2000, max_seconds: float | None = None,
-               rtol: float = 1e-7, atol: float = 1e-10) -> RuleReport:
+               rtol: float = 1e-7, atol: float = 1e-10, blowup_norm: float = 1e4) -> RuleReport:
     """Assert the Lyapunov property of ``case`` (a :class:`RuleCase`, or a bare Γ run by :func:`make_case`'s
     defaults) and, if asked, its blind-set property; raise :class:`RuleBlewUp` when the run cannot finish.
 
     ``max_steps`` accepted solver steps per segment is the per-example budget (deterministic);
-    ``max_seconds`` adds a wall-clock cap (a run stopped by it raises :class:`RuleBlewUp` too, but
+    ``blowup_norm``: a run whose ‖P‖ (Frobenius) passes it is stopped as a blow-up (P starts with norm
+    √r for the random orthonormal P₀); ``max_seconds`` adds a wall-clock cap (a run stopped by it raises :class:`RuleBlewUp` too, but
     wall time varies with load: hypothesis may then call the test flaky).
     """
     if blind_set not in BLIND_SET_MODES:
@@ -156,6 +174,8 @@ def check_rule(case, *, blind_set: str = "report", max_steps: int = 2000, max_se
 
     def run(rt, at):
         case.rule.reset() if hasattr(case.rule, "reset") else None
+        if case.rule.smooth and "rate" not in vars(case.rule):
+            case.rule.rate = _guarded(case.rule.rate, blowup_norm)
         cfg = SimulationConfig(t_end=case.t_end, rtol=rt, atol=at, max_steps=max_steps, max_seconds=max_seconds,
                                stop_residual="auto", autodiff=False)
         try:
@@ -164,7 +184,7 @@ def check_rule(case, *, blind_set: str = "report", max_steps: int = 2000, max_se
             if isinstance(exc, UserError) and getattr(exc, "trajectory", None) is None:
                 raise                  # bad input (a rank, a name), refused before the run started
             raise RuleBlewUp(f"{case.describe()}: the run did not finish: {exc}", trajectory=getattr(exc, "trajectory", None),
-                             case=case, t_reached=getattr(exc, "t_reached", float("nan")),
+                             case=case, t_reached=getattr(exc, "t_reached", None) or _last_t(exc),
                              cause=getattr(exc, "cause", str(exc))) from None
         if str(traj.meta.get("status", "")).startswith("stopped: max_seconds"):
             raise RuleBlewUp(f"{case.describe()}: out of its {max_seconds:g} s budget at t={traj.final('t'):.4g}",
@@ -194,12 +214,18 @@ def check_rule(case, *, blind_set: str = "report", max_steps: int = 2000, max_se
     return RuleReport(case.describe(), v.max_rel_rise, len(traj), traj.final("H"), blind, traj)
 
 
+def _last_t(exc) -> float:
+    traj = getattr(exc, "trajectory", None)
+    return traj.final("t") if traj is not None and len(traj) else float("nan")
+
+
 def _blind_set(case: RuleCase) -> dict:
     """:func:`ode.blind.blind_set_check` on a copy of the case's rule bound to a (6, 3) matrix, rank 2, left side."""
     import copy
 
     from ode.blind import blind_set_check
     rule = copy.copy(case.rule)
+    vars(rule).pop("rate", None)          # check_rule's guard is bound to the original rule
     rule.rank, rule.side = 2, "left"
     try:
         return blind_set_check(rule)
