@@ -263,7 +263,12 @@ def c6(quick: bool = False, heavy: bool = False) -> dict:
         if heavy:
             svd_runs = svd_start_outcomes(full_dim, full_rank, SVD_START_ALPHAS)
     long_ok = all(x["where"] == "in the blind set at the same equilibrium" for x in longs if x["factor"] < 1)
-    ok = is_stall and agree and all(s["sign_ok"] and s["rate_ok"] for s in sides) and long_ok
+    # the switch is at alpha*: lambda_max(alpha*) = 0 (to rounding of the eigenvalue problems), negative below,
+    # positive above; the measured rates alone would agree with any alpha at which lambda_max is evaluated
+    lam_star = lambda_max(lin, alpha_star)
+    scale = max(abs(s["predicted_rate"]) for s in sides)
+    switch_ok = abs(lam_star) <= 1e-6 * scale and sides[0]["predicted_rate"] < 0 < sides[-1]["predicted_rate"]
+    ok = is_stall and agree and switch_ok and all(s["sign_ok"] and s["rate_ok"] for s in sides) and long_ok
     verdict = "holds" if ok else ("inconclusive" if not (is_stall and agree) else "violated")
     side_text = "; ".join(
         f"alpha = {s['factor']:g} alpha* = {s['alpha']:.3g}: local rate predicted {s['predicted_rate']:+.3g}, measured "
@@ -273,7 +278,8 @@ def c6(quick: bool = False, heavy: bool = False) -> dict:
                 f"||P^T G||/||G|| = {lin['blind']:.1g} at t={reach.final('t'):.3g} "
                 f"({'a stall' if is_stall else 'NOT a stall'}; lambda_max(1) = {lam_reach:+.3g}); "
                 f"reduced model vs autodiff of the full field: rel diff {red:.1g}; predicted alpha* = {alpha_star:.4g} "
-                f"(P on the {'left' if rule.side_ == LEFT else 'right'} side, at this equilibrium); " + side_text)
+                f"(P on the {'left' if rule.side_ == LEFT else 'right'} side, at this equilibrium; lambda_max(alpha*) = "
+                f"{lam_star:.1e}{'' if switch_ok else ', NOT the switch'}); " + side_text)
     if other is not None:
         ld = CASES[long_case][0]
         evidence += (f"; {ld[0]}x{ld[1]} with P on the left side parks at ||grad L|| {other['grad_norm']:.4g}, where "
@@ -288,6 +294,7 @@ def c6(quick: bool = False, heavy: bool = False) -> dict:
                                    "; --heavy runs the long horizon on 100x100 and the SVD start at alpha = 4, 5, 6, 8"))
     return {"claim": "C6", "statement": statement, "verdict": verdict, "evidence": evidence,
             "details": {"dim": list(dim), "rank": rank, "alpha_star": alpha_star, "lambda_max_at_1": lam_reach,
+                        "lambda_max_at_alpha_star": lam_star, "switch_ok": switch_ok,
                         "side": "left" if rule.side_ == LEFT else "right", "other_side": other,
                         "long_horizon": longs, "svd_start": svd_runs,
                         "reduction_rel_diff": red, "blind": lin["blind"], "orth_defect": lin["orth_defect"],

@@ -89,12 +89,22 @@ def _sgd_time_step_without_momentum(fn):
     return lambda lr, momentum: lr
 
 
-def _explicit_euler(fn):
-    """hd_euler_step with D from the *old* state (explicit Euler) for every system."""
-    def mutated(system, S, g_hat, h):
-        D = system.direction(0.0, tuple(S), g_hat)
-        system.euler_state_(S, g_hat, h)
-        return D
+def _explicit_sgd(fn):
+    """torch SGD with the W step from the *old* buffer (explicit Euler of heavy ball), not the new one."""
+    def mutated(S, g_hat, **kw):
+        old = S[0].clone()
+        fn(S, g_hat, **kw)
+        return old.neg()
+    return mutated
+
+
+def _explicit_adam(fn):
+    """Adam with the direction from the *old* moments (explicit Euler; bias correction dropped), then the
+    moment update in place."""
+    def mutated(S, g_hat, **kw):
+        m, v = S[0].clone(), S[1].clone()
+        fn(S, g_hat, **kw)
+        return -m / (v.sqrt() + kw["eps"])
     return mutated
 
 
@@ -169,8 +179,10 @@ MUTANTS: list[Mutant] = [
            "the bias-corrected Adam's condition() says b <= 8a"),
     Mutant("retract_qr_no_sign_fix", "retraction", "osd_theory.projections.base", "retract_qr", _qr_without_sign_fix,
            "the QR retraction without its sign fix (diag(R) may be negative: basis columns flip)"),
-    Mutant("explicit_euler", "discrete time step", "osd_theory.discrete_steps", "hd_euler_step", _explicit_euler,
-           "the discrete step is explicit Euler (W moves with the old state), not semi-implicit"),
+    Mutant("explicit_euler_sgd", "discrete time step", "osd_theory.discrete_steps", "sgd_step", _explicit_sgd,
+           "SGD-momentum's W step uses the old buffer (explicit Euler), not the new one (semi-implicit)"),
+    Mutant("explicit_euler_adam", "discrete time step", "osd_theory.discrete_steps", "adam_step", _explicit_adam,
+           "Adam's W step uses the old moments (explicit Euler, no bias correction), not the new ones"),
     Mutant("galore_refresh_one_step_early", "refresh period", "discrete.subspace", "refresh_event",
            _refresh_one_step_early, "GaLore refreshes at step % T == T-1 (an off-by-one in the refresh period)"),
     Mutant("periodic_times_skip_first", "refresh period", "osd_theory.projections.base", "periodic_times",
