@@ -106,7 +106,7 @@ def report(rows: list[dict], command: str, full: bool = False, tests: bool = Tru
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", default=None, help="mutant names (default: all, and the control)")
+    ap.add_argument("--only", nargs="+", default=None, help="mutant names, 'none' for the control (default: all, and the control)")
     ap.add_argument("--no-tests", action="store_true", help="run verify only")
     ap.add_argument("--no-verify", action="store_true", help="run the tests only")
     ap.add_argument("--full-verify", action="store_true", help="run the full claims (verify without --quick)")
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         print("\n".join(problems) or f"all {len(MUTANTS)} mutants apply")
         return 1 if problems else 0
     chosen = [m for m in MUTANTS if args.only is None or m.name in args.only]
-    names = (["none"] if args.only is None else []) + [m.name for m in chosen]
+    names = (["none"] if args.only is None or "none" in args.only else []) + [m.name for m in chosen]
     meta = {m.name: m for m in MUTANTS}
     rows = []
     for name in names:
