@@ -40,7 +40,7 @@ PLOT_FORMATS = ("eps", "jpeg", "jpg", "pdf", "pgf", "png", "ps", "raw", "rgba", 
 SAVE_FORMATS = (".npz", ".json")
 # ||P^T grad L|| / ||grad L|| below this at the end of a non-stationary run: the subspace is (nearly)
 # blind to the gradient; at alpha = 1 on the 8x8 default quadratic it is 3e-3 at t = 30 and falling
-BLIND_RATIO = 1e-2
+from osd_theory.verdicts import BLIND_RATIO  # noqa: E402  (one definition, with the blindness verdict)
 
 
 def parse_dim(text: str) -> tuple[int, int]:
@@ -198,18 +198,26 @@ def outcome(res: dict) -> str:
         head = (f"stopped by --max-seconds at t={t:.4g} before reaching a stationary point ({measure} {r1:.2g} > "
                 f"tol {tol:.1g}): raise --max-seconds, or look for stiffness (accepted steps {res['n_steps']})")
     else:
+        bv = res.get("blindness") or {}
         ratio = res["final_proj_grad_norm"] / res["final_grad_norm"] if res["final_grad_norm"] > 0 else 0.0
-        head = (f"not stationary by t={t:.4g} ({measure} {r1:.2g} > tol {tol:.1g}); "
-                + (f"||P^T grad L|| / ||grad L|| = {ratio:.1g}: the subspace has gone (nearly) blind to the gradient, "
-                   "a spurious equilibrium of the projection flow (claims C4, C6; for the online-PCA flow a larger "
-                   "alpha can escape it)"
-                   if ratio <= BLIND_RATIO else f"{_trend(sv['reason'])}: raise --t-end to see where it goes"))
+        if bv.get("equilibrium", False):
+            tail = (f"||P^T grad L|| / ||grad L|| = {ratio:.1g}: the subspace has gone (nearly) blind to the gradient, "
+                    "a spurious equilibrium of the projection flow (claims C4, C6: it can attract; a larger alpha makes "
+                    "the point locally unstable, which does not guarantee the run converges)")
+        elif ratio <= BLIND_RATIO:
+            tail = (f"{_trend(sv['reason'])}; ||P^T grad L|| / ||grad L|| = {ratio:.1g} at the end, but "
+                    + ("the signal came back over the second half (each jump of the rule restores it)"
+                       if bv.get("restorations") else "the residual is still falling")
+                    + ": blind for now, not an equilibrium; raise --t-end to see where it goes")
+        else:
+            tail = f"{_trend(sv['reason'])}: raise --t-end to see where it goes"
+        head = f"not stationary by t={t:.4g} ({measure} {r1:.2g} > tol {tol:.1g}); " + tail
     return f"{head}; {lyap}"
 
 
 def summarize(traj, refine_fn=None) -> dict:
     """The result object (also what --json prints)."""
-    from osd_theory.verdicts import lyapunov_verdict, stationarity_verdict
+    from osd_theory.verdicts import blindness_verdict, lyapunov_verdict, stationarity_verdict
     lv, sv = lyapunov_verdict(traj), stationarity_verdict(traj)
     out = {
         "optimizer": traj.meta["system"], "projection": traj.meta["projection"], "problem": traj.meta["problem"],
@@ -224,6 +232,7 @@ def summarize(traj, refine_fn=None) -> dict:
         "autonomous": traj.meta["autonomous"],
         "lyapunov": lv.holds, "stationary": sv.stationary,
         "lyapunov_detail": lv.to_dict(), "stationarity_detail": sv.to_dict(), "refinement": None,
+        "blindness": blindness_verdict(traj).to_dict(),
     }
     if not lv.holds and refine_fn is not None:
         r = refine_fn()

@@ -10,7 +10,8 @@ the state is transformed, and we never transform it).
 
 A non-finite state or a solver failure stops the run with an
 :class:`~osd_theory.errors.IntegrationError` carrying the time reached and the cause;
-the partial trajectory is attached as ``exc.trajectory``.
+the partial trajectory is attached as ``exc.trajectory`` (also to a :class:`~osd_theory.errors.UserError`
+raised mid-run by a user rule returning a bad Ṗ).
 """
 from __future__ import annotations
 
@@ -207,7 +208,9 @@ def simulate(system: HDSystem, rule: ProjectionRule, problem: Problem, config: S
         status = (f"stopped: max_seconds = {config.max_seconds:g} s of wall-clock time used"
                   if stop.reason == "max_seconds" else f"stopped: {system.stationarity_name} <= {stop_at:.3g}")
         rec.set_last_h(0.0)
-    except IntegrationError as exc:
+    except (IntegrationError, UserError) as exc:
+        # a failed run (non-finite state, solver failure, or a user rule returning a bad Ṗ mid-run) keeps
+        # what it computed: ``exc.trajectory`` is the run up to the failure
         exc.trajectory = _finish(rec, jumps, system, rule, problem, config, t0, f"failed: {exc}", field, started, stop_at)
         raise
     finally:

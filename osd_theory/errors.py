@@ -13,8 +13,12 @@ class UserError(ValueError):
 class IntegrationError(RuntimeError):
     """An integration stopped early (non-finite state, solver failure).
 
-    ``t_reached`` is the last time at which the state was finite; ``cause`` says why.
+    ``t_reached`` is the last time at which the state was finite; ``cause`` says why. When raised by
+    :func:`ode.simulate`, ``trajectory`` is the partial run up to the failure (an ``ode.Trajectory``:
+    every accepted step, ``trajectory.final_y`` the last finite state); None otherwise.
     """
+
+    trajectory = None
 
     def __init__(self, message: str, *, t_reached: float, cause: str):
         super().__init__(f"{message} (stopped at t={t_reached:.6g}: {cause})")

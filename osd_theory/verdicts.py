@@ -226,6 +226,74 @@ def stationarity_verdict(traj, *, atol: float = STATIONARY_ATOL, rtol: float = S
     return StationarityVerdict(False, f"{measure} {r0:.3g} -> {r1:.3g} > tol {tol:.1g} at t={float(traj['t'][-1]):.4g} ({trend})", **v)
 
 
+BLIND_RATIO = 1e-2         # ‖PᵀG‖/‖G‖ at or below this at the end of a run: the subspace is (nearly) blind
+RESTORE_FACTOR = 10.0      # the ratio rising ×10 above its running minimum, back above BLIND_RATIO: restored
+
+
+@dataclass(frozen=True)
+class BlindnessVerdict:
+    """Is a non-stationary run parked at a spurious equilibrium (the subspace blind to ∇L), or only
+    blind for now? ``equilibrium`` needs all three: blind at the end, the residual not still falling,
+    and no restoration of the signal over the second half (a jump rule's new P, an escape)."""
+
+    final_ratio: float           # ‖PᵀG‖/‖G‖ at the last sample
+    restorations: int            # second half: times the ratio rose ×RESTORE_FACTOR over its running minimum
+    still_decreasing: bool       # the residual fell ≥ 2× over the second half
+    blind: bool
+    equilibrium: bool
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def blindness_verdict(traj, *, blind_ratio: float = BLIND_RATIO) -> BlindnessVerdict:
+    """Read ‖PᵀG‖/‖G‖ (``proj_grad_norm``/``grad_norm``) and the residual's second-half trend.
+
+    A run that ends blind while its residual still falls, or whose signal came back during the second
+    half (each jump of ``random_jump`` or ``periodic_svd`` does), is *not* at an equilibrium: P is
+    blind between events, which is a transient, not the attracting blind set of claims C4 and C6.
+    """
+    g, pg, r = _col(traj, "grad_norm"), _col(traj, "proj_grad_norm"), _col(traj, "residual")
+    ratio = pg / g.clamp_min(1e-300)
+    final = float(ratio[-1])
+    half = ratio[len(ratio) // 2:]
+    # jumps are logged between segments: a jump's "after" counts as a sample of the ratio
+    restorations, low = 0, math.inf
+    for x in half.tolist():
+        if x >= RESTORE_FACTOR * low and x > blind_ratio:
+            restorations += 1
+            low = x
+        low = min(low, x)
+    jumps = getattr(traj, "jumps", None) or {}
+    t = _col(traj, "t")
+    t_half = float(t[len(t) // 2])
+    if "t" in jumps and len(jumps["t"]):
+        for tj, before, after in zip(jumps["t"].tolist(), jumps["proj_grad_before"].tolist(),
+                                     jumps["proj_grad_after"].tolist()):
+            if tj >= t_half and after >= RESTORE_FACTOR * max(before, 1e-300):
+                restorations += 1
+    r1 = float(r[-1])
+    still = r1 > 0 and float(r[len(r) // 2]) / r1 >= 2.0
+    blind = final <= blind_ratio
+    eq = blind and not still and restorations == 0
+    if not blind:
+        reason = f"not blind: ||P^T grad L||/||grad L|| = {final:.2g} at the end"
+    elif eq:
+        reason = (f"||P^T grad L||/||grad L|| = {final:.1g} at the end, the residual no longer falling and the signal "
+                  f"never restored over the second half: a spurious equilibrium of the projection flow")
+    else:
+        why = []
+        if restorations:
+            why.append(f"the signal came back {restorations} time(s) over the second half (a jump or an escape "
+                       f"restores it)")
+        if still:
+            why.append("the residual is still decreasing")
+        reason = (f"||P^T grad L||/||grad L|| = {final:.1g} at the end, but " + " and ".join(why)
+                  + ": blind for now, not an equilibrium")
+    return BlindnessVerdict(final, restorations, still, blind, eq, reason)
+
+
 @dataclass(frozen=True)
 class RefinementVerdict:
     kind: str                    # "no rise" | "solver error" | "real violation" | "inconclusive"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-HEAVY = ["sympy", "torchdiffeq", "matplotlib", "tokenizers", "scipy", "discrete.validation", "ode"]
+HEAVY = ["sympy", "torchdiffeq", "matplotlib", "tokenizers", "scipy", "discrete.validation", "ode", "hypothesis"]
 
 
 def imported_after(code: str) -> set[str]:

@@ -1,6 +1,7 @@
 """The paper's claims as checks: a registry ``claim id -> "module:function"``, imported lazily.
 
-Each function has the signature ``fn(quick: bool) -> dict`` and returns
+Each function has the signature ``fn(quick: bool) -> dict`` (a claim with sweeps too long for the
+default run also takes ``heavy: bool = False``: ``osd-theory verify --heavy`` turns them on) and returns
 ``{"claim", "statement", "verdict", "evidence"}`` (+ optional ``"details"``), with
 ``verdict`` one of :data:`VERDICTS`, computed from what the runs showed. Every claim also
 states the verdict it **predicts** (:data:`EXPECTED`): "violated" can be the prediction (C4
@@ -31,6 +32,7 @@ are strings resolved by :func:`resolve` when a claim runs.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 VERDICTS = ("holds", "violated", "inconclusive")
@@ -58,6 +60,27 @@ EXPECTED: dict[str, str] = {
 }
 
 
+# One line per claim for the table's statement column (the full statement is in each result).
+TITLES: dict[str, str] = {
+    "C0": "dH/dt = -Delta for every Pdot, proved symbolically and linked to the code",
+    "C1": "dH/dt <= 0 for arbitrary projection dynamics Gamma",
+    "C2": "each system's condition() is where dH/dt <= 0 stops",
+    "C3": "Theorem 4.5 where Assumption 4.4(ii) holds",
+    "C4": "the exact online-PCA flow violates Assumption 4.4(ii)",
+    "C5": "discrete H_k: sharp threshold, order-1 convergence to H(t)",
+    "C6": "the blind set's local stability switches at alpha* (right side)",
+    "C7": "stochastic gradients: noise floors, GaLore's GoLore stall",
+}
+
+
+def title(claim_id: str, statement: str = "") -> str:
+    """The claim's one-line title, or the start of its statement when it has none."""
+    if claim_id in TITLES:
+        return TITLES[claim_id]
+    first = statement.split(":")[0].split(";")[0]
+    return first if len(first) <= 70 else first[:67] + "..."
+
+
 class ClaimUnavailable(Exception):
     """The module implementing a claim is not installed / not written yet."""
 
@@ -79,11 +102,12 @@ def resolve(target: str) -> Callable[[bool], dict]:
         raise ClaimUnavailable(f"{mod_name} has no function {fn_name}") from None
 
 
-def run_claim(claim_id: str, quick: bool = False) -> dict:
+def run_claim(claim_id: str, quick: bool = False, heavy: bool = False) -> dict:
     """Run one claim and compare its verdict with :data:`EXPECTED`.
 
     The result gains ``"expected"`` and ``"as_expected"``; an unavailable implementation
-    gives an "inconclusive" result, which is never as expected.
+    gives an "inconclusive" result, which is never as expected. ``heavy`` is passed only to
+    claims whose function takes it (the others have no heavier sweep).
     """
     target = CLAIMS[claim_id]
     expected = EXPECTED.get(claim_id, "holds")
@@ -92,7 +116,11 @@ def run_claim(claim_id: str, quick: bool = False) -> dict:
     except ClaimUnavailable as exc:
         return {"claim": claim_id, "statement": f"(implemented in {target})", "verdict": "inconclusive",
                 "expected": expected, "as_expected": False, "evidence": str(exc)}
-    result = dict(fn(quick))
+    try:
+        takes_heavy = "heavy" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):   # a builtin without a signature: it has no heavy sweep
+        takes_heavy = False
+    result = dict(fn(quick, heavy=True) if heavy and takes_heavy else fn(quick))
     result.setdefault("claim", claim_id)
     if result.get("verdict") not in VERDICTS:
         raise ValueError(f"claim {claim_id} returned verdict {result.get('verdict')!r}; expected one of {VERDICTS}")
@@ -101,4 +129,4 @@ def run_claim(claim_id: str, quick: bool = False) -> dict:
     return result
 
 
-__all__ = ["CLAIMS", "EXPECTED", "VERDICTS", "run_claim", "resolve", "ClaimUnavailable"]
+__all__ = ["CLAIMS", "EXPECTED", "TITLES", "VERDICTS", "run_claim", "resolve", "title", "ClaimUnavailable"]

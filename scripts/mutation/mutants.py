@@ -89,6 +89,53 @@ def _sgd_time_step_without_momentum(fn):
     return lambda lr, momentum: lr
 
 
+def _explicit_sgd(fn):
+    """torch SGD with the W step from the *old* buffer (explicit Euler of heavy ball), not the new one."""
+    def mutated(S, g_hat, **kw):
+        old = S[0].clone()
+        fn(S, g_hat, **kw)
+        return old.neg()
+    return mutated
+
+
+def _explicit_adam(fn):
+    """Adam with the direction from the *old* moments (explicit Euler; bias correction dropped), then the
+    moment update in place."""
+    def mutated(S, g_hat, **kw):
+        m, v = S[0].clone(), S[1].clone()
+        fn(S, g_hat, **kw)
+        return -m / (v.sqrt() + kw["eps"])
+    return mutated
+
+
+def _qr_without_sign_fix(fn):
+    import torch
+    return lambda P: torch.linalg.qr(P)[0]
+
+
+def _refresh_one_step_early(fn):
+    """GaLore's refresh at step % T == T − 1 instead of 0 (the first refresh one step early)."""
+    def mutated(state, rule, plan):
+        if state["last_refresh_step"] < 0:
+            return "init"
+        return "jump" if rule.jumps and (int(state["step"]) + 1) % plan.gap == 0 else None
+    return mutated
+
+
+def _periodic_times_skip_first(fn):
+    def mutated(t0, t1, tau):
+        return fn(t0, t1, tau)[1:]
+    return mutated
+
+
+def _noise_scaled(factor):
+    def transform(fn):
+        def mutated(self, W, gen):
+            return factor * fn(self, W, gen)
+        return mutated
+    return transform
+
+
 MUTANTS: list[Mutant] = [
     Mutant("adam_direction_sign", "sign in a field", "osd_theory.hd.adam", "Adam.direction", _scale_method(-1.0),
            "Adam's W-velocity +m/(sqrt v + e) instead of -m/(sqrt v + e)"),
@@ -126,6 +173,32 @@ MUTANTS: list[Mutant] = [
            "project() returns 2 P^T G: no longer the adjoint of back_project()"),
     Mutant("sgd_time_step_no_momentum", "discrete time step", "osd_theory.discrete_steps", "sgd_time_step",
            _sgd_time_step_without_momentum, "torch SGD's lr taken as the Euler step h (missing 1/(1-mu))"),
+    # issue 25's survivors, and more of the same kinds
+    Mutant("adam_bc_condition_8a", "condition", "osd_theory.hd.adam", "AdamBiasCorrected.condition",
+           _condition("b <= 8a (planted)", lambda s: s.b <= 8 * s.a and s.e > 0 and s.v0 > 0),
+           "the bias-corrected Adam's condition() says b <= 8a"),
+    Mutant("retract_qr_no_sign_fix", "retraction", "osd_theory.projections.base", "retract_qr", _qr_without_sign_fix,
+           "the QR retraction without its sign fix (diag(R) may be negative: basis columns flip)"),
+    Mutant("explicit_euler_sgd", "discrete time step", "osd_theory.discrete_steps", "sgd_step", _explicit_sgd,
+           "SGD-momentum's W step uses the old buffer (explicit Euler), not the new one (semi-implicit)"),
+    Mutant("explicit_euler_adam", "discrete time step", "osd_theory.discrete_steps", "adam_step", _explicit_adam,
+           "Adam's W step uses the old moments (explicit Euler, no bias correction), not the new ones"),
+    Mutant("galore_refresh_one_step_early", "refresh period", "discrete.subspace", "refresh_event",
+           _refresh_one_step_early, "GaLore refreshes at step % T == T-1 (an off-by-one in the refresh period)"),
+    Mutant("periodic_times_skip_first", "refresh period", "osd_theory.projections.base", "periodic_times",
+           _periodic_times_skip_first, "the simulator's periodic jumps skip the first one (tau, then 2 tau ...)"),
+    Mutant("c7_noise_variance_x4", "stochastic setting", "osd_theory.claims.stochastic", "Isotropic.noise",
+           _noise_scaled(2.0), "C7's isotropic noise has 4x the variance it states (2 sigma)"),
+    Mutant("c7_shrink_threshold_relaxed", "tolerance", "osd_theory.claims.stochastic", "SHRINK_P_MIN", _const(-10.0),
+           "C7's 'floor shrinks with lr' test passes any p > -10"),
+    Mutant("c7_stall_threshold_relaxed", "tolerance", "osd_theory.claims.stochastic", "STALL_P_MAX", _const(10.0),
+           "C7's 'floor does not shrink' test passes any p < 10"),
+    Mutant("c7_floor_tolerance_relaxed", "tolerance", "osd_theory.claims.stochastic", "FLOOR_RTOL", _const(10.0),
+           "C7's AdamW floor may be 10x off its prediction lr*sigma*d/4"),
+    Mutant("c5_step_tolerance_relaxed", "tolerance", "osd_theory.claims.discrete_ode", "STEP_RTOL", _const(1.0),
+           "C5 accepts any difference between the optimizer and the semi-implicit Euler loop"),
+    Mutant("stall_alpha_star_half", "linearisation", "ode.stall", "critical_alpha", _scaled_function(0.5),
+           "C6's predicted alpha* halved"),
 ]
 
 BY_NAME = {m.name: m for m in MUTANTS}

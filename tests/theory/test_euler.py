@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from osd_theory.hd import Adam
 from osd_theory.kernels import project
 
-from theory.strategies import SYSTEMS, floats_in, hd_cases
+from osd_theory.testing import SYSTEMS, floats_in, hd_cases
 
 RTOL = 1e-12
 

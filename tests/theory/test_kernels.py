@@ -14,7 +14,7 @@ from osd_theory.kernels import (LEFT, RIGHT, basis_dim, online_pca_grad, online_
                                 project, random_basis)
 from osd_theory.projections import PROJECTIONS, make_rule
 
-from theory.strategies import floats_in, bases, dims, spectrum_matrix
+from osd_theory.testing import floats_in, bases, dims, spectrum_matrix
 
 DT = torch.float64
 

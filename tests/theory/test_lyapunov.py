@@ -20,7 +20,7 @@ from osd_theory.projections import make_rule
 from osd_theory.problems import make_problem
 
 from theory.helpers import autodiff_dHdt, field, grad_H
-from theory.strategies import FULL_RANK, SYSTEMS, VIOLABLE, HDCase, floats_in, bases, hd_cases
+from osd_theory.testing.strategies import FULL_RANK, SYSTEMS, VIOLABLE, HDCase, floats_in, bases, hd_cases
 
 
 def _tol(system) -> float:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from osd_theory.problems import PROBLEMS, make_problem
 
-from theory.strategies import fit_dims, dims
+from osd_theory.testing import fit_dims, dims
 
 PROBLEM_NAMES = PROBLEMS.names()
 

@@ -19,7 +19,7 @@ from osd_theory.hd import make_system
 from osd_theory.hd.spectral import (NS_COEFFICIENTS, Muon, MuonWeightDecay, newton_schulz, polar, polar_gap)
 from osd_theory.kernels import random_basis
 
-from theory.strategies import SPECTRAL_FNS, floats_in
+from osd_theory.testing.strategies import SPECTRAL_FNS, floats_in
 
 DT = torch.float64
 SMOOTH = ("spectral_tanh", "spectral_pseudo_huber")

@@ -25,7 +25,8 @@ def test_prove_all_identities_hold_symbolically(results):
         assert r.method in ("symbolic", "numeric") and r.method in r.as_row().values()
     # all seven currently close symbolically; a fallback would be reported, never hidden
     assert {r.method for r in results.values()} == {"symbolic"}, {n: r.method for n, r in results.items()}
-    assert sum(r.seconds for r in results.values()) < 60
+    # no wall-time assertion (a correctness test must not fail on a loaded machine): the proof time is
+    # reported in claim C0's evidence and recorded in docs/results/simulation/verify.json
 
 
 def test_numeric_fallback_is_reported_as_numeric():

@@ -1,9 +1,10 @@
-"""Hypothesis builders for the math core (import as ``from theory.strategies import ...``).
+"""Hypothesis strategies for the math core (``from osd_theory.testing import dims, hd_cases, ...``).
 
-``tests/`` is on ``sys.path`` (its ``conftest.py`` is rootless), and ``tests/theory`` is a
-package, so any test module can use these. All builders are ``@st.composite`` and
-return float64 torch tensors; randomness inside a case comes from a drawn seed fed to
-a ``torch.Generator`` (hypothesis shrinks the seed and the sizes).
+The project's own property tests use these, and so can yours. All builders are ``@st.composite``
+and return float64 torch tensors or core objects; randomness inside a case comes from a drawn seed
+fed to a ``torch.Generator`` (hypothesis shrinks the seed and the sizes). Sizes are small by default
+(``MAX_DIM = 12``; :func:`problems` and :func:`rule_cases` default to ≤ 5) so that a failing case
+shrinks in seconds.
 
 | builder | gives |
 |---|---|
@@ -13,6 +14,9 @@ a ``torch.Generator`` (hypothesis shrinks the seed and the sizes).
 | :func:`hyperparameters` | a system's hyperparameters, within its condition or not |
 | :func:`states` | an admissible state (Adam: v > 0) of a given shape |
 | :func:`hd_cases` | a whole (system, problem, side, W, P, S, t) case |
+| :func:`systems` | an HD system with drawn hyperparameters (its condition holding, or not) |
+| :func:`problems` | a test problem of a drawn small shape and seed |
+| :func:`rule_cases` | your own Γ(t, P, G) in a drawn (system, problem, rank, side) run: see :func:`osd_theory.testing.check_rule` |
 """
 from __future__ import annotations
 
@@ -192,3 +196,18 @@ def hd_cases(draw, system: str | None = None, problem: str | None = None, condit
     shape = (P.shape[1], n) if side == LEFT else (m, P.shape[1])
     t = draw(floats_in(0.05, 5.0)) if not sys_.autonomous else 0.0
     return HDCase(sys_, prob, side, W, P, draw(states(sys_, shape)), t)
+
+
+@st.composite
+def systems(draw, names: tuple[str, ...] | None = None, condition_holds: bool = True) -> HDSystem:
+    """An HD system of ``names`` (default: all registered) with hyperparameters drawn by :func:`hyperparameters`."""
+    name = draw(st.sampled_from(list(names or SYSTEMS)))
+    return make_system(name, **draw(hyperparameters(name, condition_holds)))
+
+
+@st.composite
+def problems(draw, names: tuple[str, ...] | None = None, max_dim: int = 5, min_dim: int = 2) -> Problem:
+    """A problem of ``names`` (default: all registered) with a drawn (m, n) ≤ ``max_dim`` and seed."""
+    name = draw(st.sampled_from(list(names or PROBLEMS.names())))
+    m, n = fit_dims(name, *draw(dims(max_dim, min_dim)))
+    return make_problem(name, m=m, n=n, seed=draw(st.integers(0, 1000)))
