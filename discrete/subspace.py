@@ -244,7 +244,7 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int,
 def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: Plan, step: int,
                     field: Tensor | None = None, retract: bool = False,
                     reduce: Callable[[Tensor], Tensor] | None = None, cast: bool = False,
-                    generators: list[torch.Generator] | None = None) -> None:
+                    generators: list[torch.Generator] | None = None, P_whole: Tensor | None = None) -> None:
     """Steps 3–5 from the projected gradient Ĝ, for one matrix or a bucket (stacked state); ``step`` = k + 1.
 
     ``field`` (smooth rules) is the P field at t = k, computed before anything changed (an executor's
@@ -252,11 +252,13 @@ def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: 
     step counters. ``reduce`` is :func:`p_step_`'s (the FSDP2 executor, P row-sharded). W is one (m, n)
     matrix or a list of L (a bucket: P, Ĝ, U stacked (L, ·, ·)). ``cast``: the W update's operands in the
     plan's matmul dtype (the batched executor's ``matmul_precision="bf16"``; the reference never casts).
-    ``generators``: :func:`update_weights_`'s (bf16 W with stochastic rounding).
+    ``generators``: :func:`update_weights_`'s (bf16 W with stochastic rounding). ``P_whole``: the whole P for
+    the weight update when ``state["proj"]`` holds this process's rows of it (FSDP2, right side).
     """
     P, side = state["proj"], state["proj_side"]
+    Pw = P if P_whole is None else P_whole
     U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state, step))   # 3
-    update_weights_(W, plan.mode.cast(P) if cast else P, plan.mode.cast(U) if cast else U, side, plan,   # 4
+    update_weights_(W, plan.mode.cast(Pw) if cast else Pw, plan.mode.cast(U) if cast else U, side, plan,   # 4
                     generators)
     track_coordinate_(state, U, plan)
     if field is not None:

@@ -37,6 +37,7 @@ class Item:
     G_hat: Tensor | None = None       # Ĝ = project(P, G) with the step's P
     field: Tensor | None = None       # the P field at t = k (smooth rules), P's shape
     rows: Any = None                  # FSDP2: this process's rows (discrete.step.sharded.Rows)
+    P_whole: Tensor | None = None     # FSDP2, right side: the whole P of this step (the state keeps its rows)
 
     @property
     def projected(self) -> bool:

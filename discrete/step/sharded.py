@@ -9,8 +9,10 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
   the non-finite policy and the rules' 1/‖G‖; and, after every process prepared its step, one all-reduce of
   one number (:func:`discrete.step.checks.agree`): a failure anywhere raises everywhere before anyone commits.
 * **full-rank parameters**: none (elementwise). State ``Shard(0)`` like W.
-* **projected, right side** (P (n, r) spans the *unsharded* dimension): Ĝᵢ = GᵢP, **no collective**. P is
-  replicated, Ĝ's moments (m, r) and RSO's B are ``Shard(0)`` like W, and W_i ← W_i + ε·scale·UᵢPᵀ is local.
+* **projected, right side** (P (n, r) spans the *unsharded* dimension): P and its optimizer's moments are
+  sharded by rows of n (``torch.chunk`` sizes, not replicated: k× less P state per process) and P is
+  **all-gathered (n·r numbers)** at the start of the step; then Ĝᵢ = GᵢP and W_i ← W_i + ε·scale·UᵢPᵀ are
+  local, Ĝ's moments (m, r) and RSO's B are ``Shard(0)`` like W, and each process steps its rows of P.
 * **projected, left side** (P (m, r) spans the *sharded* dimension): Ĝ = PᵀG = ΣᵢPᵢᵀGᵢ: **one all-reduce of
   r·n numbers**. P and its optimizer's moments are ``Shard(0)``, Ĝ's moments (r, n) and RSO's B replicated.
 * **the P field of a smooth rule**, whatever the rule (no table of rule names: the path follows from how the
@@ -28,9 +30,10 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
 * **the moment transport** (``switch`` rotate / rotate_m after a P step) and the QR retraction of a left-side P:
   the r×r sums by one all-reduce of 2·r·r; the QR on the all-gathered P (m×r), each process keeping its rows.
 
-State: a tensor with an m dimension (P and its optimizer state on the left side; Ĝ's moments and B on the
-right side) is sharded like W's rows; a tensor without is replicated (``Replicate()``), so
-``torch.distributed.checkpoint`` saves and reshards it correctly. ``step`` stays a plain 0-d tensor.
+State: P and its optimizer's moments are sharded by P's rows (W's rows on the left side, rows of n on the
+right); Ĝ's moments and B are sharded like W's rows where they have them (the right side) and replicated
+otherwise (``Replicate()``), so ``torch.distributed.checkpoint`` saves and reshards every tensor correctly.
+``step`` stays a plain 0-d tensor.
 
 Supported: ``fully_shard`` over a 1-D mesh (placements ``(Shard(0),)``). Anything else is a
 :class:`UserError` raised before any state changes.
@@ -50,7 +53,7 @@ from discrete.rounding import generators_for
 from discrete.step.single import add_update_
 from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
 from osd_theory.errors import UserError
-from osd_theory.kernels import LEFT, gram_float32, online_pca_grad_from_grams
+from osd_theory.kernels import LEFT, RIGHT, gram_float32, online_pca_grad_from_grams
 from osd_theory.projections import ProjectionRule
 from osd_theory.projections.base import SmoothRule, retract_qr
 from osd_theory.projections.rules import OnlinePCA
@@ -83,6 +86,19 @@ class Rows:
     start: int
     stop: int
     shape: tuple[int, ...]
+
+
+def chunk_rows(mesh: Any, size: int, shape: tuple[int, ...]) -> Rows:
+    """This process's rows [start, stop) of a dimension of ``size`` split in ``torch.chunk`` sizes (as Shard(0))."""
+    k, i = mesh.size(), mesh.get_local_rank()
+    chunk = -(-size // k)
+    start = min(i * chunk, size)
+    return Rows(mesh, mesh.get_group(), start, min(start + chunk, size), shape)
+
+
+def p_rows(rows: Rows, side: int, rank: int) -> Rows:
+    """The rows of P this process keeps: W's rows on the left side (P is (m, r)), a chunk of n on the right."""
+    return rows if side == LEFT else chunk_rows(rows.mesh, rows.shape[1], (rows.shape[1], rank))
 
 
 def rows_of(p: Tensor) -> Rows:
@@ -147,10 +163,14 @@ def broadcast_basis(P: Tensor | None, failed: bool, owner: int, like: Tensor, ro
 
 
 # -- state: DTensors whose placement follows the rule "an m dimension is sharded" ------------------
+def is_p_family(key: str) -> bool:
+    """P and the P-optimizer's moments (P's shape): sharded by P's rows on either side (:func:`p_rows`)."""
+    return key == "proj" or key.startswith("proj_")
+
+
 def has_rows(key: str, side: int) -> bool:
-    """Whether state ``key`` of a projected matrix has W's m dimension (then it is sharded like W)."""
-    p_family = key == "proj" or key.startswith("proj_")      # P and the P-optimizer's moments: P's shape
-    return (side == LEFT) if p_family else (side != LEFT)     # else Ĝ's shape: (r, n) LEFT, (m, r) RIGHT
+    """Whether state ``key`` of Ĝ's shape has W's m dimension (then it is sharded like W): (m, r) on the right side."""
+    return side != LEFT
 
 
 def to_dtensor(full: Tensor, rows: Rows, sharded: bool) -> Tensor:
@@ -164,10 +184,19 @@ def to_dtensor(full: Tensor, rows: Rows, sharded: bool) -> Tensor:
 
 
 def sharded_state(full_state: dict, rows: Rows) -> dict:
-    """:func:`discrete.subspace.init_state` (full tensors) as DTensors placed by :func:`has_rows`."""
+    """:func:`discrete.subspace.init_state` (full tensors) as DTensors: P's family sharded by P's rows
+    (:func:`p_rows`), Ĝ's moments and B by W's rows where they have them (:func:`has_rows`), else replicated."""
     side = full_state["proj_side"]
-    return {k: to_dtensor(v, rows, has_rows(k, side)) if torch.is_tensor(v) and k != "step" else v
-            for k, v in full_state.items()}
+    prow = p_rows(rows, side, full_state["proj"].shape[-1])
+    out = {}
+    for k, v in full_state.items():
+        if not torch.is_tensor(v) or k == "step":
+            out[k] = v
+        elif is_p_family(k):
+            out[k] = to_dtensor(v, prow, True)
+        else:
+            out[k] = to_dtensor(v, rows, has_rows(k, side))
+    return out
 
 
 def full_rank_state(p: Tensor, inner) -> dict:
@@ -258,8 +287,11 @@ def _refresh(it: Item, local: dict, rows: Rows) -> Tensor:
 def prepare_item(it: Item) -> None:
     """Steps 1, 2 and 5's field from this process's rows; pure (the collectives change no state)."""
     local = local_view(it.state)
+    if local["proj_side"] != LEFT:            # P (n, r) is sharded by rows too: this step works on the whole P
+        local["proj"] = gather_rows(local["proj"], p_rows(it.rows, RIGHT, local["proj"].shape[-1]))
     it.event = refresh_event(local, it.rule, it.plan, it.k)
     P = _refresh(it, local, it.rows) if it.event is not None else local["proj"]
+    it.P_whole = None if local["proj_side"] == LEFT else P
     with it.plan.mode.context():
         it.G_hat = project_local(P, it.grad, local["proj_side"], it.rows)
         if it.rule.smooth:
@@ -291,13 +323,11 @@ def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Ite
     return items
 
 
-def _commit_basis(it: Item, local: dict, rows: Rows) -> float | None:
-    """Commit the new full basis: the switch policy sees whole P's (left side: gathered), each process keeps its rows."""
-    side = local["proj_side"]
-    full = {**local, "proj": gather_rows(local["proj"], rows) if side == LEFT else local["proj"]}
+def _commit_basis(it: Item, local: dict, prow: Rows) -> float | None:
+    """Commit the new full basis: the switch policy sees whole P's (gathered), each process keeps its rows of P."""
+    full = {**local, "proj": gather_rows(local["proj"], prow)}
     overlap = switch_basis_(full, it.P_new, it.plan, it.event, it.k)      # the moments through their local views
-    if side == LEFT:
-        local["proj"].copy_(it.P_new[rows.start:rows.stop])
+    local["proj"].copy_(it.P_new[prow.start:prow.stop])
     for key in ("last_refresh_step", "subproblem_start"):
         if key in full:
             local[key] = full[key]
@@ -317,17 +347,17 @@ def commit(items: list[Item], ctx: Context) -> None:
             U = it.plan.inner.step(local, it.grad, it.plan.hp, it.k + 1)
             add_update_(it.param.to_local(), U, it.plan, [it.index], it.k + 1)
             continue
-        rows, is_left = it.rows, local["proj_side"] == LEFT
-        overlap = _commit_basis(it, local, rows) if it.event in ("init", "jump") else None
+        prow = p_rows(it.rows, local["proj_side"], local["proj"].shape[-1])
+        overlap = _commit_basis(it, local, prow) if it.event in ("init", "jump") else None
         note_event(ctx.notes, it.event, overlap, it.index)
-        retract = getattr(it.rule, "retract", False)
-        # P row-sharded (left): the r×r products of a moment transport and of the tangent projection are this
-        # process's part of the sums (one all-reduce each), and the QR needs the whole P
-        reduce = _sum(rows) if is_left else None
-        if retract and is_left:
-            retract = _retract_rows(rows)
+        # P row-sharded (both sides): the r×r products of a moment transport and of the tangent projection are
+        # this process's part of the sums (one all-reduce each), and the QR needs the whole P; the right side's
+        # field and weight update were computed with the whole P (prepare), the P step takes this process's rows
+        retract = _retract_rows(prow) if getattr(it.rule, "retract", False) else False
+        field = it.field if it.field is None or it.P_whole is None else it.field[prow.start:prow.stop]
         with it.plan.mode.context():
-            projected_step_(it.param.to_local(), it.G_hat, local, it.plan, it.k + 1, it.field, retract=retract,
-                            reduce=reduce, generators=generators_for(it.plan.stochastic_rounding, it.plan.seed,
-                                                                     [it.param.to_local()], [it.index], it.k + 1))
+            projected_step_(it.param.to_local(), it.G_hat, local, it.plan, it.k + 1, field, retract=retract,
+                            reduce=_sum(prow), P_whole=it.P_whole,
+                            generators=generators_for(it.plan.stochastic_rounding, it.plan.seed,
+                                                      [it.param.to_local()], [it.index], it.k + 1))
         it.state.update({k: v for k, v in local.items() if not torch.is_tensor(v)})   # plain scalars set in the view

@@ -143,10 +143,12 @@ def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
         fully_shard(model)
         return model, make_opt(model, name, exact=cuda)
 
-    res: dict = {"params": {}, "dcp": {}, "errors": {}}
+    res: dict = {"params": {}, "dcp": {}, "errors": {}, "placements": {}}
     for name in CONFIGS:
         model, opt = build(name)
         train(model, opt, range(SAVE_AT), lo, hi)
+        res["placements"][name] = sorted({f"{k}:{v.placements}" for st in opt.state.values() for k, v in st.items()
+                                          if (k == "proj" or k.startswith("proj_")) and hasattr(v, "placements")})
         msd, osd = get_state_dict(model, opt)
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=f"{path}.{name}")
         train(model, opt, range(SAVE_AT, STEPS), lo, hi)
@@ -254,6 +256,14 @@ def test_fsdp2_equals_single_process_on_the_same_global_batch(fsdp, name):
         assert rel(got, ref) < 3 * twin, (rel(got, ref), twin)
     else:
         assert rel(got, ref) < 1e-6, rel(got, ref)
+
+
+def test_p_and_its_moments_are_sharded_on_both_sides(fsdp):
+    """P and the P-optimizer's moments are Shard(0) (P's rows: W's rows on the left, rows of n on the right),
+    never replicated: the right side's P (n, r) used to be replicated on every process (issue 20)."""
+    placements = fsdp[1]["placements"]
+    for name in ("osd", "osd_lion_inner_right", "osd_gd_retract_right", "oja", "user"):
+        assert placements[name] and all("Shard(dim=0)" in p for p in placements[name]), (name, placements[name])
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
