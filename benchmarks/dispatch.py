@@ -28,7 +28,6 @@ import argparse
 import collections
 import datetime
 import json
-import os
 import re
 import shlex
 import subprocess

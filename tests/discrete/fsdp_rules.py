@@ -1,5 +1,4 @@
 """User projection rules for the FSDP2 tests (a file, so that the spawned processes can import it by path)."""
-import torch
 
 
 def gamma(t, P, G):

@@ -11,7 +11,6 @@ variant (6×6, 80 steps, every other exponent) as C5's quick run.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from discrete.claims import MOMENTUM, is_monotone, track_h
 from discrete.full_rank import AdamW, SGDMomentum

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from osd_theory.convex import CONVEX, SpectralK, make_convex
+from osd_theory.convex import SpectralK, make_convex
 from osd_theory.errors import UserError
 from osd_theory.hd import make_system
 from osd_theory.hd.spectral import (NS_COEFFICIENTS, Muon, MuonWeightDecay, newton_schulz, polar, polar_gap)

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 
-import pytest
 import torch
 
 from discrete.validation.checkpoint import CHECKPOINT_NAME
