@@ -270,7 +270,9 @@ def c7(quick: bool = False, heavy: bool = False) -> dict:
                 + f". GoLore setting ({gol['setting']}): "
                 + "; ".join(_describe(n, d) for n, d in gol["optimizers"].items())
                 + f" -> GaLore's stall {'reproduced' if stall else 'NOT reproduced'}; OSD: "
-                + _trend(gol["optimizers"]["osd"]) + "; RSO: " + _trend(gol["optimizers"]["rso"]))
+                + _trend(gol["optimizers"]["osd"]) + "; RSO: " + _trend(gol["optimizers"]["rso"])
+                + ". Negative controls: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in controls.items())
+                + ("" if heavy or quick else " (--heavy adds lr = 0.005)"))
     return {"claim": "C7",
             "statement": ("Under stochastic gradients (no published analysis covers OSD with noise): with isotropic noise "
                           "every optimizer (AdamW, GaLore, OSD, RSO) descends to a floor of E[L] that shrinks with the step "

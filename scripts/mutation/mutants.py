@@ -167,7 +167,7 @@ MUTANTS: list[Mutant] = [
            _always("solver error"), "the refinement test calls every rise solver error"),
     Mutant("symbolic_reduction_zero", "symbolic reduction", "osd_theory.symbolic.systems", "reduce_rational",
            _zero_reduction, "the sympy reduction of dH/dt + Delta returns 0 whatever it is given"),
-    Mutant("online_pca_rate_half", "projection flow", "osd_theory.kernels", "online_pca_grad", _scaled_function(0.5),
+    Mutant("online_pca_rate_half", "projection flow", "osd_theory.kernels", "online_pca_grad_from_parts", _scaled_function(0.5),
            "the online-PCA gradient halved (P moves at alpha/2)"),
     Mutant("project_not_adjoint", "adjointness", "osd_theory.kernels", "project", _scaled_function(2.0),
            "project() returns 2 P^T G: no longer the adjoint of back_project()"),
