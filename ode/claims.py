@@ -172,6 +172,25 @@ BOUNDARIES = {
     "lion_k_wd": ("eps*gamma", lambda x: make_system("lion_k_wd", alpha=1.0, gamma=1.0, eps=x, wd=0.5),
                   (0.25, 4.0), "box_quadratic", _states_lion_wd),
 }
+# Muon = Lion-𝒦 with a spectral 𝒦 (osd_theory.hd.spectral): its condition() must switch where its elementwise
+# twin's does (the same inequality); the sign of its dH/dt along runs, under that condition, is claim C10's
+# (autodiff of a spectral 𝒦 through the SVD is not defined at the repeated singular values these samplers hit)
+SPECTRAL_TWINS = {
+    "muon": ("lion_k", lambda b: make_system("muon", a=1.0, b=b)),
+    "muon_wd": ("lion_k_wd", lambda x: make_system("muon_wd", alpha=1.0, gamma=1.0, eps=x, wd=0.5)),
+}
+
+
+def twin_check(name: str, iters: int = 40) -> dict:
+    """The spectral system's condition() boundary, by bisection over its twin's range, against the twin's."""
+    twin, make = SPECTRAL_TWINS[name]
+    param, _, (lo, hi), _, _ = BOUNDARIES[twin]
+    holds = lambda th: make(th).condition().holds
+    found = _bisect(lambda th: not holds(th), lo, hi, iters) if holds(lo) and not holds(hi) else None
+    stated, _ = condition_boundary(twin, iters)
+    agree = found is not None and stated is not None and abs(found - stated) <= BOUNDARY_RTOL * abs(stated)
+    return {"system": name, "twin": twin, "parameter": param, "condition_boundary": found, "twin_boundary": stated,
+            "ok": agree}
 HDOT_POSITIVE = 1e-10   # relative to Σ|terms|: float64 sums are trusted to ~1e-13 of it
 
 # systems whose condition() has no parametric boundary a run could cross, and why; C2 checks that
@@ -266,7 +285,8 @@ def c2(quick: bool = False) -> dict:
     statement = ("Each HD system's own condition() is exactly where dH/dt <= 0 at every state stops: Adam and "
                  "bias-corrected Adam b <= 4a, Lion-K 0 < b < 1, Lion-K with weight decay eps*gamma <= 1 (THEORY "
                  "§3.2-3.3), located by bisection of the worst autodiff dH/dt over sampled states; every other registered "
-                 "system's condition holds and dH/dt <= 0 at sampled states; for Adam confirmed by simulation")
+                 "system's condition holds and dH/dt <= 0 at sampled states; Muon's (spectral Lion-K) condition() "
+                 "switches where Lion-K's does; for Adam confirmed by simulation")
     n_states, iters = (16, 18) if quick else (48, 26)
     rows = []
     for name, (param, _, _, _, _) in BOUNDARIES.items():
@@ -276,7 +296,9 @@ def c2(quick: bool = False) -> dict:
         rows.append({"system": name, "parameter": param, "located": found, "stated": stated, "agree": agree,
                      "condition": text})
     from osd_theory.hd import HD_SYSTEMS
-    unchecked = [n for n in HD_SYSTEMS.names() if n not in BOUNDARIES and n not in NO_BOUNDARY]
+    unchecked = [n for n in HD_SYSTEMS.names() if n not in BOUNDARIES and n not in NO_BOUNDARY
+                 and n not in SPECTRAL_TWINS]
+    twins = [twin_check(n) for n in HD_SYSTEMS.names() if n in SPECTRAL_TWINS]
     others = [no_boundary_check(n, max(6, n_states // 4)) for n in HD_SYSTEMS.names() if n in NO_BOUNDARY]
     cfg = SimulationConfig(t_end=10.0, rtol=1e-5, atol=1e-7)   # refinement goes to rtol 1e-7
     base = dict(optimizer="adam", projection="online_pca", config=cfg)
@@ -292,16 +314,20 @@ def c2(quick: bool = False) -> dict:
                 + f" ({n_states} states, {iters} bisection steps); "
                 + "; ".join(f"{o['system']}: condition() {'holds' if o['condition_holds'] else 'FAILS'}, worst relative "
                             f"dH/dt {o['worst_relative_hdot']:.1e} ({o['why']})" for o in others)
+                + "".join(f"; {t['system']}: condition() switches at {t['parameter']} = {fmt(t['condition_boundary'])}, "
+                          f"{t['twin']}'s at {fmt(t['twin_boundary'])} ({'agree' if t['ok'] else 'DISAGREE'}; "
+                          "its dH/dt along runs: C10)" for t in twins)
                 + (f"; NO CHECK for {', '.join(unchecked)}" if unchecked else "")
                 + "; simulation b=4a: "
                 + ("H non-increasing" if ok_run.holds else f"H ROSE ({ok_run.n_violations} steps)")
                 + f"; b=8a: {bad_run.n_violations} rises above tol, max pointwise dH/dt {bad_run.max_pointwise_hdot:.3g} "
                   f"({'flagged' if not bad_run.pointwise_ok else 'NOT flagged'} pointwise), "
                   f"refinement: {refine.kind} ({refine.explanation})")
-    boundaries_ok = all(r["agree"] for r in rows) and all(o["ok"] for o in others)
+    boundaries_ok = all(r["agree"] for r in rows) and all(o["ok"] for o in others) and all(t["ok"] for t in twins)
     verdict = ("holds" if boundaries_ok and sims_ok and not unchecked
                else ("violated" if not boundaries_ok else "inconclusive"))
-    return _result("C2", statement, verdict, evidence, boundaries=rows, no_boundary=others, unchecked=unchecked,
+    return _result("C2", statement, verdict, evidence, boundaries=rows, no_boundary=others, twins=twins,
+                   unchecked=unchecked,
                    refinement=refine.to_dict(),
                    simulation={"b=4a_holds": ok_run.holds, "b=8a_holds": bad_run.holds})
 
