@@ -19,7 +19,10 @@ from osd_theory.hd.spectral import ADJUST_LR, NS_COEFFICIENTS, NS_EPS, NS_STEPS,
 
 
 class AdamW(SubspaceOptimizer):
-    """AdamW (torch's bias correction and ε placement). Defaults as torch.optim.AdamW but weight_decay 0."""
+    """AdamW (torch's bias correction and ε placement). Defaults as torch.optim.AdamW but weight_decay 0.
+
+    A torch.optim.AdamW state dict loads (its ``amsgrad``, ``capturable``, ``differentiable``, ``fused`` keys are
+    accepted at the values that mean this optimizer; ``amsgrad=True`` is refused by name)."""
 
     projects: ClassVar[bool] = False
 

@@ -122,9 +122,21 @@ def check_common(group: dict) -> None:
             check(group[key])
 
 
+# Keys of torch.optim.AdamW's groups (so a torch AdamW checkpoint loads): accepted where they hold the value that
+# means what these optimizers do, and an error naming the key otherwise (never silently ignored)
+TORCH_KEYS: dict[str, tuple] = {"amsgrad": (False,), "capturable": (False,), "differentiable": (False,),
+                                "fused": (None, False), "decoupled_weight_decay": (True,)}
+
+
 def check_known(owner: str, group: dict, known: Iterable[str]) -> None:
     """A misspelled key (``rnak``, ``sclae``) is an error naming the close match, never silently ignored."""
     allowed = set(known) | FRAMEWORK_KEYS
+    for key, values in TORCH_KEYS.items():
+        if key in group and key not in allowed:
+            if group[key] not in values:
+                raise ValueError(f"{owner}: torch's param-group key {key}={group[key]!r} is not supported (this optimizer "
+                                 f"runs as {key}={values[0]!r}); load or build it without that option")
+            allowed.add(key)
     unknown = sorted(k for k in group if k not in allowed)
     if unknown:
         key = unknown[0]
