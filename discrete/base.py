@@ -34,11 +34,6 @@ from discrete.subspace import Plan, init_state, inner_states, state_layout, work
 from osd_theory.errors import UserError
 from osd_theory.projections import ProjectionRule
 
-# What to do with a NaN/Inf gradient. "raise" and "skip" need one host sync per param group to
-# look at the flags; "ignore" checks nothing (torch.optim's own behaviour: the non-finite values
-# reach the state), for loops that already guard the gradients (GradScaler, or
-# clip_grad_norm_(error_if_nonfinite=True)) and must not stall the GPU queue.
-NONFINITE = ("raise", "skip", "ignore")
 DEFAULT_BETAS = (0.9, 0.999)     # a group whose inner optimizer takes betas, in an optimizer whose default takes none
 
 # Under torch.compile the step runs eagerly (Dynamo skips it: one graph break). Traced, it was
@@ -373,8 +368,7 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         params = [(p, g, gi) for gi, g in enumerate(self.param_groups) for p in g["params"]]
         live = [(i, p, group, gi) for i, (p, group, gi) in enumerate(params) if p.grad is not None]
         for _, p, _, _ in live:
-            if p.grad.is_sparse:
-                raise S.OptimizerInputError(f"{type(self).__name__} does not support sparse gradients")
+            S.check_sparse(type(self).__name__, p.grad)
         old = [p for _, p, _, _ in live if self.state.get(p)]
         ks = dict(zip(map(id, old), read_steps([self.state[p]["step"] for p in old])))
         return [self.item(p, group, i, gi, k=ks.get(id(p))) for i, p, group, gi in live]

@@ -14,6 +14,7 @@ from discrete.inner import INNER, PROJ_OPTIMIZERS
 from discrete.lowbit import STATE_DTYPES
 from discrete.precision import MATMUL_PRECISION
 from discrete.projection import SWITCH, TRANSPORTS
+from discrete.step.checks import NONFINITE
 from osd_theory.errors import UserError
 
 
@@ -65,7 +66,7 @@ COMMON_KEYS: dict[str, Callable[[Any], None]] = {
     "momentum": S.check_momentum,
     "inner": _choice(INNER),
     "foreach": lambda v: S.check_optional_bool("foreach", v),
-    "nonfinite": lambda v: S.check_member("nonfinite policy", v, ("raise", "skip", "ignore")),
+    "nonfinite": lambda v: S.check_member("nonfinite policy", v, NONFINITE),
     "bias_correction": lambda v: S.check_bool("bias_correction", v),
     # where bias-corrected Adam adds eps: "torch" to sqrt(v_hat), "hf" to sqrt(v) (galore-torch / HF AdamW;
     # an effective eps larger by 1/sqrt(1 - beta2^t) early in training)

@@ -146,22 +146,6 @@ def grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(torch._foreach_norm([g.float() if g.dtype not in (torch.float32, torch.float64) else g for g in grads]))
 
 
-def finite_flags(grads: list[torch.Tensor]) -> tuple[list[bool], list[torch.Tensor]]:
-    """One flag per gradient (one host sync for the whole list), and the norms ‖G‖ (float32 for float32 G)."""
-    if not grads:
-        return [], []
-    norms = grad_norms(grads)
-    dev = norms[0].device
-    flags = torch.isfinite(torch.stack([n.float().to(dev) for n in norms])).cpu().tolist()
-    for i, ok in enumerate(flags):
-        # ‖G‖ overflows float32 for finite entries of ~1e19 and more: look at the entries before
-        # blaming the gradient (one more sync, only on this rare path), and keep a finite norm.
-        if not ok and bool(torch.isfinite(grads[i]).all()):
-            flags[i] = True
-            norms[i] = torch.linalg.vector_norm(grads[i], dtype=torch.float64).to(norms[i].dtype)
-    return flags, norms
-
-
 # -- state dicts of older versions --------------------------------------------------------------
 def upgrade_sgd_state(state_dict: dict) -> dict:
     """A state dict saved when SGD's state was the heavy-ball M = (1−μ)·buf under ``exp_avg``, with
@@ -217,4 +201,3 @@ def keep_dtype_load_hooks() -> tuple[Callable, Callable]:
     return pre, post
 
 
-float32_load_hooks = keep_dtype_load_hooks      # the name of the float32-only version (callers of older code)

@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 import torch
 from torch import Tensor
 
-from discrete.state import OptimizerInputError
+from discrete.state import OptimizerInputError, grad_norms
 from discrete.step.items import Item
 from osd_theory.errors import UserError
 from osd_theory.projections import ProjectionRule
@@ -21,6 +21,10 @@ from osd_theory.projections.rules import BUILTIN_RULES
 
 T = TypeVar("T")
 
+# What to do with a NaN/Inf gradient. "raise" and "skip" need one host read per step for the flags of all
+# groups together; "ignore" checks nothing (torch.optim's own behaviour: the non-finite values reach the
+# state), for loops that already guard the gradients (GradScaler, or clip_grad_norm_(error_if_nonfinite=True))
+# and must not stall the GPU queue.
 NONFINITE = ("raise", "skip", "ignore")
 
 # Every message of a rejected step ends so: the caller may retry after fixing the input.
@@ -32,12 +36,6 @@ class StepRejected(UserError):
 
 
 # -- gradients -------------------------------------------------------------------------------------
-def check_sparse(owner: str, items: list[Item]) -> None:
-    for it in items:
-        if it.grad.is_sparse:
-            raise OptimizerInputError(f"{owner} does not support sparse gradients ({it.describe()}); {UNCHANGED}")
-
-
 def needs_norm(it: Item, policy: str) -> bool:
     """The norm serves the non-finite check and the smooth rules' 1/‖G‖."""
     return policy != "ignore" or (it.rule is not None and it.rule.smooth)
@@ -50,8 +48,7 @@ def compute_norms(items: list[Item], reduce_sq: Callable[[list[Item], Tensor], T
     """
     if not items:
         return
-    grads = [it.grad for it in items]
-    norms = torch._foreach_norm(grads)
+    norms = grad_norms([it.grad for it in items])
     if reduce_sq is not None:
         sq = reduce_sq(items, stacked_norms(norms) ** 2)
         norms = list(sq.sqrt().unbind(0))
