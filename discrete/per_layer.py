@@ -75,14 +75,11 @@ from torch import Tensor
 
 from discrete import state as S
 from discrete.base import SubspaceOptimizer
-from discrete.step import batched, checks, single
+from discrete.step import checks
+from discrete.step.executors import EXECUTORS
 from discrete.step.items import Item
 from discrete.step.sharded import is_dtensor
 from osd_theory.errors import UserError
-
-# how the hook prepares an item, by the executor that will commit it (so that the per-layer step is bit-equal
-# to the ordinary one: the same products in the same shapes)
-PREPARE = {"single": single.prepare_item, "batched": batched.prepare_item}
 
 
 def kept_bytes(it: Item) -> int:
@@ -170,7 +167,9 @@ class PerLayer:
         """Everything of steps 1, 2 and 5 that needs G; changes no optimizer state."""
         it = self._item(p)
         checks.compute_norms([it])
-        PREPARE[self.optimizer.executor_of(it)](it)
+        # prepared by the executor that will commit it, so that the per-layer step is bit-equal to the ordinary one
+        # (the same products in the same shapes)
+        EXECUTORS.get(self.optimizer.executor_of(it)).prepare_item(it)
         it.grad = None                               # the item must not keep the full-size G alive
         return it
 
