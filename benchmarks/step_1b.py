@@ -190,6 +190,11 @@ def main(argv=None) -> int:
         ("GaLore regular step nonfinite=ignore", False, lambda: GaLore(groups(), lr=1e-3, nonfinite="ignore")),
         ("GaLore bf16 products", False, lambda: GaLore(groups(matmul_precision="bf16"), lr=1e-3)),
         ("RSO regular step", True, lambda: RSO(groups(), lr=1e-3)),
+        # lean state (discrete/lowbit.py): the cost of dequantising and requantising every step
+        ("discrete.AdamW int8 state", False, lambda: OurAdamW(mats + full, lr=1e-3, state_dtype="int8")),
+        ("GaLore int8 state", False, lambda: GaLore(groups(), lr=1e-3, state_dtype="int8")),
+        ("OSD int8 state", False, lambda: OnlineSubspaceDescent(groups(), lr=1e-3, state_dtype="int8")),
+        ("OSD bf16 state", False, lambda: OnlineSubspaceDescent(groups(), lr=1e-3, state_dtype="bf16")),
     ]
     if gt is not None:
         rows_spec.append(("galore-torch 1.0 GaLoreAdamW", True, lambda: gt(groups(), lr=1e-3, no_deprecation_warning=True)))
