@@ -66,6 +66,9 @@ class InnerRule:
     state_dtype: str = "float32"
     matrices_only: bool = False      # its step needs whole 2-D matrices (Muon's orthogonalisation)
     options: tuple[str, ...] = ()    # group keys passed to its step function as they are (Hyper.extra)
+    # each row of U depends only on that row of Ĝ and the state (elementwise rules): large steps may run on row
+    # blocks (bounded temporaries); False for anything with a reduction over a matrix (Muon, a normalised step)
+    rowwise: bool = False
 
     @property
     def storage(self) -> Storage:
@@ -141,12 +144,54 @@ class InnerRule:
         Load the moments as float32, take the float32 step of :mod:`osd_theory.discrete_steps`, store them
         back (requantise) in place. Works on a stacked (L, ·, ·) state and Ĝ alike.
         """
+        rows = _row_chunks(self, state, g_hat, prefix)
+        if rows is not None:
+            return self._step_in_chunks(state, g_hat, hp, step, prefix, rows)
+        return self._step(state, g_hat, hp, step, prefix)
+
+    def _step(self, state: dict, g_hat: Tensor, hp: Hyper, step: int, prefix: str) -> Tensor:
         S = self.tensors(state, prefix)
         U = self.step_fn(S, g_hat, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2, eps=hp.eps, momentum=hp.momentum,
                          step=step, bias_correction=hp.bias_correction, torch_eps=hp.torch_eps, **dict(hp.extra))
         for name, x in zip(self.state_names, S):
             self.storage.store_(state, prefix + name, x, name in self.nonneg)
         return U
+
+    def _step_in_chunks(self, state: dict, g_hat: Tensor, hp: Hyper, step: int, prefix: str, rows: int) -> Tensor:
+        """:meth:`_step` on row blocks of ``rows`` rows of the (-1, last) views: an elementwise rule gives the same
+        values (8-bit blocks run along the last dimension, so no block is cut), and the float32 copies, the 8-bit
+        codes' index tensors and the step's temporaries exist for one block at a time (a 7B embedding bucket
+        dequantised whole was 4 GB of temporaries)."""
+        keys = [k for k in self.keys(prefix) if torch.is_tensor(state.get(k))]
+        flat = {k: state[k].view(-1, state[k].shape[-1]) for k in keys}
+        g2 = g_hat.view(-1, g_hat.shape[-1])
+        U = None
+        for start in range(0, g2.shape[0], rows):
+            sub = {k: v[start:start + rows] for k, v in flat.items()}
+            block = self._step(sub, g2[start:start + rows], hp, step, prefix)
+            if U is None:
+                U = block.new_empty(g2.shape)
+            U[start:start + rows] = block
+        return U.view(g_hat.shape)
+
+
+# an inner step on more entries than this runs on row blocks (InnerRule._step_in_chunks): 32M float32 entries are
+# 128 MiB per temporary, large enough that a block's launches cost nothing beside its memory traffic
+CHUNK_ENTRIES = 1 << 25
+
+
+def _row_chunks(rule: InnerRule, state: dict, g_hat: Tensor, prefix: str) -> int | None:
+    """Rows per block for a chunked step of ``rule`` on ``g_hat``, or None (a step in one piece): small tensors,
+    rules that are not ``rowwise`` (Muon), 1-D moments, and any state tensor that is not a contiguous (-1, last)
+    view of itself (a chunk must write into the state, never into a copy)."""
+    if not rule.rowwise or g_hat.dim() < 2 or g_hat.numel() <= CHUNK_ENTRIES or not g_hat.is_contiguous():
+        return None
+    for key in rule.keys(prefix):
+        value = state.get(key)
+        if torch.is_tensor(value) and (value.dim() < 2 or not value.is_contiguous()
+                                       or value.shape[:-1] != g_hat.shape[:-1]):
+            return None
+    return max(1, CHUNK_ENTRIES // g_hat.shape[-1])
 
 
 def _saved_dtype(state: dict, names: tuple[str, ...], prefix: str) -> str | None:
@@ -160,9 +205,10 @@ def _saved_dtype(state: dict, names: tuple[str, ...], prefix: str) -> str | None
 
 
 INNER: Registry[InnerRule] = Registry("inner optimizer")
-INNER.add("adamw", InnerRule("adamw", ("exp_avg", "exp_avg_sq"), ds.adam_step, nonneg=frozenset({"exp_avg_sq"})))
-INNER.add("lion", InnerRule("lion", ("exp_avg",), ds.lion_step))
-INNER.add("sgd", InnerRule("sgd", ("momentum_buffer",), ds.sgd_step, uses_betas=False))
+INNER.add("adamw", InnerRule("adamw", ("exp_avg", "exp_avg_sq"), ds.adam_step, nonneg=frozenset({"exp_avg_sq"}),
+                             rowwise=True))
+INNER.add("lion", InnerRule("lion", ("exp_avg",), ds.lion_step, rowwise=True))
+INNER.add("sgd", InnerRule("sgd", ("momentum_buffer",), ds.sgd_step, uses_betas=False, rowwise=True))
 INNER.add("muon", InnerRule("muon", ("momentum_buffer",), ds.muon_step, uses_betas=False, matrices_only=True,
                             options=("nesterov", "ns_coefficients", "ns_steps", "adjust_lr_fn", "orthogonalize")))  # Lion-𝒦, 𝒦 = ‖·‖_*
 
@@ -171,7 +217,7 @@ PROJ_OPTIMIZERS: Registry[InnerRule] = Registry("projection optimizer")
 PROJ_OPTIMIZERS.add("adam", INNER.get("adamw"))
 PROJ_OPTIMIZERS.add("lion", INNER.get("lion"))
 PROJ_OPTIMIZERS.add("sgd", INNER.get("sgd"))
-PROJ_OPTIMIZERS.add("gd", InnerRule("gd", (), ds.gd_step, uses_betas=False))   # stateless: OSD's state = GaLore's
+PROJ_OPTIMIZERS.add("gd", InnerRule("gd", (), ds.gd_step, uses_betas=False, rowwise=True))   # stateless: OSD's state = GaLore's
 
 
 @lru_cache(maxsize=None)

@@ -31,6 +31,7 @@ from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
 from discrete.projection import SWITCH, TRANSPORTS, basis_generator
 from discrete.rounding import add_stochastic_
+from discrete.step import layout
 from discrete.step.layout import chunks
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import (LEFT, back_project, back_project_add_, basis_dim, random_basis,
@@ -202,6 +203,10 @@ def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, p
     ds.decoupled_weight_decay_(W, lr, plan.weight_decay)
     if isinstance(W, Tensor):
         back_project_add_(W, P, U, side, lr * plan.scale)
+        return
+    if W[0].numel() >= layout.PER_MATRIX_ELEMS:     # large matrices: accumulate into each W, no (L, m, n) product buffer
+        for w, p_, u in zip(W, P.unbind(0), U.unbind(0)):
+            back_project_add_(w, p_, u, side, lr * plan.scale)
         return
     for sl in chunks(len(W), W[0].numel()):
         torch._foreach_add_(W[sl], list(back_project(P[sl], U[sl], side).unbind(0)), alpha=lr * plan.scale)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from discrete.step.checks import check_output, guarded
 from discrete.step.items import Context, Item, inverse, note_event
+from discrete.step import layout
 from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
 from discrete.rounding import generators_for
 from discrete.step.single import add_update_
@@ -92,6 +93,10 @@ def _prepare_projected(b: Bucket) -> None:
     b.G_hat = P.new_empty((len(grads), r, n) if side == LEFT else (len(grads), m, r))
     parts = []
     with mode.context():
+        if not rule.smooth and m * n >= layout.PER_MATRIX_ELEMS and all(G.dtype == dtype == b.G_hat.dtype for G in grads):
+            for i, G in enumerate(grads):           # layout.PER_MATRIX_ELEMS: no stacked copy of a large G
+                project(mode.cast(P[i]), G, side, out=b.G_hat[i])
+            return
         for sl in chunks(len(grads), m * n):        # both passes over a chunk of G while it is stacked
             Gs, Pc = stack_cast(grads[sl], dtype), mode.cast(P[sl])           # (c, m, n), (c, d, r)
             if Gs.dtype == b.G_hat.dtype:

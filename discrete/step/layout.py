@@ -18,6 +18,12 @@ from torch import Tensor
 # batched launch; the buffer holds at most this many elements (512 MiB in float32).
 CHUNK_ELEMS = 1 << 27
 
+# A matrix of at least this many entries is multiplied on its own (no stacked copy of its gradient, the weight
+# update accumulated into it by one addmm_): its products keep a GPU busy far longer than their launch takes
+# (2048 x 2048 at r = 512 is ~4 GFLOP), so batching saves no host time there, while stacking costs a copy of G
+# and an (L, m, n) product buffer, two full passes over the bucket's memory.
+PER_MATRIX_ELEMS = 1 << 21
+
 # plain scalars a bucket's members share (the bucket key guarantees it); copied into the stacked state
 SHARED_SCALARS = ("subproblem_start", "proj_side")
 

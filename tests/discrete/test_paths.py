@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from discrete import OnlineSubspaceDescent, PerLayer
+from discrete.step import layout
 from osd_theory.projections import PROJECTIONS
 
 RULES = [name for name in PROJECTIONS.names() if name != "identity"] + ["user"]
@@ -58,9 +59,12 @@ def _run(rule: str, path: str, user_rule: str, steps: int = 6) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["stacked", "large_matrix_layout"])
 @pytest.mark.parametrize("rule", RULES)
-def test_every_path_agrees_in_float64(rule, user_rule):
+def test_every_path_agrees_in_float64(rule, user_rule, large, monkeypatch):
     ref = _run(rule, "single", user_rule)
+    if large:        # every matrix takes the layout of large ones: products and the W update per matrix
+        monkeypatch.setattr(layout, "PER_MATRIX_ELEMS", 1)
     assert all(p.dtype == torch.float64 for p in [ref])
     for path in ("batched", "per_layer"):
         got = _run(rule, path, user_rule)

@@ -1,0 +1,52 @@
+"""Large inner steps run on row blocks (discrete.inner.InnerRule._step_in_chunks): the same values as one piece.
+
+A row-blocked step exists to bound temporaries (a 7B embedding bucket's 8-bit state dequantised whole was 4 GB of
+float32 copies and int64 indices); it must not change a single bit of U or of the state, for every rowwise rule
+and storage, and it must never split a rule that is not rowwise.
+"""
+import pytest
+import torch
+
+from discrete import inner
+from discrete.inner import Hyper, resolve_inner
+
+
+def _run(name: str, dtype: str, shape, steps: int = 3):
+    rule = resolve_inner(name, dtype)
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(shape, generator=g) * 10 ** torch.randint(-4, 1, (), generator=g).item() for _ in range(steps)]
+    state = rule.init_state(grads[0])
+    hp = Hyper(lr=1e-2, momentum=0.9)
+    out = [rule.step(state, G, hp, k + 1) for k, G in enumerate(grads)]
+    return out, state
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion", "sgd"])
+@pytest.mark.parametrize("dtype", ["float32", "bf16", "int8"])
+@pytest.mark.parametrize("shape", [(3, 37, 300), (70, 513)])
+def test_row_blocks_equal_one_piece(monkeypatch, name, dtype, shape):
+    whole_U, whole_state = _run(name, dtype, shape)
+    calls = []
+    real = inner.InnerRule._step_in_chunks
+    monkeypatch.setattr(inner.InnerRule, "_step_in_chunks",
+                        lambda self, *a: calls.append(a[-1]) or real(self, *a))
+    monkeypatch.setattr(inner, "CHUNK_ENTRIES", 1000)          # blocks of 3 (n=300) or 1 (n=513) rows
+    block_U, block_state = _run(name, dtype, shape)
+    assert calls and calls[0] == max(1, 1000 // shape[-1])      # it did run in blocks
+    for a, b in zip(whole_U, block_U):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert whole_state.keys() == block_state.keys()
+    for key in whole_state:
+        assert torch.equal(whole_state[key], block_state[key]), key
+
+
+def test_rules_with_whole_matrix_reductions_are_never_split(monkeypatch):
+    monkeypatch.setattr(inner, "CHUNK_ENTRIES", 10)
+    muon = resolve_inner("muon")
+    G = torch.randn(40, 30)
+    assert inner._row_chunks(muon, muon.init_state(G), G, "") is None
+    adam = resolve_inner("adamw")
+    assert inner._row_chunks(adam, adam.init_state(G), G, "") == 1
+    assert inner._row_chunks(adam, adam.init_state(G), G.mT, "") is None     # not contiguous: one piece
+    custom = inner.InnerRule("normalised", ("exp_avg",), lambda S, g, **_: -g / g.norm())
+    assert not custom.rowwise and inner._row_chunks(custom, {"exp_avg": torch.zeros(40, 30)}, G, "") is None
