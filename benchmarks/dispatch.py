@@ -188,7 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-top", type=int, default=0, metavar="K",
                     help="also write the K most frequent ops of OSD, GaLore, RSO to dispatch_breakdown.txt "
                          "next to --out")
+    ap.add_argument("--large-layout", action="store_true",
+                    help="count with every matrix in the layout of large ones (discrete.step.layout.PER_MATRIX_ELEMS): "
+                         "what a LLaMA-1B-sized set dispatches, where each big product is its own launch")
     args = ap.parse_args(argv)
+    if args.large_layout:
+        from discrete.step import layout
+        layout.PER_MATRIX_ELEMS = 1
     for flag in ("layers", "warmup", "refresh_gap"):
         if getattr(args, flag) < 1:
             ap.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "device": "cpu", "threads": torch.get_num_threads(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "layers": args.layers, "hidden": HIDDEN, "intermediate": INTERMEDIATE, "rank": RANK, "update_proj_gap": GAP,
-            "scale": SCALE, "warmup": args.warmup, "method": "torch.profiler CPU, aten:: events with no aten:: ancestor"}
+            "scale": SCALE, "warmup": args.warmup, "layout": "large" if args.large_layout else "by size",
+            "method": "torch.profiler CPU, aten:: events with no aten:: ancestor"}
     rows, base = [], None
     print(f"{'row':<30} {'ops':>7} {'x foreach':>9} {'refresh':>8} {'first':>7}  target")
     for name in names:
