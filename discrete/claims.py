@@ -35,7 +35,7 @@ TRACKED: Registry[tuple[Callable, Callable, Callable]] = Registry("tracked optim
 TRACKED.add("sgd_momentum", (lambda ps, lr: SGDMomentum(ps, lr=lr, momentum=MOMENTUM, nonfinite="skip"),
                              lambda lr: ds.heavy_ball_system(ds.sgd_time_step(lr, MOMENTUM), MOMENTUM),
                              lambda st: ((1 - MOMENTUM) * st["momentum_buffer"],)))   # M = (1−μ)·torch's buffer
-TRACKED.add("adam", (lambda ps, lr: AdamW(ps, lr=lr, bias_correction=False, nonfinite="skip"),
+TRACKED.add("adam", (lambda ps, lr: AdamW(ps, lr=lr, weight_decay=0.0, bias_correction=False, nonfinite="skip"),
                      lambda lr: ds.adam_system(lr, 0.9, 0.999, 1e-8),
                      lambda st: (st["exp_avg"], st["exp_avg_sq"])))
 TRACKED.add("lion", (lambda ps, lr: Lion(ps, lr=lr, nonfinite="skip"),

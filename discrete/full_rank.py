@@ -19,14 +19,14 @@ from osd_theory.hd.spectral import ADJUST_LR, NS_COEFFICIENTS, NS_EPS, NS_STEPS,
 
 
 class AdamW(SubspaceOptimizer):
-    """AdamW (torch's bias correction and ε placement). Defaults as torch.optim.AdamW but weight_decay 0.
+    """AdamW (torch's bias correction and ε placement). Defaults as torch.optim.AdamW (weight_decay 0.01).
 
     A torch.optim.AdamW state dict loads (its ``amsgrad``, ``capturable``, ``differentiable``, ``fused`` keys are
     accepted at the values that mean this optimizer; ``amsgrad=True`` is refused by name)."""
 
     projects: ClassVar[bool] = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **kw):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, **kw):
         super().__init__(params, lr, betas, eps, weight_decay, inner="adamw", **kw)
 
 

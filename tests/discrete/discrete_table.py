@@ -22,7 +22,7 @@ class Row:
 
 P2 = {"rank": 2, "update_proj_gap": 3, "scale": 1.0}
 TABLE = [
-    Row("adamw", AdamW, {"lr": 1e-2}),
+    Row("adamw", AdamW, {"lr": 1e-2, "weight_decay": 0.0}),          # the default is torch's 0.01: adamw_wd decays
     Row("adamw_wd", AdamW, {"lr": 1e-2, "weight_decay": 0.1}),
     Row("lion", Lion, {"lr": 3e-3}),
     Row("sgd", SGDMomentum, {"lr": 1e-2, "momentum": 0.9}),

@@ -23,7 +23,7 @@ CASES = {
     "heavy_ball": (lambda ps, lr, dt: SGDMomentum(ps, lr=lr, momentum=MOMENTUM, nonfinite="skip", state_dtype=dt),
                    lambda lr: ds.heavy_ball_system(ds.sgd_time_step(lr, MOMENTUM), MOMENTUM),
                    "sgd", lambda S: ((1 - MOMENTUM) * S[0],)),          # M = (1−μ)·torch's buffer
-    "adam": (lambda ps, lr, dt: AdamW(ps, lr=lr, bias_correction=False, nonfinite="skip", state_dtype=dt),
+    "adam": (lambda ps, lr, dt: AdamW(ps, lr=lr, weight_decay=0.0, bias_correction=False, nonfinite="skip", state_dtype=dt),
              lambda lr: ds.adam_system(lr, 0.9, 0.999, 1e-8), "adamw", lambda S: tuple(S)),
 }
 

@@ -96,7 +96,7 @@ def test_full_rank_signed_permutation_reproduces_adamw(m, n, seed):
     osd.state[A] = {"step": torch.zeros(()), "proj": P, "proj_side": side, "last_refresh_step": 0,
                     "exp_avg": torch.zeros(m, n), "exp_avg_sq": torch.zeros(m, n),
                     "proj_exp_avg": torch.zeros(d, d), "proj_exp_avg_sq": torch.zeros(d, d)}
-    ref = AdamW([B], lr=1e-2)
+    ref = AdamW([B], lr=1e-2, weight_decay=0.0)              # OSD's default decay is 0
     for _ in range(10):
         G = torch.randn(m, n, generator=g)
         A.grad, B.grad = G.clone(), G.clone()
