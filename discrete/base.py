@@ -366,6 +366,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
     def _items(self) -> list[Item]:
         """The items of every parameter with a gradient (k read in one go: one host read for all step counters)."""
         params = [(p, g, gi) for gi, g in enumerate(self.param_groups) for p in g["params"]]
+        for i, (p, _, _) in enumerate(params):
+            S.check_materialised(type(self).__name__, i, p)
         live = [(i, p, group, gi) for i, (p, group, gi) in enumerate(params) if p.grad is not None]
         for _, p, _, _ in live:
             S.check_sparse(type(self).__name__, p.grad)

@@ -139,6 +139,19 @@ def check_sparse(name: str, grad: torch.Tensor) -> None:
         raise OptimizerInputError(f"{name} does not support sparse gradients")
 
 
+def check_materialised(name: str, index: int, p: torch.Tensor) -> None:
+    """A parameter on the meta device has no values to step: a clear error, before any change.
+
+    Checked for every parameter, with a gradient or not: ``module.to_empty`` makes new Parameter objects, so an
+    optimizer built on a meta-device model would otherwise step nothing, silently, for the whole run.
+    """
+    if p.is_meta:
+        raise OptimizerInputError(
+            f"{name}: parameter {index} (shape {tuple(p.shape)}) is on the meta device (no data): materialise the "
+            "model first (module.to_empty(device=...) and initialise it), then build the optimizer on "
+            "model.parameters() (to_empty makes new Parameter objects, which an optimizer built before never sees)")
+
+
 def grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     """‖G‖ per gradient (float32 for low-precision G), on the device: no host sync."""
     if not grads:

@@ -48,3 +48,28 @@ def test_amsgrad_is_refused_by_name_and_nothing_loads():
     with pytest.raises(ValueError, match=r"amsgrad=True is not supported.*nothing was loaded"):
         opt.load_state_dict(src.state_dict())
     assert opt.state_dict() == before
+
+
+@pytest.mark.parametrize("cls", ["AdamW", "GaLore", "OnlineSubspaceDescent", "RSO"])
+def test_meta_device_parameters_are_refused(cls):
+    """An optimizer built on a meta-device model refuses to step with one line naming the fix, with or without
+    gradients, and changes nothing: after ``to_empty`` (new Parameter objects) it would otherwise step nothing,
+    silently, for the whole run (torch.optim.AdamW does exactly that)."""
+    import discrete
+    from discrete.state import OptimizerInputError
+
+    with torch.device("meta"):
+        lazy = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 4))
+    w, rest = [lazy[0].weight, lazy[1].weight], [lazy[0].bias, lazy[1].bias]
+    groups = [{"params": rest}, {"params": w, "rank": 2}] if cls != "AdamW" else [{"params": w + rest}]
+    opt = getattr(discrete, cls)(groups, lr=1e-2)
+    for p in lazy.parameters():
+        p.grad = torch.zeros_like(p)
+    with pytest.raises(OptimizerInputError, match="meta device.*to_empty.*build the optimizer"):
+        opt.step()
+    assert len(opt.state) == 0
+    lazy.to_empty(device="cpu")                        # new Parameter objects: the optimizer still holds meta ones
+    for p in lazy.parameters():
+        p.grad = torch.ones_like(p)
+    with pytest.raises(OptimizerInputError, match="parameter 0 .*meta device"):
+        opt.step()
