@@ -133,7 +133,7 @@ def layout_bytes(layout: dict) -> int:
 
 
 def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int, state_dtype: str = "float32",
-             proj_state_dtype: str = "float32") -> Analytic:
+             proj_state_dtype: str = "float32", proj_optimizer: str = "adam") -> Analytic:
     """The formula, per parameter (m, n) of numel N and b bytes per weight element (4 float32, 2 bf16);
     projected matrices with side d (P is d×r) and k the other:
 
@@ -141,10 +141,11 @@ def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int, state
     pending 4(rk + [OSD] dr) (deferred) · state: the Adam moments as the inner rule lays them out for
     ``state_dtype`` (discrete.inner.InnerRule.layout: float32 8 bytes per element, bf16 4, 8-bit 2 plus
     4 bytes of block scale per 256 elements and moment) of N (AdamW, full-rank parameters) or rk elements
-    (projected), plus P 4dr, OSD's Adam on P (``proj_state_dtype``) of dr elements, RSO's coordinate B 4rk.
+    (projected), plus P 4dr, OSD's P-optimizer (``proj_optimizer``: Adam's two moments, none for ``gd``) in
+    ``proj_state_dtype`` of dr elements, RSO's coordinate B 4rk.
     """
     inner = resolve_inner("adamw", state_dtype)
-    p_opt = resolve_proj_optimizer("adam", proj_state_dtype)
+    p_opt = resolve_proj_optimizer(proj_optimizer, proj_state_dtype)
     w = g = pend = st = 0
     for pname, p in model.named_parameters():
         N = p.numel()
