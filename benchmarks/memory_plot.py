@@ -31,13 +31,15 @@ def load(paths: list[str]) -> list[dict]:
 
 
 def pick(rows: list[dict], model: str, opt: str, dtype: str, per_layer: str, weights: str, measured: bool) -> dict | None:
-    """The last row of these settings (rows without the lean keys are float32 states and weights)."""
+    """The last row of these settings (rows without the lean keys are float32 states and weights); ``measured``:
+    a GPU row that ran ("ok"; "any": also one that ran out of memory), else a row with the formula."""
     hit = None
     for r in rows:
         if (r["model"] == model and r["optimizer"] == opt and r.get("state_dtype", "float32") == dtype
                 and r["per_layer_mode"] == per_layer and r.get("weights", "float32") == weights
                 and r.get("activation_checkpointing", True)
-                and (r.get("status") == "ok" and r.get("peak_gb") is not None if measured else "analytic" in r)):
+                and (r.get("status") in (("ok", "oom") if measured == "any" else ("ok",)) and r.get("peak_gb") is not None
+                     if measured else "analytic" in r)):
             hit = r
     return hit
 
@@ -66,10 +68,12 @@ def main(argv=None) -> None:
                     v = r["analytic"][part]
                     ax.bar(x, v, bottom=bottom, color=colours[part], label=part if x == 0 else None, width=0.8)
                     bottom += v
-                m = pick(rows, model, opt, dtype, args.per_layer, args.weights, measured=True)
+                m = pick(rows, model, opt, dtype, args.per_layer, args.weights, measured="any")
                 if m is not None:
-                    ax.plot(x, m["peak_gb"], "kD", label="measured peak" if "measured peak" not in
-                            ax.get_legend_handles_labels()[1] else None)
+                    oom = m["status"] == "oom"          # the peak when the allocator refused (at its --cap-gb)
+                    label = f"out of memory at a {m.get('cap_gb')} GB cap" if oom else "measured peak"
+                    ax.plot(x, m["peak_gb"], "rx" if oom else "kD", markersize=8,
+                            label=label if label not in ax.get_legend_handles_labels()[1] else None)
                 labels.append(f"{opt}\n{dtype}")
                 x += 1
             x += 0.5                                  # a gap between optimizers

@@ -129,7 +129,7 @@ def _cases():
                          lambda ps, h: OPTIMIZERS["sgd"](ps, lr=a * h * h, momentum=mu(h)), sgd_system),
         "adam": (("adam", {"a": a, "b": B_RATE, "e": E_ADAM, "v0": 1e-12}, "identity", {}),
                  lambda ps, h: OPTIMIZERS["adamw"](ps, lr=h, betas=(1 - a * h, 1 - B_RATE * h), eps=E_ADAM,
-                                                   bias_correction=False),
+                                                   weight_decay=0.0, bias_correction=False),
                  lambda h: ds.adam_system(h, 1 - a * h, 1 - B_RATE * h, E_ADAM)),
         "osd": (("heavy_ball", {"a": a}, "online_pca", {"alpha": ALPHA_ODE, "pca_lambda": PCA_LAMBDA}),
                 lambda ps, h: OPTIMIZERS["osd"]([{"params": ps, **sub}], lr=a * h * h, inner="sgd", momentum=mu(h),

@@ -113,7 +113,7 @@ def _optimizer(name: str, params, lr: float):
               "galore": [{"params": params, **sub, "update_proj_gap": 20}],
               "osd": [{"params": params, **sub}],
               "rso": [{"params": params, **sub, "update_proj_gap": 20}]}[name]
-    return OPTIMIZERS[name](groups, lr=lr)
+    return OPTIMIZERS[name](groups, lr=lr, weight_decay=0.0)     # the floors are derived without decay
 
 
 def _kinetic(state: dict, lr: float, beta1: float = 0.9, eps: float = 1e-8) -> float:
