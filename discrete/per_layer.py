@@ -68,7 +68,8 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -131,6 +132,8 @@ class PerLayer:
         self._clip: Tensor | None = None                 # c of clip_grad_norm_, until step()
         self._skip: set[int] = set()                     # pending entries dropped by nonfinite="skip"
         self._diagnostics: dict[str, Any] = {}
+        # an OrderedDict, as torch keeps hooks: RemovableHandle holds it by weak reference (a dict cannot be)
+        self._watchers: OrderedDict[int, Callable[[Tensor, Tensor], None]] = OrderedDict()
         self._handles = [p.register_post_accumulate_grad_hook(self._hook) for p in self._param.values()]
         self._handles += [optimizer.register_step_pre_hook(self._pre_step),
                           optimizer.register_step_post_hook(self._post_step)]
@@ -157,6 +160,8 @@ class PerLayer:
                             f"(accumulation_steps={self.accumulation_steps}); pass the number of backward passes per "
                             "step as accumulation_steps, or call PerLayer.discard() to drop the pending update")
         S.check_sparse(type(self.optimizer).__name__, p.grad)
+        for fn in list(self._watchers.values()):
+            fn(p, p.grad)
         if self.in_backward:
             self._step_now(p)
         else:
@@ -192,6 +197,17 @@ class PerLayer:
             opt.run(kept)
         finally:
             opt.diagnostics = saved
+
+    def watch(self, fn: Callable[[Tensor, Tensor], None]) -> torch.utils.hooks.RemovableHandle:
+        """Call ``fn(p, G)`` with every complete gradient G (p's shape) in backward, before it is stepped or freed.
+
+        The mode frees each gradient as soon as its update is prepared (or taken), so whatever needs the gradients
+        of a step (a metric such as the projection residual of the theory log) reads them here. ``fn`` must not
+        change G. Returns a handle whose ``remove()`` stops the calls.
+        """
+        handle = torch.utils.hooks.RemovableHandle(self._watchers)
+        self._watchers[handle.id] = fn
+        return handle
 
     # -- the global norm and clipping --------------------------------------------------------------
     def _norms(self) -> list[Tensor]:

@@ -161,17 +161,42 @@ def _residual(G: torch.Tensor, Q: torch.Tensor, side: int) -> torch.Tensor:
     return (G - inside).pow(2).sum()
 
 
-def projection_residual(params: list[nn.Parameter], projs: dict[int, tuple[torch.Tensor, int]]) -> float | None:
-    """sqrt(sum ||(I-QQ^T)G||^2 / sum ||G||^2) over projected params with a grad and a projector."""
+class KeptGradients:
+    """The gradients of one step, kept on the host for the theory metrics of per-layer mode.
+
+    Per-layer mode (discrete.PerLayer) frees every projected gradient in backward, so on a log step this is
+    registered with ``PerLayer.watch`` and copies each complete gradient to the CPU (the device peak is
+    unchanged; the copy costs one device-to-host transfer of the gradients, on log steps only). The residuals
+    are then computed on the device, one matrix at a time, exactly as in the ordinary mode.
+    """
+
+    def __init__(self):
+        self.grads: dict[int, torch.Tensor] = {}
+
+    def __call__(self, p: torch.Tensor, G: torch.Tensor) -> None:
+        self.grads[id(p)] = G.detach().to("cpu", copy=True)
+
+    def grad(self, p: torch.Tensor) -> torch.Tensor | None:
+        G = self.grads.get(id(p))
+        return None if G is None else G.to(p.device)
+
+
+def projection_residual(params: list[nn.Parameter], projs: dict[int, tuple[torch.Tensor, int]],
+                        kept: KeptGradients | None = None) -> float | None:
+    """sqrt(sum ||(I-QQ^T)G||^2 / sum ||G||^2) over projected params with a gradient and a projector.
+
+    G is ``p.grad``, or (per-layer mode, which frees it) the copy in ``kept``.
+    """
     num, den = [], []
     for p in params:
-        if p.grad is None or id(p) not in projs:
+        G = p.grad if p.grad is not None or kept is None else kept.grad(p)
+        if G is None or id(p) not in projs:
             continue
         P, side = projs[id(p)]
         if (P.shape[0] != p.shape[0]) if side == 0 else (P.shape[0] != p.shape[1]):
             continue  # a projector of another shape (should not happen; never guess)
-        num.append(_residual(p.grad, orthonormal(P), side))
-        den.append(p.grad.float().pow(2).sum())
+        num.append(_residual(G, orthonormal(P), side))
+        den.append(G.float().pow(2).sum())
     if not num:
         return None
     return float((torch.stack(num).sum() / torch.stack(den).sum().clamp_min(1e-30)).sqrt())

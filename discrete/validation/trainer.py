@@ -120,14 +120,17 @@ def evaluate(model, windows: torch.Tensor, batch: int, device, amp, info: D.Dist
 # theory metrics on log steps
 
 
-def log_metrics(model, bundle, loss: float, before, window_start) -> tuple[dict, dict]:
-    """H-proxy, projection residuals, drift and state bytes; returns (record, projectors now)."""
+def log_metrics(model, bundle, loss: float, before, window_start, kept=None) -> tuple[dict, dict]:
+    """H-proxy, projection residuals, drift and state bytes; returns (record, projectors now).
+
+    ``kept``: the step's gradients kept by :class:`metrics.KeptGradients` (per-layer mode frees them in backward).
+    """
     opt = bundle.optimizer
     rec = {**M.hamiltonian_proxy(loss, opt), "state_bytes": M.state_bytes(model, opt)}
     now = M.projectors(opt)
     if now:
-        rec["residual"] = M.projection_residual(bundle.projected, before)
-        rec["residual_after"] = M.projection_residual(bundle.projected, now)
+        rec["residual"] = M.projection_residual(bundle.projected, before, kept)
+        rec["residual_after"] = M.projection_residual(bundle.projected, now, kept)
         rec["drift_step"] = M.subspace_drift(before, now).get("mean")
         rec["drift_window"] = M.subspace_drift(window_start, now).get("mean") if window_start else None
         rec["orth_error"] = M.orthogonality_error(now)
@@ -271,6 +274,9 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
             is_log = step % cfg.log_every == 0 or step in (1, cfg.steps) or step in sharp_steps
             for group, base in zip(opt.param_groups, base_lrs):
                 group["lr"] = base * lr_factor(step, cfg)
+            # per-layer mode frees the gradients in backward: on a log step keep them (host) for the residuals
+            kept = M.KeptGradients() if is_log and bundle.per_layer is not None else None
+            watching = bundle.per_layer.watch(kept) if kept is not None else None
             # forward/backward over the micro-batches of this rank; DDP syncs on the last one
             for k in range(accum):
                 x, y = data.train.sequences((step - 1) * B + info.rank * per_rank + k * mb, mb)
@@ -281,6 +287,8 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
                 with step_guard(cfg, step):  # --per-layer steps in backward
                     (loss / accum).backward()
                 window["loss"] += loss.detach() / accum
+            if watching is not None:
+                watching.remove()
             before = M.snapshot(opt) if is_log else None
             grad_norm = bundle.clip_grad_norm_(model, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             with step_guard(cfg, step):
@@ -305,7 +313,7 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
 
             if is_log:
                 rec, window_proj = _log_step(model, bundle, cfg, info, device, step, window, before, window_proj,
-                                             grad_norm, coverage)
+                                             grad_norm, coverage, kept)
                 rec.update(extra)
                 runlog.write(rec)
                 check_gradient_alive(rec["grad_norm"], rec["loss"], step, cfg, data.vocab_size)
@@ -357,7 +365,8 @@ def _agreed_signal(received: int | None, info: D.DistInfo, device) -> int:
     return int(flag.item())
 
 
-def _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm, coverage=None):
+def _log_step(model, bundle, cfg, info, device, step, window, before, window_proj, grad_norm, coverage=None,
+              kept=None):
     """One JSONL record: loss, lr, throughput, memory and the theory metrics."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -382,7 +391,8 @@ def _log_step(model, bundle, cfg, info, device, step, window, before, window_pro
     if cfg.nonfinite == "skip":
         rec["skipped"] = list(window["skipped"])  # per step of the window: parameters whose update was skipped
     # the theory metrics read full matrices; under FSDP2 they are DTensor shards (not computed: docs/scaling.md)
-    theory, window_proj = log_metrics(model, bundle, loss, before or {}, window_proj) if not cfg.fsdp else ({}, {})
+    theory, window_proj = (log_metrics(model, bundle, loss, before or {}, window_proj, kept) if not cfg.fsdp
+                           else ({}, {}))
     rec.update(theory)
     if rec.get("drift_window") is not None:
         rec["drift_window_since"] = window["proj_since"]
