@@ -71,6 +71,11 @@ def save_checkpoint(run_dir: str | Path, *, model, optimizer, step: int, sequenc
         "rng": rng_state(),
         "extra": extra or {},
     }
+    return write_payload(path, payload, step)
+
+
+def write_payload(path: Path, payload: dict, step: int) -> Path:
+    """Add the checksum and write ``payload`` to ``path`` atomically (UserError on a failed write, nothing lost)."""
     payload["checksum"] = digest(payload)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
@@ -121,8 +126,13 @@ def restore(ck: dict, model, optimizer, cfg, data_key: str) -> None:
         raise UserError(f"--resume: the corpus differs from the one the run in {cfg.out} trained on "
                         "(other files or other content under --data / --train-files / --valid-files)")
     try:
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
+        if "dcp" in ck:        # an --fsdp run: the shards are in a DCP folder beside checkpoint.pt
+            from discrete.validation.checkpoint_dcp import load_shards
+
+            load_shards(Path(cfg.out), ck, model, optimizer)
+        else:
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--resume: the checkpoint in {cfg.out} does not fit this model/optimizer ({first})") from None

@@ -38,7 +38,7 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not (run_dir / checkpoint.CHECKPOINT_NAME).is_file() or not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a validation run with a checkpoint (needs config.json and "
-                        f"{checkpoint.CHECKPOINT_NAME}; runs with --ckpt-every -1 or --fsdp write none)")
+                        f"{checkpoint.CHECKPOINT_NAME}; runs with --ckpt-every -1 write none)")
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
         raise UserError(f"{out_dir} exists and is {'not a directory' if not out_dir.is_dir() else 'not empty'}; "
                         "pass --overwrite to replace its files, or another OUT_DIR")
@@ -47,7 +47,11 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
         ck = checkpoint.load_checkpoint(run_dir)
     except UserError as exc:
         raise UserError(str(exc).removeprefix("--resume: ")) from None
-    state = ck["model"]
+    state = ck.get("model", {})
+    if "dcp" in ck:                        # an --fsdp run: the whole model from its shards, in this one process
+        from discrete.validation.checkpoint_dcp import load_model_weights
+
+        state = load_model_weights(run_dir, ck, cfg)
     if "embed_tokens.weight" not in state:
         raise UserError(f"the checkpoint of {run_dir} holds no LLaMA weights (no embed_tokens.weight)")
     model = build_model(cfg.model, vocab_size=state["embed_tokens.weight"].shape[0], max_seq_len=cfg.seq_len)

@@ -75,9 +75,9 @@ def resume_or_overwrite(cfg: RunConfig, world: int) -> str | None:
 
 
 def _fsdp(cfg: RunConfig, world: int) -> str | None:
-    if cfg.fsdp and (world < 2 or cfg.per_layer or cfg.resume):
-        return ("--fsdp needs torchrun with 2 or more processes, and neither --per-layer nor --resume "
-                "(validate writes no checkpoints under FSDP2: checkpoint.py saves one process's state)")
+    if cfg.fsdp and (world < 2 or cfg.per_layer):
+        return ("--fsdp needs torchrun with 2 or more processes, and not --per-layer (per-layer mode steps whole "
+                "matrices in backward; FSDP2 holds shards)")
     return None
 
 
@@ -118,5 +118,4 @@ def resolve(cfg: RunConfig, world: int = 1) -> RunConfig:
         message = check(cfg, world)
         if message:
             raise UserError(message)
-    cfg.ckpt_every = -1 if cfg.fsdp else cfg.ckpt_every
     return cfg

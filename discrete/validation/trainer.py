@@ -24,6 +24,7 @@ from discrete.validation import distributed as D
 from discrete.validation import metrics as M
 from discrete.validation import rundir, tensorboard
 from discrete.validation.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore, save_checkpoint
+from discrete.validation.checkpoint_dcp import save_shards
 from discrete.validation.config import RunConfig, all_or_none, check_fields
 from discrete.validation.corpus import files_split, find_split
 from discrete.validation.coverage import start as start_coverage
@@ -259,13 +260,15 @@ def _loop(cfg, info, device, model, bundle, data, runlog, ck, log, coverage=None
     sharp_steps = measure_steps(cfg.steps, cfg.sharpness) if cfg.sharpness else set()  # all ranks log them
 
     def checkpoint(step: int):
+        extra = {"window_loss": window["loss"].detach().cpu(), "window_steps": window["loss_steps"],
+                 "data_key": data.key, "optimizer": cfg.optimizer, "model": cfg.model, "run_id": run_id,
+                 **({"coverage": coverage.state_dict()} if coverage else {})}
+        if cfg.fsdp:  # every process writes its shards (checkpoint_dcp.py)
+            return save_shards(run_dir, model=model, optimizer=opt, step=step, sequences=step * B, extra=extra,
+                               info=info, device=device)
         path = None
         if info.is_main:
-            path = save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B,
-                                   extra={"window_loss": window["loss"].detach().cpu(),
-                                          "window_steps": window["loss_steps"], "data_key": data.key,
-                                          "optimizer": cfg.optimizer, "model": cfg.model, "run_id": run_id,
-                                          **({"coverage": coverage.state_dict()} if coverage else {})})
+            path = save_checkpoint(run_dir, model=model, optimizer=opt, step=step, sequences=step * B, extra=extra)
         D.barrier(info)
         return path
 

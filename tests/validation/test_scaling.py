@@ -73,3 +73,55 @@ def test_fsdp_two_gloo_processes_match_one_process(make_cfg, tmp_path, loss_chun
 def test_unsupported_combinations_are_user_errors(make_cfg, kw, message):
     with pytest.raises(UserError, match=message):
         train(make_cfg(**kw))
+
+
+def _two(cfg) -> None:
+    torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), cfg), nprocs=2, join=True,
+                                          start_method="spawn")
+
+
+@pytest.mark.parametrize("optimizer", ["galore", "osd"])
+def test_fsdp_run_checkpoints_through_dcp_and_resumes_exactly(make_cfg, tmp_path, optimizer):
+    """Under --fsdp every process writes its shards (torch.distributed.checkpoint) beside checkpoint.pt: a run
+    stopped after step 3 and resumed logs what the uninterrupted run logs, bit for bit; a changed shard file is
+    refused by name, and so is a resume with another number of processes."""
+    import dataclasses
+
+    from discrete.validation.checkpoint import load_checkpoint
+
+    full = make_cfg(optimizer=optimizer, steps=5, fsdp=True, log_every=1, out=str(tmp_path / "full"))
+    _two(full)
+    part = make_cfg(optimizer=optimizer, steps=5, fsdp=True, log_every=1, stop_after=3, out=str(tmp_path / "part"))
+    _two(part)
+    ck = load_checkpoint(part.out)
+    assert ck["step"] == 3 and ck["dcp"] == "checkpoint-dcp-3" and ck["dcp_files"]
+    assert sorted(p.name for p in (tmp_path / "part").glob("checkpoint-dcp-*")) == ["checkpoint-dcp-3"]
+    _two(dataclasses.replace(part, stop_after=None, resume=True))
+    a, b = read_log(full.out), read_log(part.out)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "val_loss", "grad_norm"):
+            assert ra.get(key) == rb.get(key), (ra["step"], key)
+    assert load_checkpoint(part.out)["dcp"] == "checkpoint-dcp-5"          # the older folder is gone
+    assert [p.name for p in (tmp_path / "part").glob("checkpoint-dcp-*")] == ["checkpoint-dcp-5"]
+    if optimizer == "galore":                  # the whole model can be exported from the shards in one process
+        pytest.importorskip("transformers")
+        from discrete.validation.export_cli import export
+        from discrete.validation.checkpoint_dcp import load_model_weights
+        from discrete.validation.config import from_json
+        from discrete.validation.runlog import read_json
+
+        export(part.out, tmp_path / "hf")
+        def weights(name):
+            return load_model_weights(tmp_path / name, load_checkpoint(tmp_path / name),
+                                      from_json(read_json(tmp_path / name / "config.json")))
+
+        a, b = weights("full"), weights("part")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)     # the resumed run's end state
+        assert (tmp_path / "hf" / "model.safetensors").is_file()
+    # a changed shard: refused with the reason, before anything trains
+    shard = next((tmp_path / "part" / "checkpoint-dcp-5").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes() + b"x")
+    with pytest.raises(Exception) as err:
+        _two(dataclasses.replace(part, stop_after=None, resume=True, steps=6))
+    assert "do not match the checksums" in str(err.value)
