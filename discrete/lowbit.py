@@ -117,9 +117,10 @@ def quantize_(codes: Tensor, absmax: Tensor, x: Tensor, *, signed: bool, kind: s
     absmax.copy_(amax)
     scale = torch.where(amax > 0, amax, torch.ones_like(amax))      # an all-zero block: codes of 0
     values, mids = _tables(kind, signed, x.device)
-    idx = torch.bucketize(xb / scale[..., None], mids).flatten(-2)[..., :n]
+    # int32 indices (not bucketize's default int64): half the bytes of the largest temporary
+    idx = torch.bucketize(xb / scale[..., None], mids, out_int32=True).flatten(-2)[..., :n]
     offset = (values.numel() - 1) // 2 if signed else 0             # signed: index 127 is the value 0
-    codes.copy_(idx - offset)
+    codes.copy_(idx.sub_(offset) if offset else idx)
 
 
 def dequantize(codes: Tensor, absmax: Tensor, *, signed: bool, kind: str = "dynamic", block: int = BLOCK) -> Tensor:
@@ -127,8 +128,9 @@ def dequantize(codes: Tensor, absmax: Tensor, *, signed: bool, kind: str = "dyna
     n = codes.shape[-1]
     values, _ = _tables(kind, signed, codes.device)
     offset = (values.numel() - 1) // 2 if signed else 0
-    x = values[codes.long() + offset]
-    xb = _blocked(x, block) * absmax[..., None]
+    # index_select takes int32 indices: no int64 copy of the codes (8 bytes per entry)
+    x = values.index_select(0, (codes.to(torch.int32) + offset).reshape(-1)).view(codes.shape)
+    xb = _blocked(x, block).mul_(absmax[..., None])            # x is this function's own tensor: in place
     return xb.flatten(-2)[..., :n]
 
 
