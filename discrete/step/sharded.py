@@ -30,6 +30,12 @@ place) with the functions of :mod:`discrete.subspace`, and these collectives (k 
 * **the moment transport** (``switch`` rotate / rotate_m after a P step) and the QR retraction of a left-side P:
   the r×r sums by one all-reduce of 2·r·r; the QR on the all-gathered P (m×r), each process keeping its rows.
 
+**Batched over the step's matrices** (:func:`prepare_items`): the right-side P's are gathered in one all-gather,
+and every matrix's partial sums above (left-side Ĝ, the field's grams or parts) go in one all-reduce (one per
+dtype), so a regular step of the online-PCA family, GaLore or RSO makes 4 collectives whatever the number of
+matrices (the norms, the P gather, the sums, the agreement; ``tests/discrete/test_fsdp_collectives.py``). Refresh
+steps, the default parts on the left and rules that need whole matrices add their own per matrix.
+
 State: P and its optimizer's moments are sharded by P's rows (W's rows on the left side, rows of n on the
 right); Ĝ's moments and B are sharded like W's rows where they have them (the right side) and replicated
 otherwise (``Replicate()``), so ``torch.distributed.checkpoint`` saves and reshards every tensor correctly.
@@ -40,6 +46,7 @@ Supported: ``fully_shard`` over a 1-D mesh (placements ``(Shard(0),)``). Anythin
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -217,43 +224,8 @@ def _sum(rows: Rows) -> Callable[[Tensor], Tensor]:
     return lambda x: all_reduce_([x], rows)[0]
 
 
-def project_local(P: Tensor, G: Tensor, side: int, rows: Rows) -> Tensor:
-    """Ĝ from this process's rows: ΣPᵢᵀGᵢ (r, n) by one all-reduce (left), GᵢP (mᵢ, r) locally (right)."""
-    return all_reduce_([P.mT @ G], rows)[0] if side == LEFT else G @ P
-
-
 def _uses_default_parts(rule: ProjectionRule) -> bool:
     return type(rule).field_parts is SmoothRule.field_parts
-
-
-def field_local(it: Item, P: Tensor, G: Tensor, G_hat: Tensor, rows: Rows) -> Tensor:
-    """The P field at t = k on this process: P's local rows (left) or the whole, replicated P (right).
-
-    Collectives are the same on every process whatever the rule does (no early exit between them), so that a
-    rule failing on one process cannot leave another waiting.
-    """
-    rule, side, t, inv = it.rule, it.state["proj_side"], float(it.k), it.inv
-    if isinstance(rule, OnlinePCA):                       # the family's own closed form (THEORY.md §4.1)
-        if side == LEFT:
-            A = G_hat * inv                                                 # PᵀG̃ (r, n), Ĝ already summed
-            B = (G @ A.mT) * inv                                            # G̃ᵢAᵀ (mᵢ, r)
-            PtP = all_reduce_([gram_float32(P)], rows)[0]
-            return -online_pca_grad_from_grams(P, A @ A.mT, B, rule.pca_lambda, PtP)
-        AAt, B = all_reduce_([G_hat.mT @ G_hat, G.mT @ G_hat], rows)       # ΣĜᵢᵀĜᵢ, ΣGᵢᵀĜᵢ: one all-reduce
-        return -online_pca_grad_from_grams(P, AAt * inv ** 2, B * inv ** 2, rule.pca_lambda, gram_float32(P))
-    if _uses_default_parts(rule):                         # C P = G̃G̃ᵀP from local rows + one all-reduce
-        if side == LEFT:
-            GtP = all_reduce_([G.mT @ P], rows)[0]                          # ΣGᵢᵀPᵢ (n, r)
-            CP_full, P_full = gather_rows(G @ GtP * inv ** 2, rows), gather_rows(P, rows)
-            field = guarded(it, "field", lambda: rule.field_from_parts(t, P_full, (CP_full,)))
-            return check_output(it, "field", field, P_full)[rows.start:rows.stop]
-        CP = all_reduce_([G.mT @ (G @ P)], rows)[0] * inv ** 2            # ΣGᵢᵀ(GᵢP) (n, r)
-        return check_output(it, "field", guarded(it, "field", lambda: rule.field_from_parts(t, P, (CP,))), P)
-    G_full = gather_rows(G, rows)                         # any other rule: whole matrices
-    P_full = gather_rows(P, rows) if side == LEFT else P
-    field = guarded(it, "field", lambda: rule.field(t, P_full, G_full))
-    field = check_output(it, "field", field, P_full)
-    return field[rows.start:rows.stop] if side == LEFT else field
 
 
 # -- prepare and commit ------------------------------------------------------------------------------
@@ -284,18 +256,131 @@ def _refresh(it: Item, local: dict, rows: Rows) -> Tensor:
     return P_new[rows.start:rows.stop] if side == LEFT else P_new
 
 
+def gather_many(locals_: list[Tensor], rows: list[Rows]) -> list[Tensor]:
+    """The full matrices of several row-sharded tensors (``torch.chunk`` rows of (N, ·)) in one all-gather: each
+    process's rows of every tensor concatenated, padded to the largest process's total, gathered, cut apart."""
+    import torch.distributed as dist
+
+    if not locals_:
+        return []
+    k, me = rows[0].mesh.size(), rows[0].mesh.get_local_rank()
+
+    def counts(rw: Rows, width: int) -> list[int]:                 # entries of each process's rows
+        n, chunk = rw.shape[0], -(-rw.shape[0] // k)
+        return [(min(i * chunk + chunk, n) - min(i * chunk, n)) * width for i in range(k)]
+
+    sizes = [counts(rw, math.prod(t.shape[1:])) for t, rw in zip(locals_, rows)]
+    totals = [sum(c[i] for c in sizes) for i in range(k)]
+    flat = torch.zeros(max(totals), dtype=locals_[0].dtype, device=locals_[0].device)
+    torch.cat([t.reshape(-1) for t in locals_], out=flat[:totals[me]])
+    parts = [torch.empty_like(flat) for _ in range(k)]
+    dist.all_gather(parts, flat, group=rows[0].group)
+    out, offsets = [], [0] * k
+    for t, c in zip(locals_, sizes):
+        pieces = []
+        for i in range(k):
+            pieces.append(parts[i][offsets[i]:offsets[i] + c[i]])
+            offsets[i] += c[i]
+        out.append(torch.cat(pieces).view(-1, *t.shape[1:]))
+    return out
+
+
+def _partials(it: Item, P: Tensor, G: Tensor, side: int) -> list[Tensor]:
+    """This process's parts of the sums the item's step needs (summed for all items in one all-reduce):
+    Ĝ = ΣPᵢᵀGᵢ (left; on the right Ĝᵢ = GᵢP is local and set here) and the r×r / n×r products of the P field
+    (the online-PCA family's grams, or the default parts' G̃ᵀP); any other rule's field needs whole matrices
+    (gathered after the sum)."""
+    if side != LEFT:
+        it.G_hat = G @ P                                                    # (mᵢ, r): this process's rows of Ĝ
+    parts = [P.mT @ G] if side == LEFT else []
+    if it.rule.smooth and isinstance(it.rule, OnlinePCA):
+        parts += [gram_float32(P)] if side == LEFT else [it.G_hat.mT @ it.G_hat, G.mT @ it.G_hat]
+    elif it.rule.smooth and _uses_default_parts(it.rule):
+        parts += [G.mT @ P] if side == LEFT else [G.mT @ it.G_hat]
+    return parts
+
+
+def _field(it: Item, P: Tensor, G: Tensor, summed: list[Tensor], rows: Rows) -> Tensor:
+    """The P field at t = k from the summed parts (:func:`_partials`): P's local rows (left) or the whole P (right).
+
+    Collectives here (the default parts on the left, any other rule) come before the rule's own code, and are the
+    same on every process whatever the rule does, so a rule failing on one process cannot leave another waiting.
+    """
+    rule, side, t, inv = it.rule, it.state["proj_side"], float(it.k), it.inv
+    if isinstance(rule, OnlinePCA):                       # the family's own closed form (THEORY.md §4.1)
+        if side == LEFT:
+            A = it.G_hat * inv                                              # PᵀG̃ (r, n), Ĝ already summed
+            B = (G @ A.mT) * inv                                            # G̃ᵢAᵀ (mᵢ, r)
+            return -online_pca_grad_from_grams(P, A @ A.mT, B, rule.pca_lambda, summed[0])
+        AAt, B = summed                                                     # ΣĜᵢᵀĜᵢ, ΣGᵢᵀĜᵢ
+        return -online_pca_grad_from_grams(P, AAt * inv ** 2, B * inv ** 2, rule.pca_lambda, gram_float32(P))
+    if _uses_default_parts(rule):                         # C P = G̃G̃ᵀP from local rows and the summed part
+        if side == LEFT:
+            CP_full, P_full = gather_rows(G @ summed[0] * inv ** 2, rows), gather_rows(P, rows)
+            field = guarded(it, "field", lambda: rule.field_from_parts(t, P_full, (CP_full,)))
+            return check_output(it, "field", field, P_full)[rows.start:rows.stop]
+        CP = summed[0] * inv ** 2
+        return check_output(it, "field", guarded(it, "field", lambda: rule.field_from_parts(t, P, (CP,))), P)
+    G_full = gather_rows(G, rows)                         # any other rule: whole matrices
+    P_full = gather_rows(P, rows) if side == LEFT else P
+    field = guarded(it, "field", lambda: rule.field(t, P_full, G_full))
+    field = check_output(it, "field", field, P_full)
+    return field[rows.start:rows.stop] if side == LEFT else field
+
+
+def prepare_items(items: list[Item]) -> StepRejected | None:
+    """Steps 1, 2 and 5's field of every projected item from this process's rows, with the collectives of all
+    items batched: one all-gather of the right-side P's, one all-reduce of every item's partial sums (Ĝ on the
+    left, the field's grams); refresh steps and rules that need whole matrices add their own. Pure (collectives
+    change no state). Returns the first rejection (the other processes reject the same item, or its failure
+    was in the rule's own code after the last collective of that item)."""
+    error = None
+    live = []
+    locals_ = [local_view(it.state) for it in items]
+    right = [(it, loc) for it, loc in zip(items, locals_) if loc["proj_side"] != LEFT]
+    for dtype in {loc["proj"].dtype for _, loc in right}:   # P (n, r) is sharded by rows too: the step uses all of it
+        pick = [(it, loc) for it, loc in right if loc["proj"].dtype == dtype]
+        whole = gather_many([loc["proj"] for _, loc in pick],
+                            [p_rows(it.rows, RIGHT, loc["proj"].shape[-1]) for it, loc in pick])
+        for (_, loc), P in zip(pick, whole):
+            loc["proj"] = P
+    for it, local in zip(items, locals_):                  # step 1 (its own collectives, on refresh steps only)
+        try:
+            it.event = refresh_event(local, it.rule, it.plan, it.k)
+            P = _refresh(it, local, it.rows) if it.event is not None else local["proj"]
+            it.P_whole = None if local["proj_side"] == LEFT else P
+            live.append((it, local["proj_side"], P))
+        except StepRejected as e:
+            error = error or e
+    partials = []
+    for it, side, P in live:
+        with it.plan.mode.context():
+            partials.append(_partials(it, P, it.grad, side))
+    flat = [x for ps in partials for x in ps]
+    summed_by_index = {}
+    for dtype in dict.fromkeys(x.dtype for x in flat):     # one all-reduce per dtype (float32, or float64 twins)
+        idx = [i for i, x in enumerate(flat) if x.dtype == dtype]
+        summed_by_index.update(zip(idx, all_reduce_([flat[i] for i in idx], live[0][0].rows)))
+    at = 0
+    for (it, side, P), ps in zip(live, partials):
+        summed = [summed_by_index[at + j] for j in range(len(ps))]
+        at += len(ps)
+        try:
+            with it.plan.mode.context():
+                if side == LEFT:
+                    it.G_hat = summed.pop(0)
+                if it.rule.smooth:
+                    it.field = _field(it, P, it.grad, summed, it.rows)
+        except StepRejected as e:
+            error = error or e
+    return error
+
+
 def prepare_item(it: Item) -> None:
-    """Steps 1, 2 and 5's field from this process's rows; pure (the collectives change no state)."""
-    local = local_view(it.state)
-    if local["proj_side"] != LEFT:            # P (n, r) is sharded by rows too: this step works on the whole P
-        local["proj"] = gather_rows(local["proj"], p_rows(it.rows, RIGHT, local["proj"].shape[-1]))
-    it.event = refresh_event(local, it.rule, it.plan, it.k)
-    P = _refresh(it, local, it.rows) if it.event is not None else local["proj"]
-    it.P_whole = None if local["proj_side"] == LEFT else P
-    with it.plan.mode.context():
-        it.G_hat = project_local(P, it.grad, local["proj_side"], it.rows)
-        if it.rule.smooth:
-            it.field = field_local(it, P, it.grad, it.G_hat, it.rows)
+    """One item's :func:`prepare_items` (raises its rejection)."""
+    error = prepare_items([it])
+    if error is not None:
+        raise error
 
 
 def reduce_squared_norms(items: list[Item], sq: Tensor) -> Tensor:
@@ -309,15 +394,8 @@ def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Ite
     """Prepare every item on this process; then all processes agree, before any commits."""
     if prepared:
         raise UserError("per-layer mode does not support FSDP2 (DTensor) parameters")
-    error = None
-    for it in items:
-        if not it.projected:
-            continue
-        try:
-            prepare_item(it)
-        except StepRejected as e:
-            # keep taking part in the collectives of the items after this one: the other processes are in them
-            error = error or e
+    # every item takes part in every batched collective, also after one was rejected: the other processes are in them
+    error = prepare_items([it for it in items if it.projected])
     if items:
         agree(error, items[0].rows.group)
     return items
