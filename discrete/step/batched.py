@@ -13,7 +13,8 @@ dtype, a device, a step count and RSO's subproblem start. Per bucket:
 
 Full-rank items are bucketed by shape too (norm weights of one width are one bucket): one inner step on the
 stacked state, one ``_foreach_add_`` for W (per tensor, a full-rank step is ~10 elementwise launches: stacking
-costs one copy of G and saves ten launches per tensor, which on LLaMA-1B is the better side of the trade). No equation lives here: layout and launches only
+costs one copy of G and saves ten launches per tensor, which on LLaMA-1B is the better side of the trade), except
+that a large bucket with low-precision states steps tensor by tensor (:func:`_one_by_one`: memory first). No equation lives here: layout and launches only
 (tests/discrete/test_batched.py checks every rule × inner optimizer against the single executor).
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from discrete.step.checks import check_output, guarded
 from discrete.step.items import Context, Item, inverse, note_event
+from discrete import inner
 from discrete.step import layout
 from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
 from discrete.rounding import generators_for
@@ -132,6 +134,16 @@ def _stack_prepared(b: Bucket) -> None:
     b.fresh_basis = [i for i, it in enumerate(b.items) if it.event in ("init", "jump")]
 
 
+def _one_by_one(b: Bucket) -> bool:
+    """A full-rank bucket whose state is not float32 (8-bit, bf16) and is larger than an inner row block steps
+    tensor by tensor: no stacked copy of G and no bucket-sized float32 U (1B AdamW with 8-bit states peaked 1.9 GB
+    above float32 AdamW with them), at ~10 launches per tensor. Low-precision states are chosen for memory;
+    float32 states keep the stacked step (fewer launches)."""
+    first = b.items[0]
+    return (not first.projected and len(b.items) > 1 and first.plan.inner.state_dtype != "float32"
+            and len(b.items) * first.param.numel() > inner.CHUNK_ENTRIES)
+
+
 def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Bucket]:
     """Buckets with Ĝ and the P field computed (projected) or G stacked (full rank); pure.
 
@@ -143,7 +155,7 @@ def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Buc
             _stack_prepared(b)
         elif b.items[0].projected:
             _prepare_projected(b)
-        else:
+        elif not _one_by_one(b):
             grads = [it.grad for it in b.items]
             b.G_hat = stack_cast(grads, grads[0].dtype)
     return buckets
@@ -155,6 +167,11 @@ def commit(buckets: list[Bucket], ctx: Context) -> None:
         first = b.items[0]
         params = [it.param for it in b.items]
         plan = first.plan
+        if not first.projected and b.G_hat is None:          # _one_by_one: each on its own gradient
+            for it in b.items:
+                add_update_(it.param, plan.inner.step(it.state, it.grad, plan.hp, first.k + 1), plan, [it.index],
+                            first.k + 1)
+            continue
         if not first.projected:
             U = plan.inner.step(b.state, b.G_hat, plan.hp, first.k + 1)
             add_update_(params if len(params) > 1 else params[0], U if len(params) > 1 else U[0], plan,

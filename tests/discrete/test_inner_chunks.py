@@ -50,3 +50,39 @@ def test_rules_with_whole_matrix_reductions_are_never_split(monkeypatch):
     assert inner._row_chunks(adam, adam.init_state(G), G.mT, "") is None     # not contiguous: one piece
     custom = inner.InnerRule("normalised", ("exp_avg",), lambda S, g, **_: -g / g.norm())
     assert not custom.rowwise and inner._row_chunks(custom, {"exp_avg": torch.zeros(40, 30)}, G, "") is None
+
+
+@pytest.mark.parametrize("state_dtype", ["int8", "bf16"])
+def test_low_precision_full_rank_buckets_step_one_by_one_with_the_same_values(monkeypatch, state_dtype):
+    """A large full-rank bucket with 8-bit or bf16 states steps tensor by tensor (no stacked G, no bucket-sized
+    float32 U: discrete/step/batched._one_by_one), giving the stacked step's weights and states bit for bit."""
+    from discrete import AdamW
+    from discrete.step import batched
+
+    def run(dtype: str = state_dtype):
+        g = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(40, 300, generator=g)) for _ in range(4)]
+        opt = AdamW(params, lr=1e-2, state_dtype=dtype)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        return params, opt
+
+    taken = []
+    real = batched._one_by_one
+    monkeypatch.setattr(batched, "_one_by_one", lambda b: taken.append(real(b)) or taken[-1])
+    stacked_params, stacked_opt = run()
+    assert taken and not any(taken)                          # 4 x 12,000 entries: one stacked step
+    taken.clear()
+    monkeypatch.setattr(inner, "CHUNK_ENTRIES", 20_000)
+    split_params, split_opt = run()
+    assert taken and all(taken)                              # now larger than a block: one by one
+    taken.clear()
+    run("float32")
+    assert taken and not any(taken)                          # float32 states keep the stacked step
+    for a, b in zip(stacked_params, split_params):
+        assert torch.equal(a, b)
+    for pa, pb in zip(stacked_params, split_params):
+        sa, sb = stacked_opt.state[pa], split_opt.state[pb]
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa if torch.is_tensor(sa[k]))
