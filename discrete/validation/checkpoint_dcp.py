@@ -62,22 +62,28 @@ def save_shards(run_dir: Path, *, model, optimizer, step: int, sequences: int, e
     return path
 
 
+def _verified(run_dir: Path, ck: dict, why: str) -> Path:
+    """The shard folder checkpoint.pt ``ck`` names, its files checked against the recorded SHA-256s."""
+    folder = run_dir / ck["dcp"]
+    if not folder.is_dir():
+        raise UserError(f"{why}{run_dir / CHECKPOINT_NAME} names the shard folder {folder.name}, which is missing")
+    if _file_digests(folder) != ck["dcp_files"]:
+        raise UserError(f"{why}the shards in {folder} do not match the checksums in {CHECKPOINT_NAME} "
+                        "(a file was changed, added or removed); restart the run with --overwrite")
+    return folder
+
+
 def load_shards(run_dir: Path, ck: dict, model, optimizer) -> None:
     """Load the DCP folder named by checkpoint.pt ``ck`` into the (FSDP2) model and optimizer, its files verified."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    folder = run_dir / ck["dcp"]
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     if ck.get("world") not in (None, world):
         raise UserError(f"--resume: the sharded checkpoint in {run_dir} was written by {ck['world']} processes, "
                         f"this run has {world}; resume with the same number of processes")
-    if not folder.is_dir():
-        raise UserError(f"--resume: {run_dir / CHECKPOINT_NAME} names the shard folder {folder.name}, which is missing")
-    if _file_digests(folder) != ck["dcp_files"]:
-        raise UserError(f"--resume: the shards in {folder} do not match the checksums in {CHECKPOINT_NAME} "
-                        "(a file was changed, added or removed); restart the run with --overwrite")
+    folder = _verified(run_dir, ck, "--resume: ")
     # get_state_dict creates the optimizer state (a zero-gradient, zero-lr step) so that DCP loads into it
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optimizer": osd}
@@ -85,21 +91,16 @@ def load_shards(run_dir: Path, ck: dict, model, optimizer) -> None:
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
-def load_model_weights(run_dir: Path, ck: dict, cfg) -> dict:
-    """The whole model state dict of an --fsdp checkpoint, read into one process (``osd-theory export``)."""
+def load_model_weights(run_dir: Path, ck: dict) -> dict:
+    """The whole model state dict of an --fsdp checkpoint, read into one process (``osd-theory export``): each
+    tensor allocated at the full shape and dtype the shard metadata records, then filled by DCP."""
     import torch
     import torch.distributed.checkpoint as dcp
 
-    from discrete.validation.model import build_model
-
-    folder = run_dir / ck["dcp"]
-    if not folder.is_dir() or _file_digests(folder) != ck["dcp_files"]:
-        raise UserError(f"the shards in {folder} are missing or do not match the checksums in {CHECKPOINT_NAME}")
-    # the shapes come from the saved metadata: the vocabulary size is the embedding's
-    meta = dcp.FileSystemReader(str(folder)).read_metadata()
-    vocab = meta.state_dict_metadata["model.embed_tokens.weight"].size[0]
-    with torch.device("meta"):
-        model = build_model(cfg.model, vocab_size=vocab, max_seq_len=cfg.seq_len)
-    state = {"model": {k: torch.empty(v.shape, dtype=v.dtype) for k, v in model.state_dict().items()}}
+    folder = _verified(run_dir, ck, "")
+    meta = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    model = {key.removeprefix("model."): torch.empty(md.size, dtype=md.properties.dtype)
+             for key, md in meta.items() if key.startswith("model.")}
+    state = {"model": model}
     dcp.load(state, checkpoint_id=str(folder), no_dist=True)
     return state["model"]

@@ -51,7 +51,7 @@ def export(run_dir: str | Path, out_dir: str | Path, overwrite: bool = False) ->
     if "dcp" in ck:                        # an --fsdp run: the whole model from its shards, in this one process
         from discrete.validation.checkpoint_dcp import load_model_weights
 
-        state = load_model_weights(run_dir, ck, cfg)
+        state = load_model_weights(run_dir, ck)
     if "embed_tokens.weight" not in state:
         raise UserError(f"the checkpoint of {run_dir} holds no LLaMA weights (no embed_tokens.weight)")
     model = build_model(cfg.model, vocab_size=state["embed_tokens.weight"].shape[0], max_seq_len=cfg.seq_len)
