@@ -14,8 +14,9 @@ dtype, a device, a step count and RSO's subproblem start. Per bucket:
 Full-rank items are bucketed by shape too (norm weights of one width are one bucket): one inner step on the
 stacked state, one ``_foreach_add_`` for W (per tensor, a full-rank step is ~10 elementwise launches: stacking
 costs one copy of G and saves ten launches per tensor, which on LLaMA-1B is the better side of the trade), except
-that a large bucket with low-precision states steps tensor by tensor (:func:`_one_by_one`: memory first). No equation lives here: layout and launches only
-(tests/discrete/test_batched.py checks every rule × inner optimizer against the single executor).
+that a large bucket with low-precision states steps tensor by tensor (:func:`_one_by_one`: memory first).
+No equation lives here: layout and launches only (tests/discrete/test_batched.py checks every rule × inner
+optimizer against the single executor).
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field as dc_field
 import torch
 from torch import Tensor
 
-from discrete.step.checks import check_output, guarded
-from discrete.step.items import Context, Item, inverse, note_event
 from discrete import inner
 from discrete.step import layout
+from discrete.step.checks import check_output, guarded
+from discrete.step.items import Context, Item, inverse, note_event
 from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
 from discrete.rounding import generators_for
 from discrete.step.single import add_update_
