@@ -20,6 +20,7 @@ import torch
 from discrete import OPTIMIZERS, AdamW, GaLore, SGDMomentum
 from discrete.groups import param_groups
 from discrete.inner import INNER
+from two_processes import leave, start
 from discrete_table import TABLE, Row, build, data, flat, groups, loss_fn, make_model, roundtrip, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -546,10 +547,7 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
         weights[row.name] = flat(model)
     if rank == 0:
         torch.save(weights, out)
-    # both ranks leave together: a rank that tears gloo down while its peer is still in it can abort
-    # ("terminate called without an active exception", seen once in CI)
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()
 
 
 def test_ddp_two_gloo_processes_match_one_process(tmp_path):
@@ -557,8 +555,7 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     out = str(tmp_path / "ddp.pt")
-    # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
-    torch.multiprocessing.start_processes(_ddp_worker, args=(port, out), nprocs=2, join=True, start_method="spawn")
+    start(_ddp_worker, (port, out), tmp_path / "logs")
     ddp = torch.load(out)
     for row in DDP_ROWS:
         model = make_model()

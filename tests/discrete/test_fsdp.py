@@ -35,6 +35,7 @@ import pytest
 import torch
 
 from discrete import OPTIMIZERS
+from two_processes import leave, start
 
 WORLD, STEPS, BATCH, SAVE_AT = 2, 5, 8, 2
 USER_RULE = f"{os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fsdp_rules.py')}:gamma"
@@ -197,36 +198,28 @@ def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
         res["errors"]["per_layer"] = str(exc)
     if rank == 0:
         torch.save(res, out)
-    # both ranks leave together: a rank that tears gloo down while its peer is still in it can abort
-    # ("terminate called without an active exception", seen once in CI)
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()
 
 
 @pytest.fixture(scope="module")
 def fsdp(tmp_path_factory):
-    import torch.multiprocessing as mp
-
     pytest.importorskip("torch.distributed.fsdp")
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
     root = tmp_path_factory.mktemp("fsdp")
     path, out = str(root / "run"), str(root / "result.pt")
-    # spawn, not fork: a child forked after the parent ran OpenMP regions can hang in its first parallel op (seen in CI)
-    mp.start_processes(_worker, args=(path, out), nprocs=WORLD, join=True, start_method="spawn")
+    start(_worker, (path, out), root / "logs", WORLD)
     return path, torch.load(out, weights_only=False)
 
 
 @pytest.fixture(scope="module")
 def fsdp_nccl(tmp_path_factory):
     """The same worker on 2 GPUs with NCCL (skipped without them): spawn, as CUDA cannot be forked."""
-    import torch.multiprocessing as mp
-
     if torch.cuda.device_count() < WORLD or not torch.distributed.is_nccl_available():
         pytest.skip(f"needs {WORLD} CUDA devices and NCCL")
     root = tmp_path_factory.mktemp("fsdp_nccl")
     path, out = str(root / "run"), str(root / "result.pt")
-    mp.start_processes(_worker, args=(path, out, "cuda"), nprocs=WORLD, join=True, start_method="spawn")
+    start(_worker, (path, out, "cuda"), root / "logs", WORLD)
     return path, torch.load(out, weights_only=False)
 
 
@@ -343,11 +336,10 @@ def test_fsdp_path_is_not_taken_for_plain_tensors():
 
 
 if __name__ == "__main__":   # python tests/discrete/test_fsdp.py: print the measured distances
-    import torch.multiprocessing as mp
+    from pathlib import Path
 
     tmp = tempfile.mkdtemp()
-    mp.start_processes(_worker, args=(os.path.join(tmp, "run"), os.path.join(tmp, "r.pt")), nprocs=WORLD,
-                       start_method="spawn")
+    start(_worker, (os.path.join(tmp, "run"), os.path.join(tmp, "r.pt")), Path(tmp) / "logs", WORLD)
     out = torch.load(os.path.join(tmp, "r.pt"), weights_only=False)
     for n in CONFIGS:
         print(f"{n:22s} fsdp-single {rel(flat(out['params'][n]), reference(n)):.2e}  "

@@ -12,6 +12,8 @@ import socket
 import pytest
 import torch
 
+from two_processes import leave, start
+
 WORLD = 2
 
 
@@ -62,17 +64,16 @@ def _worker(rank: int, port: int, out: str) -> None:
             counts[(cls.__name__, blocks)] = list(calls)       # the third step: no refresh
     if rank == 0:
         torch.save(counts, out)
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()
 
 
 @pytest.fixture(scope="module")
 def counts(tmp_path_factory):
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
-    out = str(tmp_path_factory.mktemp("coll") / "counts.pt")
-    torch.multiprocessing.start_processes(_worker, args=(_free_port(), out), nprocs=WORLD, join=True,
-                                          start_method="spawn")
+    root = tmp_path_factory.mktemp("coll")
+    out = str(root / "counts.pt")
+    start(_worker, (_free_port(), out), root / "logs", WORLD)
     return torch.load(out)
 
 

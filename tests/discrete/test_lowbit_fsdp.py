@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from discrete import OPTIMIZERS
+from two_processes import leave, start
 from test_fsdp import BATCH, STEPS, SAVE_AT, WORLD, flat, make_model, train
 
 P2 = {"rank": 2, "update_proj_gap": 2}
@@ -79,20 +80,17 @@ def _worker(rank: int, path: str, out: str) -> None:
                                             flat(res["params"][name])))
     if rank == 0:
         torch.save(res, out)
-    dist.barrier()
-    dist.destroy_process_group()
+    leave()
 
 
 @pytest.fixture(scope="module")
 def fsdp(tmp_path_factory):
-    import torch.multiprocessing as mp
-
     pytest.importorskip("torch.distributed.fsdp")
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
     root = tmp_path_factory.mktemp("fsdp_lowbit")
     path, out = str(root / "run"), str(root / "result.pt")
-    mp.start_processes(_worker, args=(path, out), nprocs=WORLD, join=True, start_method="spawn")
+    start(_worker, (path, out), root / "logs", WORLD)
     return torch.load(out, weights_only=False)
 
 
