@@ -151,6 +151,8 @@ class InnerRule:
 
     def _step(self, state: dict, g_hat: Tensor, hp: Hyper, step: int, prefix: str) -> Tensor:
         S = self.tensors(state, prefix)
+        if g_hat.dtype == torch.float64:    # float64 parameters step in float64 whatever the moments are kept in
+            S = [x.double() for x in S]
         U = self.step_fn(S, g_hat, lr=hp.lr, beta1=hp.beta1, beta2=hp.beta2, eps=hp.eps, momentum=hp.momentum,
                          step=step, bias_correction=hp.bias_correction, torch_eps=hp.torch_eps, **dict(hp.extra))
         for name, x in zip(self.state_names, S):

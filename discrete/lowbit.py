@@ -216,6 +216,7 @@ class Int8(Storage):
     def store_(self, state, key, x, nonneg):
         if state[key].is_floating_point():
             return super().store_(state, key, x, nonneg)
+        x = x.float()                              # a float64 step's moments (float64 parameters)
         if nonneg:
             # v ≥ 0 in exact arithmetic; clamp a round-off negative before the square root
             x = x.clamp(min=0).sqrt_() if self.sqrt_nonneg else x.clamp(min=0)

@@ -230,6 +230,38 @@ def test_low_precision_states_track_float32(name, dtype, float32_runs):
     assert dev[0] == 0.0          # the first step uses the float32 moments before they are stored
 
 
+@pytest.mark.parametrize("name", ["adamw", "lion", "sgd", "galore", "osd", "rso"])
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+@pytest.mark.parametrize("foreach", [None, False])
+def test_float64_parameters_step_in_float64_with_low_precision_states(name, dtype, foreach):
+    """A float64 step on moments kept in bf16 or 8 bits: the moments load, step in float64 and store back (the
+    batched path once met a float32 U beside a float64 P; found by a fuzz over the group options). Tracks
+    the float64 run with float32 moments within the float32 bounds of :data:`TRACK` (same storage error)."""
+    from discrete import RSO
+    cls, kw, proj = {**OPTS, "rso": (RSO, dict(lr=1e-2), dict(rank=8, update_proj_gap=50))}[name]
+    X, Y = (t.double() for t in _problem())
+
+    def run(state_dtype):
+        torch.manual_seed(0)
+        Ws = [torch.nn.Parameter(torch.randn(64, 48, dtype=torch.float64) / 8) for _ in range(2)]   # a bucket of two
+        b = torch.nn.Parameter(torch.zeros(48, dtype=torch.float64))
+        opt = cls([{"params": Ws, **(proj or {})}, {"params": [b]}], state_dtype=state_dtype, foreach=foreach, **kw)
+        for _ in range(20):
+            opt.zero_grad()
+            sum(((X @ W + b - Y) ** 2).mean() for W in Ws).backward()
+            opt.step()
+        return Ws, b, opt
+
+    Ws, b, opt = run(dtype)
+    assert all(W.dtype == torch.float64 and bool(torch.isfinite(W).all()) for W in Ws)
+    for inner, shape, prefix in opt._inner_states(opt.param_groups[0], Ws[0]):
+        assert inner.check_state(opt.state[Ws[0]], shape, prefix) is None
+    ref, *_ = run("float32")
+    bound = TRACK.get((name if name != "rso" else "galore", dtype))[0]
+    for W, R in zip(Ws, ref):
+        assert float((W - R).detach().norm() / R.detach().norm()) <= bound
+
+
 def _saved(opt):
     buf = io.BytesIO()
     torch.save(opt.state_dict(), buf)
