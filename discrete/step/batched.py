@@ -27,7 +27,7 @@ from torch import Tensor
 
 from discrete import inner
 from discrete.step import layout
-from discrete.step.checks import check_output, guarded
+from discrete.step.checks import check_output, guarded, own
 from discrete.step.items import Context, Item, inverse, note_event
 from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
 from discrete.rounding import generators_for
@@ -68,7 +68,9 @@ def _refresh(b: Bucket) -> Tensor:
         it.event = refresh_event(it.state, it.rule, it.plan, it.k)
         if it.event is None:
             continue
-        P_new = guarded(it, "new basis", lambda: new_basis(it.state, it.grad, it.rule, it.plan, it.index, it.event, it.k))
+        P_in, G_in = own(it, it.state["proj"], it.grad)
+        P_new = guarded(it, "new basis", lambda: new_basis({**it.state, "proj": P_in}, G_in, it.rule, it.plan, it.index,
+                                                           it.event, it.k))
         if P_new is None:
             it.event = "skipped"
             continue
@@ -109,12 +111,14 @@ def _prepare_projected(b: Bucket) -> None:
                 b.G_hat[sl] = project(Pc, Gs, side)
             if rule.smooth:
                 inv_c = None if inv is None else mode.cast(inv[sl])
+                P_in, G_in, G_hat_in = own(first, Pc, Gs, mode.cast(b.G_hat[sl]))
                 parts.append(tuple(x if x.dtype == P.dtype else x.to(P.dtype) for x in guarded(
-                    first, "field", lambda: rule.field_parts(t, Pc, Gs, mode.cast(b.G_hat[sl]), inv_c))))
+                    first, "field", lambda: rule.field_parts(t, P_in, G_in, G_hat_in, inv_c))))
             Gs = None                          # the chunk's stacked copy goes before the next is made
         if rule.smooth:                                                       # 5's field, r-sized algebra
             joined = parts[0] if len(parts) == 1 else tuple(torch.cat(x) for x in zip(*parts))
-            b.field = check_output(first, "field", guarded(first, "field", lambda: rule.field_from_parts(t, P, joined)), P)
+            P_in, = own(first, P)
+            b.field = check_output(first, "field", guarded(first, "field", lambda: rule.field_from_parts(t, P_in, joined)), P)
 
 
 def prepare_item(it: Item) -> None:

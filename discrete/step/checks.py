@@ -117,6 +117,13 @@ def trusted(rule: ProjectionRule) -> bool:
     return type(rule) in BUILTIN_RULES
 
 
+def own(it: Item, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """What a rule is handed: the tensors themselves for a built-in rule, copies for a user's, so that a rule
+    that writes into its P or G (``P.mul_(...)``) cannot change the optimizer's state or the gradient (a step
+    it then fails would no longer be atomic, and one it completes would step with a changed P)."""
+    return tensors if trusted(it.rule) else tuple(t.clone() for t in tensors)
+
+
 def guarded(it: Item, what: str, fn: Callable[[], T]) -> T:
     """``fn()`` with any failure of the rule (an exception, ``sys.exit``) turned into a :class:`StepRejected`
     naming the rule and the parameter; KeyboardInterrupt passes through (nothing has changed either way)."""
@@ -131,7 +138,8 @@ def guarded(it: Item, what: str, fn: Callable[[], T]) -> T:
 
 
 def check_output(it: Item, what: str, out, like: Tensor) -> Tensor:
-    """A user rule's output must be a finite floating tensor of ``like``'s shape (P's); built-ins pass unchecked."""
+    """A user rule's output must be a finite floating tensor of ``like``'s shape and device (P's); built-ins pass
+    unchecked."""
     if trusted(it.rule):
         return out
     problem = None
@@ -141,6 +149,8 @@ def check_output(it: Item, what: str, out, like: Tensor) -> Tensor:
         problem = f"returned shape {tuple(out.shape)}, expected {tuple(like.shape)} (the shape of P)"
     elif not out.is_floating_point():
         problem = f"returned dtype {out.dtype}, expected a floating dtype"
+    elif out.device != like.device:
+        problem = f"returned a tensor on device {out.device}, expected {like.device} (P's device)"
     elif not bool(torch.isfinite(out).all()):
         problem = "returned non-finite values"
     if problem:

@@ -54,7 +54,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from discrete.step.checks import StepRejected, agree, check_output, guarded
+from discrete.step.checks import StepRejected, agree, check_output, guarded, own
 from discrete.step.items import Context, Item, note_event
 from discrete.rounding import generators_for
 from discrete.step.single import add_update_
@@ -238,7 +238,8 @@ def _refresh(it: Item, local: dict, rows: Rows) -> Tensor:
     P_new, failed, error = None, False, None
     if rows.mesh.get_local_rank() == owner:
         try:
-            P_new = guarded(it, "new basis", lambda: new_basis({**local, "proj": P_full}, G_full, it.rule, it.plan,
+            P_in, G_in = own(it, P_full, G_full)
+            P_new = guarded(it, "new basis", lambda: new_basis({**local, "proj": P_in}, G_in, it.rule, it.plan,
                                                                it.index, it.event, it.k))
             if P_new is not None:
                 P_new = check_output(it, "new basis", P_new, P_full)
@@ -317,13 +318,16 @@ def _field(it: Item, P: Tensor, G: Tensor, summed: list[Tensor], rows: Rows) -> 
     if _uses_default_parts(rule):                         # C P = G̃G̃ᵀP from local rows and the summed part
         if side == LEFT:
             CP_full, P_full = gather_rows(G @ summed[0] * inv ** 2, rows), gather_rows(P, rows)
-            field = guarded(it, "field", lambda: rule.field_from_parts(t, P_full, (CP_full,)))
+            P_in, = own(it, P_full)
+            field = guarded(it, "field", lambda: rule.field_from_parts(t, P_in, (CP_full,)))
             return check_output(it, "field", field, P_full)[rows.start:rows.stop]
         CP = summed[0] * inv ** 2
-        return check_output(it, "field", guarded(it, "field", lambda: rule.field_from_parts(t, P, (CP,))), P)
+        P_in, = own(it, P)
+        return check_output(it, "field", guarded(it, "field", lambda: rule.field_from_parts(t, P_in, (CP,))), P)
     G_full = gather_rows(G, rows)                         # any other rule: whole matrices
     P_full = gather_rows(P, rows) if side == LEFT else P
-    field = guarded(it, "field", lambda: rule.field(t, P_full, G_full))
+    P_in, G_in = own(it, P_full, G_full)
+    field = guarded(it, "field", lambda: rule.field(t, P_in, G_in))
     field = check_output(it, "field", field, P_full)
     return field[rows.start:rows.stop] if side == LEFT else field
 

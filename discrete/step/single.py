@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from discrete.step.checks import check_output, guarded
+from discrete.step.checks import check_output, guarded, own
 from discrete.step.items import Context, Item, note_event
 from discrete.rounding import add_stochastic_, generators_for
 from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
@@ -27,7 +27,9 @@ def prepare_item(it: Item) -> None:
     it.event = refresh_event(st, rule, plan, it.k)
     it.P_new = None
     if it.event is not None:
-        P_new = guarded(it, "new basis", lambda: new_basis(st, it.grad, rule, plan, it.index, it.event, it.k))
+        P_in, G_in = own(it, P, it.grad)
+        P_new = guarded(it, "new basis", lambda: new_basis({**st, "proj": P_in}, G_in, rule, plan, it.index, it.event,
+                                                           it.k))
         if P_new is None:
             it.event = "skipped"
         else:
@@ -38,7 +40,9 @@ def prepare_item(it: Item) -> None:
         it.G_hat = project(P, it.grad, st["proj_side"])                                  # 2
         if rule.smooth:                                                                    # 5's field
             t = float(it.k)
-            field = guarded(it, "field", lambda: rule.field_from_parts(t, P, rule.field_parts(t, P, it.grad, it.G_hat, it.inv)))
+            P_in, G_in, G_hat_in = own(it, P, it.grad, it.G_hat)
+            field = guarded(it, "field", lambda: rule.field_from_parts(t, P_in, rule.field_parts(t, P_in, G_in, G_hat_in,
+                                                                                                 it.inv)))
             it.field = check_output(it, "field", field, P)
 
 

@@ -1,7 +1,8 @@
 """A step is atomic in every executor: what it can reject is rejected before anything changes.
 
-A user projection rule that raises, calls ``sys.exit``, or returns the wrong type, shape or dtype or a
-non-finite tensor — on the first step (no state yet) or on a later one — makes ``step()`` raise one
+A user projection rule that raises, calls ``sys.exit``, writes into its inputs and then fails, or returns the
+wrong type, shape, dtype or device or a non-finite tensor — on the first step (no state yet) or on a later
+one — makes ``step()`` raise one
 :class:`~discrete.step.checks.StepRejected` (a ValueError) that names the rule and the parameter, and every
 weight and every state tensor is bit-identical to before (compared with ``torch.equal``), in the single
 (``foreach=False``), batched (default; a user ProjectionRule subclass is batched) and per-layer paths. The
@@ -27,6 +28,8 @@ FAILURES = {
     "shape": "return P[..., :-1]",
     "dtype": "return (P * 0).to(torch.int64)",
     "type": "return [1.0]",
+    "device": "return P.to('meta')",
+    "writes": "P.mul_(0.5); G.zero_(); raise RuntimeError('boom')",     # into its inputs, then fails
 }
 
 
@@ -58,6 +61,7 @@ def _class_file(tmp_path, at: int) -> str:
 
             def field_from_parts(self, t, P, parts):
                 if t >= {at}:
+                    P.mul_(0.5)                     # writes into its P, then fails
                     raise ArithmeticError("bad field")
                 return parts[0] - P
     """))
@@ -86,13 +90,18 @@ def _backward(model, seed):
 
 
 def _snapshot(model, opt):
-    return [p.detach().clone() for p in model.parameters()], copy.deepcopy(opt.state_dict())
+    return ([p.detach().clone() for p in model.parameters()], copy.deepcopy(opt.state_dict()),
+            [None if p.grad is None else p.grad.clone() for p in model.parameters()])
 
 
 def _assert_unchanged(before, model, opt):
-    params, sd = before
+    params, sd, grads = before
     for a, b in zip(params, model.parameters()):
         assert torch.equal(a, b.detach())
+    for g, p in zip(grads, model.parameters()):                 # the gradients too (a rule may write into G)
+        assert (g is None) == (p.grad is None)
+        if g is not None:
+            torch.testing.assert_close(p.grad, g, rtol=0, atol=0, equal_nan=True)
     now = opt.state_dict()
     assert sd["state"].keys() == now["state"].keys()
     for pid, st in sd["state"].items():
@@ -134,7 +143,7 @@ def test_a_failing_user_rule_class_changes_nothing_in_the_batched_executor(tmp_p
     _assert_unchanged(before, model, opt)
 
 
-@pytest.mark.parametrize("failure", ["raises", "nan", "exits"])
+@pytest.mark.parametrize("failure", ["raises", "nan", "exits", "writes"])
 def test_per_layer_rejects_in_backward_and_changes_nothing(tmp_path, failure):
     model = _model()
     opt = _opt(model, _rule_file(tmp_path, failure, 1))
@@ -148,6 +157,34 @@ def test_per_layer_rejects_in_backward_and_changes_nothing(tmp_path, failure):
     layers.discard()
     opt.zero_grad()
     _assert_unchanged(before, model, opt)
+
+
+@pytest.mark.parametrize("foreach", [False, None])
+def test_a_rule_that_writes_into_its_inputs_steps_as_its_pure_twin(tmp_path, foreach):
+    """A user rule is handed copies of P and G: writing into them changes neither the state nor the step."""
+    path = tmp_path / "writers.py"
+    path.write_text(textwrap.dedent("""
+        def pure(t, P, G):
+            Gs = G if P.shape[0] == G.shape[0] else G.mT
+            return Gs @ (Gs.mT @ P) / (G.norm() ** 2 + 1e-12) - 0.1 * P
+
+        def writer(t, P, G):
+            out = pure(t, P, G)
+            P.zero_()
+            G.mul_(2.0)
+            return out
+    """))
+    runs = []
+    for fn in ("pure", "writer"):
+        model = _model()
+        opt = _opt(model, f"{path}:{fn}", foreach)
+        for s in range(3):
+            _backward(model, s)
+            opt.step()
+            opt.zero_grad()
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
 
 
 def test_a_nan_gradient_in_a_later_group_changes_nothing():
