@@ -33,8 +33,8 @@ One JSON object per row is appended to ``OUT/memory.jsonl`` as soon as the row e
 
 Lean state (issue 22): ``--state-dtypes float32,bf16,int8`` (discrete.lowbit; AdamW then is discrete.AdamW with
 that state, the 8-bit baseline), ``--weights bf16`` (bf16 weights created in bf16, no float32 master) and
-``--stochastic-rounding``; rows carry ``state_dtype``, ``proj_state_dtype``, ``proj_optimizer``, ``weights``,
-``stochastic_rounding``.
+``--stochastic-rounding``, ``--proj-dtype bf16`` (P kept in bf16); rows carry ``state_dtype``, ``proj_state_dtype``,
+``proj_optimizer``, ``proj_dtype``, ``weights``, ``stochastic_rounding``.
 ``--analytic`` writes the formula's rows from a meta-device model (CPU, seconds; status "analytic"):
 
     # the analytic rows of docs/scaling.md (CPU, ~1 min)
@@ -66,7 +66,7 @@ from discrete.lowbit import STATE_DTYPES  # noqa: E402
 GB = 2 ** 30
 WEIGHT_DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
 # the lean-state settings of a row (issue 22): state storage (discrete.lowbit), weights, their rounding
-LEAN_KEYS = ("state_dtype", "proj_state_dtype", "proj_optimizer", "weights", "stochastic_rounding")
+LEAN_KEYS = ("state_dtype", "proj_state_dtype", "proj_optimizer", "proj_dtype", "weights", "stochastic_rounding")
 
 
 def plan(args) -> list[dict]:
@@ -84,7 +84,7 @@ def plan(args) -> list[dict]:
                                      "steps": args.steps, "rank": args.rank, "loss_chunk": args.loss_chunk,
                                      "cap_gb": args.cap_gb, "smoke": args.smoke, "state_dtype": state_dtype,
                                      "proj_state_dtype": args.proj_state_dtype or state_dtype,
-                                     "proj_optimizer": args.proj_optimizer,
+                                     "proj_optimizer": args.proj_optimizer, "proj_dtype": args.proj_dtype,
                                      "weights": args.weights, "stochastic_rounding": args.stochastic_rounding})
     return rows
 
@@ -121,10 +121,12 @@ def measure(spec: dict) -> dict:
         opt, layers = C.make_optimizer(model, spec["optimizer"], spec["per_layer_mode"], rank, fused=cuda,
                                        state_dtype=spec["state_dtype"], stochastic_rounding=spec["stochastic_rounding"])
         for group in opt.param_groups:
+            if "rank" in group:
+                group.update(proj_dtype=spec["proj_dtype"])
             if "rank" in group and spec["optimizer"] == "osd":
                 group.update(proj_state_dtype=spec["proj_state_dtype"], proj_optimizer=spec["proj_optimizer"])
         row["analytic"] = C.analytic(model, spec["optimizer"], spec["per_layer_mode"], rank, spec["state_dtype"],
-                                     spec["proj_state_dtype"], spec["proj_optimizer"]).gb()
+                                     spec["proj_state_dtype"], spec["proj_optimizer"], spec["proj_dtype"]).gb()
         x, y = C.random_batch(spec["batch"], spec["seq_len"], vocab, device)
         t0 = time.perf_counter()
         for step in range(1, spec["steps"] + 1):
@@ -175,7 +177,7 @@ def formula_gb(spec: dict) -> dict:
     name, vocab = C.model_and_vocab(spec)
     model = C.llama(name, vocab, spec["seq_len"], torch.device("meta"), False, dtype=WEIGHT_DTYPES[spec["weights"]])
     return C.analytic(model, spec["optimizer"], spec["per_layer_mode"], C.rank_for(name, spec["rank"]),
-                      spec["state_dtype"], spec["proj_state_dtype"], spec["proj_optimizer"]).gb()
+                      spec["state_dtype"], spec["proj_state_dtype"], spec["proj_optimizer"], spec["proj_dtype"]).gb()
 
 
 def run_row(spec: dict, timeout: float) -> dict:
@@ -239,6 +241,8 @@ def main(argv=None) -> int:
                     help="OSD's P-optimizer state dtype (default: the row's state dtype)")
     ap.add_argument("--proj-optimizer", default="adam", choices=["adam", "gd", "lion", "sgd"],
                     help="OSD's P-optimizer (discrete.inner.PROJ_OPTIMIZERS; gd keeps no state: OSD's state = GaLore's)")
+    ap.add_argument("--proj-dtype", choices=["float32", "bf16"], default="float32",
+                    help="storage of P (the group key proj_dtype; bf16 halves P, the step works on a float32 copy)")
     ap.add_argument("--weights", choices=sorted(WEIGHT_DTYPES), default="float32",
                     help="weight dtype; bf16 weights have no float32 master copy")
     ap.add_argument("--stochastic-rounding", action="store_true", help="bf16 weights: stochastic rounding of updates")

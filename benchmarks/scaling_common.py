@@ -133,7 +133,7 @@ def layout_bytes(layout: dict) -> int:
 
 
 def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int, state_dtype: str = "float32",
-             proj_state_dtype: str = "float32", proj_optimizer: str = "adam") -> Analytic:
+             proj_state_dtype: str = "float32", proj_optimizer: str = "adam", proj_dtype: str = "float32") -> Analytic:
     """The formula, per parameter (m, n) of numel N and b bytes per weight element (4 float32, 2 bf16);
     projected matrices with side d (P is d×r) and k the other:
 
@@ -141,7 +141,7 @@ def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int, state
     pending 4(rk + [OSD] dr) (deferred) · state: the Adam moments as the inner rule lays them out for
     ``state_dtype`` (discrete.inner.InnerRule.layout: float32 8 bytes per element, bf16 4, 8-bit 2 plus
     4 bytes of block scale per 256 elements and moment) of N (AdamW, full-rank parameters) or rk elements
-    (projected), plus P 4dr, OSD's P-optimizer (``proj_optimizer``: Adam's two moments, none for ``gd``) in
+    (projected), plus P 4dr (2dr with ``proj_dtype="bf16"``), OSD's P-optimizer (``proj_optimizer``: Adam's two moments, none for ``gd``) in
     ``proj_state_dtype`` of dr elements, RSO's coordinate B 4rk.
     """
     inner = resolve_inner("adamw", state_dtype)
@@ -161,7 +161,7 @@ def analytic(model: torch.nn.Module, name: str, per_layer: str, rank: int, state
         d, k = (m, n) if side == LEFT else (n, m)
         g_hat, P = rank * k, d * rank
         g_shape = (rank, n) if side == LEFT else (m, rank)
-        st += layout_bytes(inner.layout(g_shape)) + 4 * P
+        st += layout_bytes(inner.layout(g_shape)) + (2 if proj_dtype == "bf16" else 4) * P
         st += {"galore": 0, "osd": layout_bytes(p_opt.layout((d, rank))), "rso": 4 * g_hat}[name]
         if per_layer == "off":
             g += b * N

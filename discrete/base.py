@@ -30,7 +30,7 @@ from discrete.projection import group_rule, rule_kwargs
 from discrete.step import checks, sharded
 from discrete.step.executors import EXECUTORS
 from discrete.step.items import Context, Item
-from discrete.subspace import Plan, init_state, inner_states, state_layout, work_grad
+from discrete.subspace import Plan, basis_storage_problem, init_state, inner_states, state_layout, work_grad
 from osd_theory.errors import UserError
 from osd_theory.projections import ProjectionRule
 
@@ -172,6 +172,9 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                                  f"has a parameter of shape {bad[0]}; give it a group with another inner (e.g. "
                                  "inner='adamw')")
         if "rank" in group:
+            if group.get("proj_dtype", "float32") != "float32" and any(p.dtype == torch.float64 for p in params):
+                raise ValueError(f"{name}: proj_dtype={group['proj_dtype']!r} keeps P in low precision, but this group "
+                                 "has float64 parameters (their P is float64); use proj_dtype='float32' for them")
             for p in params:
                 S.check_rank(group["rank"], p, clip=group["clip_rank"])
                 if p.ndim == 2:
@@ -275,6 +278,10 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                 return f"has {key!r} = {value!r}, expected a {kind.__name__}"
         if "proj_side" in layout and state["proj_side"] != self._bound_rule(group, tuple(p.shape)).side_:
             return f"has proj_side {state['proj_side']}, but this group's proj_type projects the other side"
+        if "proj" in layout:
+            problem = basis_storage_problem(state["proj"], group.get("proj_dtype", "float32"))
+            if problem:
+                return problem
         for inner, shape, prefix in self._inner_states(group, p):      # dtypes: the inner rule owns its storage
             problem = inner.check_state(state, shape, prefix)
             if problem:
@@ -309,7 +316,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
                     seed=int(group.get("seed", 0)), p_opt=p_opt, hp_p=hp_p,
                     proj_weight_decay=float(group.get("proj_weight_decay", 0.0)),
                     mode=MATMUL_PRECISION.get(group.get("matmul_precision", "highest")),
-                    stochastic_rounding=bool(group.get("stochastic_rounding", False)))
+                    stochastic_rounding=bool(group.get("stochastic_rounding", False)),
+                    proj_dtype=group.get("proj_dtype", "float32"))
 
     def _hyper(self, group: dict) -> Hyper:
         b1, b2 = group.get("betas", DEFAULT_BETAS)

@@ -15,6 +15,7 @@ from discrete.lowbit import STATE_DTYPES
 from discrete.precision import MATMUL_PRECISION
 from discrete.projection import SWITCH, TRANSPORTS
 from discrete.step.checks import NONFINITE
+from discrete.subspace import PROJ_DTYPES
 from osd_theory.errors import UserError
 
 
@@ -113,6 +114,8 @@ PROJ_KEYS: dict[str, tuple[Any, Callable[[Any], None] | None]] = {
     "clip_rank": (False, lambda v: S.check_bool("clip_rank", v)),
     # storage of OSD's P-optimizer moments (proj_exp_avg, ...); float32 by default whatever state_dtype is
     "proj_state_dtype": ("float32", _choice(STATE_DTYPES)),
+    # storage of P itself (discrete.subspace.PROJ_DTYPES): "bf16" halves it, the step works on a float32 copy
+    "proj_dtype": ("float32", lambda v: S.check_member("proj_dtype", v, tuple(PROJ_DTYPES))),
 }
 
 

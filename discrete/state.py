@@ -4,7 +4,7 @@ State contract (per projected parameter; ``discrete.validation`` relies on it):
 
 | key | what | dtype |
 |---|---|---|
-| ``proj`` | P: (m, r) when ``proj_side`` = 0 (LEFT, Ĝ = PᵀG), (n, r) when 1 (RIGHT, Ĝ = GP) | float32 |
+| ``proj`` | P: (m, r) when ``proj_side`` = 0 (LEFT, Ĝ = PᵀG), (n, r) when 1 (RIGHT, Ĝ = GP) | float32 (bf16: ``proj_dtype``) |
 | ``proj_side`` | 0 or 1, as :data:`osd_theory.kernels.LEFT` / ``RIGHT`` (a plain int) | int |
 | ``exp_avg``, ``exp_avg_sq`` | the inner optimizer's moments, of Ĝ's shape | float32 (``state_dtype``) |
 | ``exp_avg_absmax``, ``exp_avg_sq_absmax`` | ``state_dtype="int8"`` only: block scales, (*Ĝ[:-1], ⌈n/256⌉) | float32 |

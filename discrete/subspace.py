@@ -30,7 +30,7 @@ from torch import Tensor
 from discrete.inner import Hyper, InnerRule
 from discrete.precision import MatmulMode
 from discrete.projection import SWITCH, TRANSPORTS, basis_generator
-from discrete.rounding import add_stochastic_
+from discrete.rounding import add_stochastic_, rounding_generator, stochastic_round_bf16
 from discrete.step import layout
 from discrete.step.layout import chunks
 from osd_theory import discrete_steps as ds
@@ -56,7 +56,8 @@ class Plan:
     hp_p: Hyper | None          # Opt_P's hyperparameters (lr = α·ε)
     proj_weight_decay: float    # λ^P
     mode: MatmulMode            # precision of the products that touch an (m, n) matrix
-    stochastic_rounding: bool = False   # bf16 W: add the update with stochastic rounding (discrete.rounding)
+    stochastic_rounding: bool = False   # bf16 W (and bf16 P): add the update with stochastic rounding (discrete.rounding)
+    proj_dtype: str = "float32"         # storage of P (PROJ_DTYPES); the step works on a float32 copy of a bf16 P
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -64,6 +65,53 @@ def state_dtype(p: Tensor) -> torch.dtype:
     """The dtype of a parameter's state and of the gradient the step works on: float64 for float64
     parameters (as torch's optimizers), float32 otherwise (bf16/fp16 weights keep float32 state)."""
     return torch.float64 if p.dtype == torch.float64 else torch.float32
+
+
+# How P is kept between steps (group key ``proj_dtype``): "float32" is the parameter's state dtype (float64 for
+# float64 parameters); "bf16" halves P's memory (7B at rank 1024: 1.9 of 3.8 GB). A bf16 P is loaded into a
+# float32 working copy for the step (products, the P step, the switch policy) and stored back rounded: to nearest,
+# or stochastically with ``stochastic_rounding`` (then small P steps, e.g. ``proj_optimizer="gd"``, are not lost).
+PROJ_DTYPES = {"float32": None, "bf16": torch.bfloat16}
+
+
+def basis_dtype(p: Tensor, proj_dtype: str = "float32") -> torch.dtype:
+    """The dtype P is kept in for parameter ``p``: :func:`state_dtype`, or bf16 (``proj_dtype="bf16"``)."""
+    return PROJ_DTYPES[proj_dtype] or state_dtype(p)
+
+
+def basis_storage_problem(P: Tensor, proj_dtype: str) -> str | None:
+    """Why a state's P does not fit the group's ``proj_dtype`` (None if it does): a P kept in bf16 where the group
+    keeps float32, or the other way round (the key changed after the state was made, or a checkpoint of the other)."""
+    low = PROJ_DTYPES[proj_dtype] is not None
+    if (P.dtype == torch.bfloat16) == low:
+        return None
+    return (f"has 'proj' (P) kept in {P.dtype}, but this group has proj_dtype={proj_dtype!r}; keep the proj_dtype "
+            "the state was made with (or convert it: state['proj'] = state['proj'].to(dtype))")
+
+
+def working_basis(P: Tensor) -> Tensor:
+    """P as the step computes with it: the state tensor itself (float32/float64, updated in place) or a float32
+    copy of a bf16 P (stored back by :func:`store_basis_`)."""
+    return P.float() if P.dtype == torch.bfloat16 else P
+
+
+def store_basis_(P: Tensor, P_work: Tensor, generators: list[torch.Generator] | None = None) -> None:
+    """P ← P_work in P's storage (nothing to do when P_work is P): round to nearest, or stochastically with one
+    generator per matrix (P (d, r) or a stacked (L, d, r) bucket)."""
+    if P_work is P:
+        return
+    if generators is None:
+        P.copy_(P_work)
+        return
+    for dst, src, gen in zip(P.view(-1, *P.shape[-2:]).unbind(0), P_work.view(-1, *P.shape[-2:]).unbind(0), generators):
+        dst.copy_(stochastic_round_bf16(src, gen))
+
+
+def basis_generators(plan: Plan, P: Tensor, indices: list[int], step: int) -> list[torch.Generator] | None:
+    """One generator per matrix for the stochastic rounding of a bf16 P (its own stream: index −1 − i), else None."""
+    if not plan.stochastic_rounding or P.dtype != torch.bfloat16:
+        return None
+    return [rounding_generator(plan.seed, -1 - i, step, P.device) for i in indices]
 
 
 def work_grad(grad: Tensor, maximize: bool) -> Tensor:
@@ -85,7 +133,7 @@ def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[
                             dtype=torch.float64, device=dev)
     state: dict[str, Any] = {
         "step": torch.zeros((), dtype=torch.float32),
-        "proj": stand_in.to(device=dev, dtype=dtype),
+        "proj": stand_in.to(device=dev, dtype=basis_dtype(p, plan.proj_dtype)),
         "proj_side": side,
         "last_refresh_step": -1,
         "rank": rank,
@@ -93,7 +141,7 @@ def init_state(p: Tensor, rule: ProjectionRule, plan: Plan, index: int) -> dict[
     g_hat = torch.empty((rank, n) if side == LEFT else (m, rank), device=dev, dtype=dtype)
     state.update(plan.inner.init_state(g_hat))
     if rule.smooth and plan.p_opt is not None:
-        state.update(plan.p_opt.init_state(state["proj"], prefix="proj_"))
+        state.update(plan.p_opt.init_state(working_basis(state["proj"]), prefix="proj_"))
     if plan.switch == "restart":
         state["rso_coord"] = torch.zeros(g_hat.shape, dtype=dtype, device=dev)   # B
         state["subproblem_start"] = 0
@@ -153,8 +201,8 @@ def new_basis(state: dict, G: Tensor, rule: ProjectionRule, plan: Plan, index: i
     """
     gen = basis_generator(plan.seed, index, k)
     P_old = state["proj"]
-    P_new = rule.initial_basis(G, gen) if event == "init" else rule.jump_basis(P_old, G, gen)
-    return None if P_new is None else P_new.to(device=P_old.device, dtype=P_old.dtype)
+    P_new = rule.initial_basis(G, gen) if event == "init" else rule.jump_basis(working_basis(P_old), G, gen)
+    return None if P_new is None else P_new.to(device=P_old.device, dtype=P_old.dtype)     # in P's storage
 
 
 def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str, k: int) -> float | None:
@@ -162,8 +210,9 @@ def switch_basis_(state: dict, P_new: Tensor, plan: Plan, event: str, k: int) ->
     P_old = state["proj"]
     overlap = None
     if event == "jump":
-        overlap = float(subspace_overlap(P_new, P_old))
-        SWITCH.get(plan.switch)(state, P_old, P_new, plan.inner.state_names)
+        old, new = working_basis(P_old), working_basis(P_new)
+        overlap = float(subspace_overlap(new, old))
+        SWITCH.get(plan.switch)(state, old, new, plan.inner.state_names)
         # Opt_P's moments (smooth + jump rules) are kept on purpose: at the jump basis, the top-r SVD of G,
         # the online-PCA field is zero up to round-off, and zeroed Adam moments would turn that round-off
         # into a full-size step (test_osd_adam_p_amplifies_roundoff_at_the_svd_basis)
@@ -249,7 +298,8 @@ def p_step_(P: Tensor, field: Tensor, state: dict, plan: Plan, step: int,
 def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: Plan, step: int,
                     field: Tensor | None = None, retract: bool = False,
                     reduce: Callable[[Tensor], Tensor] | None = None, cast: bool = False,
-                    generators: list[torch.Generator] | None = None, P_whole: Tensor | None = None) -> None:
+                    generators: list[torch.Generator] | None = None, P_whole: Tensor | None = None,
+                    p_generators: list[torch.Generator] | None = None) -> None:
     """Steps 3–5 from the projected gradient Ĝ, for one matrix or a bucket (stacked state); ``step`` = k + 1.
 
     ``field`` (smooth rules) is the P field at t = k, computed before anything changed (an executor's
@@ -259,8 +309,10 @@ def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: 
     plan's matmul dtype (the batched executor's ``matmul_precision="bf16"``; the reference never casts).
     ``generators``: :func:`update_weights_`'s (bf16 W with stochastic rounding). ``P_whole``: the whole P for
     the weight update when ``state["proj"]`` holds this process's rows of it (FSDP2, right side).
+    ``p_generators``: :func:`store_basis_`'s (a bf16 P with stochastic rounding, :func:`basis_generators`).
     """
-    P, side = state["proj"], state["proj_side"]
+    P_kept, side = state["proj"], state["proj_side"]
+    P = working_basis(P_kept)
     Pw = P if P_whole is None else P_whole
     U = inner_step(state, subspace_grad(state, G_hat, plan.prox), plan, bias_step(state, step))   # 3
     update_weights_(W, plan.mode.cast(Pw) if cast else Pw, plan.mode.cast(U) if cast else U, side, plan,   # 4
@@ -268,3 +320,4 @@ def projected_step_(W: Tensor | list[Tensor], G_hat: Tensor, state: dict, plan: 
     track_coordinate_(state, U, plan)
     if field is not None:
         p_step_(P, field, state, plan, step, retract, reduce)                                   # 5
+        store_basis_(P_kept, P, p_generators)

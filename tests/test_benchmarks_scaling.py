@@ -50,6 +50,18 @@ def test_memory_smoke_rows_match_the_formula(tmp_path):
     assert modes[("osd", "deferred")]["pending_gb"] > modes[("galore", "deferred")]["pending_gb"]  # + P's field
 
 
+def test_memory_smoke_lean_rows_match_the_formula(tmp_path):
+    """8-bit states, bf16 weights with stochastic rounding, P in bf16: the state bytes still equal the formula's."""
+    proc = _run("memory.py", "--smoke", "--optimizers", "galore,osd", "--per-layer", "off", "--state-dtypes", "int8",
+                "--proj-dtype", "bf16", "--weights", "bf16", "--stochastic-rounding", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path / "memory.jsonl")
+    assert [r["optimizer"] for r in rows] == ["galore", "osd"]
+    for r in rows:
+        assert r["status"] == "ok" and r["proj_dtype"] == "bf16" and r["state_dtype"] == "int8", r
+        assert r["optimizer_state_gb"] == pytest.approx(r["analytic"]["state"], rel=0, abs=1e-15), r
+
+
 def test_memory_subprocess_driver(tmp_path):
     proc = _run("memory.py", "--smoke", "--subprocess", "--optimizers", "osd", "--per-layer", "deferred",
                 "--ac", "on", "--out", str(tmp_path))

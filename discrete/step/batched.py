@@ -32,7 +32,8 @@ from discrete.step.items import Context, Item, inverse, note_event
 from discrete.step.layout import SHARED_SCALARS, chunks, stack_cast, stacked_state, tensor_keys
 from discrete.rounding import generators_for
 from discrete.step.single import add_update_
-from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
+from discrete.subspace import (basis_generators, new_basis, projected_step_, refresh_event, switch_basis_,
+                               working_basis)
 from osd_theory.kernels import LEFT, project
 
 
@@ -77,8 +78,8 @@ def _refresh(b: Bucket) -> Tensor:
         it.P_new = check_output(it, "new basis", P_new, P[i])
         b.fresh_basis.append(i)
     if not b.fresh_basis:
-        return P
-    P_step = P.clone()
+        return working_basis(P)
+    P_step = working_basis(P).clone()
     for i in b.fresh_basis:
         P_step[i].copy_(b.items[i].P_new)
     return P_step
@@ -192,4 +193,6 @@ def commit(buckets: list[Bucket], ctx: Context) -> None:
             projected_step_(params, b.G_hat, b.state, plan, first.k + 1, b.field,
                             retract=getattr(first.rule, "retract", False), cast=True,
                             generators=generators_for(plan.stochastic_rounding, plan.seed, params,
-                                                      [it.index for it in b.items], first.k + 1))
+                                                      [it.index for it in b.items], first.k + 1),
+                            p_generators=basis_generators(plan, b.state["proj"], [it.index for it in b.items],
+                                                          first.k + 1))

@@ -96,11 +96,14 @@ def apply_policy(owner: str, items: list[Item], policies: list[str]) -> tuple[li
 def check_storage(items: list[Item]) -> None:
     """Each item's state is kept as its group's ``state_dtype`` says (the inner rules own their storage): a
     state made with another one (the key changed after steps were taken) is a ValueError before anything changed."""
-    from discrete.subspace import inner_states
+    from discrete.subspace import basis_storage_problem, inner_states
 
     for it in items:
         if it.fresh or it.rows is not None:    # DTensor states: global shapes, checked at load
             continue
+        problem = basis_storage_problem(it.state["proj"], it.plan.proj_dtype) if it.projected else None
+        if problem:
+            raise ValueError(f"{it.describe()}: the state {problem}; {UNCHANGED}")
         inners = inner_states(tuple(it.param.shape), it.rule, it.plan) if it.projected else \
             [(it.plan.inner, tuple(it.param.shape), "")]
         for inner, shape, prefix in inners:

@@ -398,6 +398,9 @@ def prepare(items: list[Item], ctx: Context, prepared: bool = False) -> list[Ite
     """Prepare every item on this process; then all processes agree, before any commits."""
     if prepared:
         raise UserError("per-layer mode does not support FSDP2 (DTensor) parameters")
+    if any(it.projected and it.plan.proj_dtype != "float32" for it in items):
+        raise UserError("proj_dtype='bf16' is not supported under FSDP2 (P is sharded in float32 there); "
+                        "use proj_dtype='float32' with FSDP2")
     # every item takes part in every batched collective, also after one was rejected: the other processes are in them
     error = prepare_items([it for it in items if it.projected])
     if items:

@@ -15,7 +15,8 @@ from torch import Tensor
 from discrete.step.checks import check_output, guarded, own
 from discrete.step.items import Context, Item, note_event
 from discrete.rounding import add_stochastic_, generators_for
-from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
+from discrete.subspace import (basis_generators, new_basis, projected_step_, refresh_event, switch_basis_,
+                               working_basis)
 from osd_theory import discrete_steps as ds
 from osd_theory.kernels import project
 
@@ -36,6 +37,7 @@ def prepare_item(it: Item) -> None:
             # in the memory layout of the state's P (often column-major, from QR), so that the products
             # round alike in every executor and mode
             it.P_new = P = torch.empty_like(P).copy_(check_output(it, "new basis", P_new, P))
+    P = working_basis(P)                      # a float32 copy of a bf16 P (proj_dtype), else P itself
     with plan.mode.context():
         it.G_hat = project(P, it.grad, st["proj_side"])                                  # 2
         if rule.smooth:                                                                    # 5's field
@@ -57,7 +59,8 @@ def commit_item(it: Item, ctx: Context, reduce=None) -> None:
     with plan.mode.context():
         projected_step_(it.param, it.G_hat, st, plan, it.k + 1, it.field, retract=getattr(it.rule, "retract", False),
                         reduce=reduce, generators=generators_for(plan.stochastic_rounding, plan.seed, [it.param],
-                                                                 [it.index], it.k + 1))
+                                                                 [it.index], it.k + 1),
+                        p_generators=basis_generators(plan, st["proj"], [it.index], it.k + 1))
 
 
 def commit_full_rank(it: Item) -> None:

@@ -82,7 +82,7 @@ def _kinetic(m: torch.Tensor, v: torch.Tensor, lr: float, beta1: float, eps: flo
         return (m * m / (v.sqrt() + eps)).sum() / (2 * a)
 
 
-def _adam_moments(group: dict, st: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def adam_moments(group: dict, st: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(m, v) as float32: dequantised by the inner rule when the group stores them in low precision (state_dtype)."""
     if group.get("state_dtype", "float32") != "float32":
         from discrete.inner import resolve_inner
@@ -118,7 +118,7 @@ def hamiltonian_proxy(loss: float, optimizer: torch.optim.Optimizer) -> dict[str
                 if "rank" in group:
                     k_proj.append(k)
             elif "exp_avg" in st and "exp_avg_sq" in st:
-                m, v = _adam_moments(group, st)
+                m, v = adam_moments(group, st)
                 k = _kinetic(m, v, eta, beta1, group.get("eps", 1e-8))
                 k_all.append(k)
                 if "rank" in group:
@@ -140,13 +140,15 @@ def orthonormal(P: torch.Tensor) -> torch.Tensor:
 
 
 def projectors(optimizer: torch.optim.Optimizer) -> dict[int, tuple[torch.Tensor, int]]:
-    """id(param) -> (P, side) for every parameter whose state holds a projector."""
+    """id(param) -> (P, side) for every parameter whose state holds a projector (a bf16 P as a float32 copy)."""
+    from discrete.subspace import working_basis
+
     out = {}
     for group in optimizer.param_groups:
         for p in group["params"]:
             st = optimizer.state.get(p, {})
             if "proj" in st:
-                out[id(p)] = (st["proj"], int(st.get("proj_side", 0)))
+                out[id(p)] = (working_basis(st["proj"]), int(st.get("proj_side", 0)))
     return out
 
 

@@ -106,6 +106,9 @@ def _group_of(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
 
 def blocks(optimizer: torch.optim.Optimizer) -> list[_Block]:
     """A :class:`_Block` per parameter with an Adam state (others are not stepped by Adam: left out)."""
+    from discrete.subspace import working_basis
+    from discrete.validation.metrics import adam_moments
+
     groups, out = _group_of(optimizer), []
     default_place = getattr(type(optimizer), "eps_placement", "torch")
     for p, st in optimizer.state.items():
@@ -121,8 +124,8 @@ def blocks(optimizer: torch.optim.Optimizer) -> list[_Block]:
             factor, e = 1.0, g["eps"]
         projected = "proj" in st
         scale = float(g.get("scale", 1.0)) if projected else 1.0
-        D = (st["exp_avg_sq"].float().sqrt() + e) / (factor * scale)
-        out.append(_Block(p, D, (st["proj"], int(st.get("proj_side", 0))) if projected else None))
+        D = (adam_moments(g, st)[1].sqrt() + e) / (factor * scale)       # v dequantised (state_dtype)
+        out.append(_Block(p, D, (working_basis(st["proj"]), int(st.get("proj_side", 0))) if projected else None))
     return out
 
 

@@ -24,7 +24,8 @@ process takes half of every global batch of 8; the single-process reference take
 * **errors**: a NaN in one process's shard raises on both processes with no state changed (the check
   runs per param group, as the ordinary path's, before that group steps); an
   unsupported projection rule, ``proj_retract`` on the left side (a QR of a row-sharded P) and PerLayer
-  on DTensor parameters are one-line UserErrors (the right side, P replicated, retracts: ``osd_gd_retract_right``).
+  on DTensor parameters and ``proj_dtype="bf16"`` are one-line UserErrors (the right side, P replicated, retracts:
+  ``osd_gd_retract_right``).
 """
 from __future__ import annotations
 
@@ -196,6 +197,19 @@ def _worker(rank: int, path: str, out: str, device_type: str = "cpu") -> None:
         res["errors"]["per_layer"] = "no error"
     except UserError as exc:
         res["errors"]["per_layer"] = str(exc)
+    model, _ = build("adamw")                  # P kept in bf16: refused on every process before anything changes
+    rest = [p for p in model.parameters() if p.ndim != 2 or min(p.shape) < 2]
+    mats = [p for p in model.parameters() if p.ndim == 2 and min(p.shape) >= 2]
+    opt = OPTIMIZERS["galore"]([{"params": rest}, {"params": mats, "rank": 2, "proj_dtype": "bf16"}], lr=1e-2)
+    X, Y = (t.to(device) for t in batch(0))
+    ((model(X[lo:hi]) - Y[lo:hi]) ** 2).mean().backward()
+    before = flat(p.full_tensor() for p in model.parameters())
+    try:
+        opt.step()
+        res["errors"]["proj_dtype"] = "no error"
+    except UserError as exc:
+        same = torch.equal(before, flat(p.full_tensor() for p in model.parameters()))
+        res["errors"]["proj_dtype"] = f"{exc} | unchanged={same} | state={len(opt.state)}"
     if rank == 0:
         torch.save(res, out)
     leave()
@@ -310,6 +324,8 @@ def test_a_rule_failing_on_one_process_is_refused_by_all_with_state_unchanged(fs
 def test_unsupported_combinations_are_clear_errors(fsdp):
     errors = fsdp[1]["errors"]
     assert "per-layer mode does not support FSDP2" in errors["per_layer"], errors["per_layer"]
+    assert "proj_dtype='bf16' is not supported under FSDP2" in errors["proj_dtype"], errors["proj_dtype"]
+    assert errors["proj_dtype"].endswith("| unchanged=True | state=0"), errors["proj_dtype"]
 
 
 def test_every_optimizer_is_covered():

@@ -105,6 +105,26 @@ def test_projected_and_full_space_sharpness_match_dense_references(name):
     assert out["sharpness_full"] >= out["sharpness"] * 0.99  # a Rayleigh quotient over the subspace
 
 
+def test_8_bit_moments_and_a_bf16_p_are_read_dequantised():
+    """The probe reads v through the inner rule (8-bit codes of √v are not values) and a bf16 P as float32."""
+    from discrete.validation.metrics import adam_moments
+
+    model = Quadratic(spd(M_ * N_ + 3))
+    opt = discrete.OPTIMIZERS["galore"]([{"params": [model.b]}, {"params": [model.W], "rank": R_, "update_proj_gap": 100,
+                                                                  "proj_dtype": "bf16"}], lr=1e-2, state_dtype="int8")
+    warm_up(model, opt)
+    st, group = opt.state[model.W], opt.param_groups[1]
+    assert st["exp_avg_sq"].dtype == torch.uint8 and st["proj"].dtype == torch.bfloat16
+    blk = next(b for b in S.blocks(opt) if b.p is model.W)
+    torch_eps = group["eps_placement"] == "torch"
+    v = adam_moments(group, st)[1].double()
+    t, (b1, b2), eps = float(st["step"]), group["betas"], group["eps"]
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    D = ((v.sqrt() / math.sqrt(c2) + eps) * c1) if torch_eps else (v.sqrt() + eps) * c1 / math.sqrt(c2)
+    torch.testing.assert_close(blk.inv_sqrt.double(), D.rsqrt(), rtol=1e-5, atol=0)
+    assert blk.proj[0].dtype == torch.float32 and torch.equal(blk.proj[0], st["proj"].float())
+
+
 def test_measure_steps_are_log_spaced_and_end_at_the_last_step():
     assert S.measure_steps(100, 6) == {1, 2, 3, 5, 7, 10, 15, 22, 32, 46, 68, 100}
     assert S.measure_steps(7, 1) == {1, 7}
