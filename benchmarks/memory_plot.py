@@ -30,13 +30,15 @@ def load(paths: list[str]) -> list[dict]:
     return rows
 
 
-def pick(rows: list[dict], model: str, opt: str, dtype: str, per_layer: str, weights: str, measured: bool) -> dict | None:
-    """The last row of these settings (rows without the lean keys are float32 states and weights); ``measured``:
-    a GPU row that ran ("ok"; "any": also one that ran out of memory), else a row with the formula."""
+def pick(rows: list[dict], model: str, opt: str, dtype: str, per_layer: str, weights: str, measured: bool,
+         proj_dtype: str = "float32") -> dict | None:
+    """The last row of these settings (rows without the lean keys are float32 states, weights and P; AdamW has no
+    P); ``measured``: a GPU row that ran ("ok"; "any": also one that ran out of memory), else a row with the formula."""
     hit = None
     for r in rows:
         if (r["model"] == model and r["optimizer"] == opt and r.get("state_dtype", "float32") == dtype
                 and r["per_layer_mode"] == per_layer and r.get("weights", "float32") == weights
+                and (opt == "adamw" or r.get("proj_dtype", "float32") == proj_dtype)
                 and r.get("activation_checkpointing", True)
                 and (r.get("status") in (("ok", "oom") if measured == "any" else ("ok",)) and r.get("peak_gb") is not None
                      if measured else "analytic" in r)):
@@ -50,6 +52,7 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default="1b,7b")
     ap.add_argument("--per-layer", default="in_backward")
     ap.add_argument("--weights", default="bf16")
+    ap.add_argument("--proj-dtype", default="float32", help="the rows' storage of P (benchmarks/memory.py --proj-dtype)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     rows = load(args.rows)
@@ -60,7 +63,8 @@ def main(argv=None) -> None:
         labels, x = [], 0
         for opt in OPTS:
             for dtype in DTYPES:
-                r = pick(rows, model, opt, dtype, args.per_layer, args.weights, measured=False)
+                r = pick(rows, model, opt, dtype, args.per_layer, args.weights, measured=False,
+                         proj_dtype=args.proj_dtype)
                 if r is None:
                     continue
                 bottom = 0.0
@@ -68,7 +72,8 @@ def main(argv=None) -> None:
                     v = r["analytic"][part]
                     ax.bar(x, v, bottom=bottom, color=colours[part], label=part if x == 0 else None, width=0.8)
                     bottom += v
-                m = pick(rows, model, opt, dtype, args.per_layer, args.weights, measured="any")
+                m = pick(rows, model, opt, dtype, args.per_layer, args.weights, measured="any",
+                         proj_dtype=args.proj_dtype)
                 if m is not None:
                     oom = m["status"] == "oom"          # the peak when the allocator refused (at its --cap-gb)
                     label = f"out of memory at a {m.get('cap_gb')} GB cap" if oom else "measured peak"
@@ -79,12 +84,14 @@ def main(argv=None) -> None:
             x += 0.5                                  # a gap between optimizers
         ticks, pos = [], 0.0
         for opt in OPTS:
-            n = sum(1 for d in DTYPES if pick(rows, model, opt, d, args.per_layer, args.weights, False) is not None)
+            n = sum(1 for d in DTYPES if pick(rows, model, opt, d, args.per_layer, args.weights, False, args.proj_dtype)
+                    is not None)
             ticks += [pos + i for i in range(n)]
             pos += n + 0.5
         ax.set_xticks(ticks, labels, fontsize=7)
         ax.set_ylabel("GiB")
-        ax.set_title(f"LLaMA-{model.upper()}: weights {args.weights}, per-layer {args.per_layer}")
+        ax.set_title(f"LLaMA-{model.upper()}: weights {args.weights}, per-layer {args.per_layer}"
+                     + (f", P {args.proj_dtype}" if args.proj_dtype != "float32" else ""))
         ax.axhline(24, color="k", lw=0.6, ls="--")
         ax.text(ticks[-1] if ticks else 0, 24.5, "24 GB", ha="right", fontsize=7)
         ax.legend(fontsize=7, loc="upper center")
