@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ import torch
 from discrete import RSO, GaLore, OnlineSubspaceDescent, PerLayer
 from discrete.subspace import store_basis_
 from osd_theory.kernels import orthogonality_defect
+from test_lowbit import _saved
 
 CLASSES = {"osd": OnlineSubspaceDescent, "osd_gd": OnlineSubspaceDescent, "galore": GaLore, "rso": RSO}
 EXTRA = {"osd_gd": {"proj_optimizer": "gd"}}
@@ -109,13 +109,6 @@ def test_round_to_nearest_loses_small_p_steps_and_stochastic_rounding_keeps_them
         means.append(float((kept.float() - P.float()).mean()))
     # E[SR(x)] = x: the mean displacement is the step (1/8 of the draws round up a whole ulp; 200 × 256 draws)
     assert abs(sum(means) / len(means) - step) < 0.1 * step
-
-
-def _saved(opt):
-    buf = io.BytesIO()
-    torch.save(opt.state_dict(), buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
 
 
 @pytest.mark.parametrize("name", ["osd", "osd_gd", "galore"])
