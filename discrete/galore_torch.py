@@ -26,8 +26,10 @@ Weight decay follows torch's order (before the update; galore-torch decays after
 match for ``weight_decay=0`` only.
 
 :data:`DROP_INS` is the one table of names: each maps to constructor keywords over ``GaLore``; a name
-whose keywords this version does not accept raises a NotImplementedError that says which option
-provides it (8-bit states: ``state_dtype="int8"``, the lean-state work; Adafactor: none, see the table).
+whose keywords this version does not accept raises a NotImplementedError that says why (Adafactor: no
+Hamiltonian-descent form). ``GaLoreAdamW8bit`` is GaLore with blockwise 8-bit Adam states
+(``state_dtype="int8"``, :mod:`discrete.lowbit`) and bitsandbytes' AdamW8bit defaults; P stays float32 unless
+the group asks for ``proj_dtype="bf16"`` (galore-torch keeps P in the weights' dtype).
 """
 from __future__ import annotations
 
@@ -53,11 +55,10 @@ _ADAMW8BIT = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e
 
 DROP_INS: dict[str, DropIn] = {
     "GaLoreAdamW": DropIn(_ADAMW),
-    # available as soon as GaLore accepts state_dtype (8-bit blockwise Adam states, the lean-state issue 22)
+    # 8-bit blockwise Adam states (discrete.lowbit); the message stands for a build whose GaLore lacks the key
     "GaLoreAdamW8bit": DropIn(_ADAMW8BIT, {"state_dtype": "int8"},
-                              "8-bit Adam states are the option state_dtype='int8' of the lean-state work "
-                              "(issue 22), which this version of discrete does not have yet; use GaLoreAdamW "
-                              "(float32 states) meanwhile"),
+                              "8-bit Adam states need GaLore's group key state_dtype='int8', which this build "
+                              "does not accept; use GaLoreAdamW (float32 states)"),
     "GaLoreAdafactor": DropIn({}, None,
                               "Adafactor is not offered: its factored second moment with momentum has no "
                               "Hamiltonian-descent form (no Adam-type H, see discrete/inner.py), which every "
@@ -108,7 +109,7 @@ class GaLoreAdamW(GaLore):
 
 
 class GaLoreAdamW8bit(GaLoreAdamW):
-    """``galore_torch.GaLoreAdamW8bit``: GaLoreAdamW with 8-bit states (``state_dtype="int8"``, once it exists)."""
+    """``galore_torch.GaLoreAdamW8bit``: GaLoreAdamW with blockwise 8-bit Adam states (``state_dtype="int8"``)."""
 
     galore_torch_name: ClassVar[str] = "GaLoreAdamW8bit"
 

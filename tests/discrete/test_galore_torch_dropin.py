@@ -130,6 +130,14 @@ def test_galore_torch_defaults():
     assert GaLore([p]).defaults["clip_rank"] is False
 
 
+def test_galore_adamw8bit_keeps_8_bit_states():
+    p = torch.nn.Parameter(torch.randn(6, 4))
+    opt = GaLoreAdamW8bit([{"params": [p], "rank": 2}])
+    (p ** 2).sum().backward()
+    opt.step()
+    assert opt.state[p]["exp_avg"].dtype == torch.int8 and opt.state[p]["exp_avg_sq"].dtype == torch.uint8
+
+
 @pytest.mark.parametrize("cls", [GaLoreAdamW8bit, GaLoreAdafactor])
 def test_names_without_our_option_raise_naming_it(cls):
     p = torch.nn.Parameter(torch.randn(6, 4))
