@@ -26,7 +26,8 @@ jump, e.g. ``projection="online_pca_refresh"``: this flow every step plus GaLore
 top-r singular basis of G_t every T steps (``switch`` = what the jump does to Ŝ, ``keep`` by
 default; Opt_P's moments are kept: at the jump basis the field is round-off, which fresh Adam moments
 would normalise into a full step); with the default ``online_pca`` (no jumps) they are unused.
-P and all moments are float32.
+P and all moments are float32 by default (``state_dtype`` and ``proj_state_dtype`` keep the moments in bf16
+or 8 bits, ``proj_dtype="bf16"`` keeps P in bf16; docs/scaling.md).
 
 Departures from the reference code (THEORY.md §4.4), all deliberate: λ is used (the reference
 never reads it); P's optimizer has no weight decay by default (reference: 0.01); the sign of

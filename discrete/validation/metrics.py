@@ -1,8 +1,9 @@
 """Theory-linked metrics computed from the optimizer's real state, on log steps only.
 
-Contract with ``discrete`` (per projected parameter): ``state["proj"]`` is P (float32; m x r when
-``proj_side == 0``, the left side, G_hat = P^T G; n x r when ``proj_side == 1``, G_hat = G P), and
-``exp_avg`` / ``exp_avg_sq`` are the Adam moments (projected for projected parameters).
+Contract with ``discrete`` (per projected parameter): ``state["proj"]`` is P (float32, or bf16 with
+``proj_dtype="bf16"``, read as float32 here; m x r when ``proj_side == 0``, the left side, G_hat = P^T G; n x r when
+``proj_side == 1``, G_hat = G P), and ``exp_avg`` / ``exp_avg_sq`` are the Adam moments (projected for projected
+parameters; dequantised by the inner rule when kept in low precision).
 
 - **H-proxy** (THEORY.md 3.2): H = L + K(S) with K = (1/2a) <m / (sqrt(v) + e), m>, a = (1-beta1)/eta,
   summed over every parameter's Adam state. eta is the step the moments are applied with:
