@@ -100,11 +100,11 @@ def _prepare_projected(b: Bucket) -> None:
     b.G_hat = P.new_empty((len(grads), r, n) if side == LEFT else (len(grads), m, r))
     parts = []
     with mode.context():
-        # both passes over a chunk of G while it is stacked; large matrices one at a time, G as a (1, m, n) view:
-        # their products keep the GPU busy far longer than a launch takes, and stacking would copy every gradient
-        pieces = [slice(i, i + 1) for i in range(len(grads))] if m * n >= layout.PER_MATRIX_ELEMS else \
-            chunks(len(grads), m * n)
-        for sl in pieces:
+        if not rule.smooth and m * n >= layout.PER_MATRIX_ELEMS and all(G.dtype == dtype == b.G_hat.dtype for G in grads):
+            for P_i, G, out in zip(mode.cast(P).unbind(0), grads, b.G_hat.unbind(0)):   # no stacked copy of G
+                project(P_i, G, side, out=out)
+            return
+        for sl in chunks(len(grads), m * n):        # both passes over a chunk of G while it is stacked
             Gs, Pc = stack_cast(grads[sl], dtype), mode.cast(P[sl])           # (c, m, n), (c, d, r)
             if Gs.dtype == b.G_hat.dtype:
                 project(Pc, Gs, side, out=b.G_hat[sl])                           # 2: (c, r, n) | (c, m, r)

@@ -198,30 +198,3 @@ def test_bf16_products_track_float32_products():
     for a, b, w0 in zip(ref, got, start):
         moved = float((a - w0).abs().max())
         assert moved > 0 and float((a - b).abs().max()) <= 2e-2 * moved + 1e-6
-
-
-@pytest.mark.parametrize("rule", ["online_pca", "periodic_svd", "oja"])
-def test_large_matrices_are_never_stacked(rule, monkeypatch):
-    """Matrices of PER_MATRIX_ELEMS entries or more take their products one at a time on a (1, m, n) view of G,
-    smooth rules (their field's pass over G) included: no stacked copy of any gradient (a full read and write
-    of it; OSD's step at 1B spent 2.9 ms of 49 on those copies, step_1b/s27c2_profile_osd.txt)."""
-    from discrete.step import batched, layout
-
-    monkeypatch.setattr(layout, "PER_MATRIX_ELEMS", 1)
-    copies = []
-    real = batched.stack_cast
-
-    def recording(tensors, dtype):
-        out = real(tensors, dtype)
-        copies.append(out.data_ptr() != tensors[0].data_ptr())
-        return out
-
-    monkeypatch.setattr(batched, "stack_cast", recording)
-    torch.manual_seed(0)
-    Ws = [torch.nn.Parameter(torch.randn(12, 20)) for _ in range(3)]
-    opt = OnlineSubspaceDescent([{"params": Ws, "rank": 3, "projection": rule, "update_proj_gap": 2}], lr=1e-2)
-    for _ in range(3):
-        sum((W ** 2).sum() for W in Ws).backward()
-        opt.step()
-        opt.zero_grad()
-    assert copies and not any(copies), copies
