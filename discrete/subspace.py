@@ -254,8 +254,9 @@ def update_weights_(W: Tensor | list[Tensor], P: Tensor, U: Tensor, side: int, p
         back_project_add_(W, P, U, side, lr * plan.scale)
         return
     if W[0].numel() >= layout.PER_MATRIX_ELEMS:     # large matrices: accumulate into each W, no (L, m, n) product buffer
-        for w, p_, u in zip(W, P.unbind(0), U.unbind(0)):
-            back_project_add_(w, p_, u, side, lr * plan.scale)
+        # Pᵀ of the whole stack as one view (a .mT per matrix would be one more host dispatch each)
+        for w, p_, u, pt in zip(W, P.unbind(0), U.unbind(0), P.mT.unbind(0)):
+            back_project_add_(w, p_, u, side, lr * plan.scale, P_t=pt)
         return
     for sl in chunks(len(W), W[0].numel()):
         torch._foreach_add_(W[sl], list(back_project(P[sl], U[sl], side).unbind(0)), alpha=lr * plan.scale)

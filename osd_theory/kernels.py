@@ -64,9 +64,14 @@ def check_rank(rank: int, shape: tuple[int, int]) -> int:
     return rank
 
 
-def project(P: Tensor, G: Tensor, side: int, out: Tensor | None = None) -> Tensor:
-    """Ĝ = Pᵀ G (LEFT, (r, n)) or G P (RIGHT, (m, r)); written into ``out`` when given."""
-    return torch.matmul(P.mT, G, out=out) if side == LEFT else torch.matmul(G, P, out=out)
+def project(P: Tensor, G: Tensor, side: int, out: Tensor | None = None, P_t: Tensor | None = None) -> Tensor:
+    """Ĝ = Pᵀ G (LEFT, (r, n)) or G P (RIGHT, (m, r)); written into ``out`` when given.
+
+    ``P_t``: Pᵀ when the caller has it as a view already (a loop over a stack takes ``P.mT.unbind(0)`` once
+    instead of one ``.mT`` dispatch per matrix); the same product either way."""
+    if side != LEFT:
+        return torch.matmul(G, P, out=out)
+    return torch.matmul(P.mT if P_t is None else P_t, G, out=out)
 
 
 def back_project(P: Tensor, D: Tensor, side: int) -> Tensor:
@@ -74,16 +79,17 @@ def back_project(P: Tensor, D: Tensor, side: int) -> Tensor:
     return P @ D if side == LEFT else D @ P.mT
 
 
-def back_project_add_(W: Tensor, P: Tensor, D: Tensor, side: int, alpha: float) -> Tensor:
+def back_project_add_(W: Tensor, P: Tensor, D: Tensor, side: int, alpha: float, P_t: Tensor | None = None) -> Tensor:
     """W ← W + alpha·back_project(P, D, side), in place (one ``addmm_`` when the dtypes agree).
 
     ``addmm_`` reads and writes W once and never materialises the (m, n) product; for a W of
     another dtype (bf16 weights and float32 P, or bf16 operands for a float32 W) the product is
-    formed in P's dtype and added with type promotion (no separate cast pass).
+    formed in P's dtype and added with type promotion (no separate cast pass). ``P_t``: Pᵀ as a view
+    the caller has already (see :func:`project`).
     """
     if W.dtype != P.dtype:
         return W.add_(back_project(P, D, side), alpha=alpha)
-    return W.addmm_(P, D, alpha=alpha) if side == LEFT else W.addmm_(D, P.mT, alpha=alpha)
+    return W.addmm_(P, D, alpha=alpha) if side == LEFT else W.addmm_(D, P.mT if P_t is None else P_t, alpha=alpha)
 
 
 def orthogonality_defect(P: Tensor) -> Tensor:

@@ -101,8 +101,9 @@ def _prepare_projected(b: Bucket) -> None:
     parts = []
     with mode.context():
         if not rule.smooth and m * n >= layout.PER_MATRIX_ELEMS and all(G.dtype == dtype == b.G_hat.dtype for G in grads):
-            for P_i, G, out in zip(mode.cast(P).unbind(0), grads, b.G_hat.unbind(0)):   # no stacked copy of G
-                project(P_i, G, side, out=out)
+            Pc = mode.cast(P)                                              # Pᵀ as one view of the stack
+            for P_i, G, out, P_t in zip(Pc.unbind(0), grads, b.G_hat.unbind(0), Pc.mT.unbind(0)):   # no copy of G
+                project(P_i, G, side, out=out, P_t=P_t)
             return
         for sl in chunks(len(grads), m * n):        # both passes over a chunk of G while it is stacked
             Gs, Pc = stack_cast(grads[sl], dtype), mode.cast(P[sl])           # (c, m, n), (c, d, r)
