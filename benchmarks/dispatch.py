@@ -19,6 +19,7 @@ second optimizer built with ``update_proj_gap`` T′ = ``--refresh-gap`` (3), so
 
     PYTHONPATH=. python benchmarks/dispatch.py                               # 24 layers, minutes on 2 cores
     PYTHONPATH=. python benchmarks/dispatch.py --profile-top 25             # + dispatch_breakdown.txt
+    PYTHONPATH=. python benchmarks/dispatch.py --host-time                  # + each step's host milliseconds
 
 Appends one JSON object per row to ``--out`` (default docs/results/benchmarks/dispatch.jsonl).
 """
@@ -46,10 +47,11 @@ TARGETS = {"OSD": 3.0, "GaLore": 2.0}          # × torch AdamW foreach's count,
 BASELINE = "torch AdamW foreach"
 
 
-def llama_set(layers: int, seed: int = 0) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+def llama_set(layers: int, seed: int = 0, hidden: int = HIDDEN,
+              intermediate: int = INTERMEDIATE) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(matrices, vectors) of ``layers`` LLaMA layers, each with a random ``.grad``; 7 and 2 per layer."""
     g = torch.Generator().manual_seed(seed)
-    h, i = HIDDEN, INTERMEDIATE
+    h, i = hidden, intermediate
     mats, vecs = [], []
     for _ in range(layers):
         for shape in [(h, h)] * 4 + [(i, h), (i, h), (h, i)]:
@@ -153,6 +155,29 @@ def measure(name: str, layers: int, warmup: int, refresh_gap: int) -> dict:
             "matrices": len(mats), "vectors": len(vecs)}
 
 
+# --host-time: the set at these dimensions (rank 8 = hidden) makes the arithmetic negligible, so a step's wall
+# time is its host work: Python, dispatch and the per-op overhead of the CPU backend
+HOST_DIMS = (8, 12)
+
+
+def host_ms(name: str, layers: int, warmup: int, repeats: int = 7, steps: int = 10) -> float:
+    """Wall milliseconds of one regular step of row ``name`` on the HOST_DIMS set: the least over ``repeats`` of
+    the mean over ``steps`` steps (the least is the one least disturbed by other work on the machine)."""
+    import time
+
+    mats, vecs = llama_set(layers, hidden=HOST_DIMS[0], intermediate=HOST_DIMS[1])
+    opt = ROWS[name][1](mats, vecs, GAP)
+    for _ in range(warmup):
+        opt.step()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.step()
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return 1e3 * best
+
+
 def breakdown(name: str, layers: int, warmup: int, k: int) -> str:
     """The ``k`` most frequent top-level ops of one regular step of row ``name``, and the lines issuing them."""
     mats, vecs = llama_set(layers)
@@ -188,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-top", type=int, default=0, metavar="K",
                     help="also write the K most frequent ops of OSD, GaLore, RSO to dispatch_breakdown.txt "
                          "next to --out")
+    ap.add_argument("--host-time", action="store_true",
+                    help=f"also time each row's regular step on the set at hidden/intermediate {HOST_DIMS} (host work: "
+                         "Python and dispatch), the least of 7 means of 10 steps, in the same process as the baseline")
     ap.add_argument("--large-layout", action="store_true",
                     help="count with every matrix in the layout of large ones (discrete.step.layout.PER_MATRIX_ELEMS): "
                          "what a LLaMA-1B-sized set dispatches, where each big product is its own launch")
@@ -215,12 +243,17 @@ def main(argv: list[str] | None = None) -> int:
             "layers": args.layers, "hidden": HIDDEN, "intermediate": INTERMEDIATE, "rank": RANK, "update_proj_gap": GAP,
             "scale": SCALE, "warmup": args.warmup, "layout": "large" if args.large_layout else "by size",
             "method": "torch.profiler CPU, aten:: events with no aten:: ancestor"}
-    rows, base = [], None
+    rows, base, base_ms = [], None, None
     print(f"{'row':<30} {'ops':>7} {'x foreach':>9} {'refresh':>8} {'first':>7}  target")
     for name in names:
         row = measure(name, args.layers, args.warmup, args.refresh_gap)
         base = row["ops"] if name == BASELINE else base
         row["x_torch_adamw_foreach"] = round(row["ops"] / base, 3)
+        if args.host_time:
+            row["host_ms"] = round(host_ms(name, args.layers, args.warmup), 3)
+            base_ms = row["host_ms"] if name == BASELINE else base_ms
+            row["host_x_torch_adamw_foreach"] = round(row["host_ms"] / base_ms, 3)
+            row["host_dims"] = list(HOST_DIMS)
         opt_kind = name.split()[0]
         if opt_kind in TARGETS:
             row["target_x"] = TARGETS[opt_kind]
@@ -229,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         target = (f"<= {row['target_x']}x: {'met' if row['target_met'] else 'MISSED'}"
                   + ("" if row["defaults"] else " (not defaults)")) if "target_x" in row else ""
+        host = f"  host {row['host_ms']:.2f} ms ({row['host_x_torch_adamw_foreach']:.2f}x)" if args.host_time else ""
         print(f"{name:<30} {row['ops']:7d} {row['x_torch_adamw_foreach']:9.2f} {row['refresh_ops']:8d} "
-              f"{row['first_step_ops']:7d}  {target}", flush=True)
+              f"{row['first_step_ops']:7d}  {target}{host}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as f:

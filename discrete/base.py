@@ -336,10 +336,18 @@ class SubspaceOptimizer(torch.optim.Optimizer):
         return None, self._plan(group, None)
 
     def item(self, p: Tensor, group: dict, index: int, group_index: int, k: int | None = None,
-             grad: Tensor | None = None) -> Item:
+             grad: Tensor | None = None, resolved: dict | None = None) -> Item:
         """The :class:`~discrete.step.items.Item` of parameter ``p`` for this step (pure: a first step's state is
-        created but not installed). ``k`` (steps taken) is read from the state when not given."""
-        rule, plan = self.resolve(group, tuple(p.shape))
+        created but not installed). ``k`` (steps taken) is read from the state when not given. ``resolved``: a
+        dict the caller keeps for one step, (group index, shape) -> (rule, plan), so that a group's plan is
+        resolved once per step and shape, not once per parameter."""
+        key = (group_index, tuple(p.shape))
+        if resolved is not None and key in resolved:
+            rule, plan = resolved[key]
+        else:
+            rule, plan = self.resolve(group, tuple(p.shape))
+            if resolved is not None:
+                resolved[key] = (rule, plan)
         state = self.state.get(p) or {}
         fresh = not state
         g = p.grad if grad is None else grad
@@ -381,7 +389,8 @@ class SubspaceOptimizer(torch.optim.Optimizer):
             S.check_sparse(type(self).__name__, p.grad)
         old = [p for _, p, _, _ in live if self.state.get(p)]
         ks = dict(zip(map(id, old), read_steps([self.state[p]["step"] for p in old])))
-        return [self.item(p, group, i, gi, k=ks.get(id(p))) for i, p, group, gi in live]
+        resolved: dict = {}
+        return [self.item(p, group, i, gi, k=ks.get(id(p)), resolved=resolved) for i, p, group, gi in live]
 
     def check(self, items: list[Item]) -> list[Item]:
         """The items that pass every group's non-finite policy (raises before anything changed); fills ‖G‖."""

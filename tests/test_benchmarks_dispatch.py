@@ -59,7 +59,7 @@ def test_foreach_count_is_flat_and_for_loop_count_is_linear_in_the_parameters():
 
 def test_script_writes_rows_with_ratio_and_target(tmp_path):
     out = tmp_path / "dispatch.jsonl"
-    assert D.main(["--layers", "2", "--warmup", "1", "--refresh-gap", "1", "--only", "GaLore",
+    assert D.main(["--layers", "2", "--warmup", "1", "--refresh-gap", "1", "--only", "GaLore", "--host-time",
                    "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["name"] for r in rows] == [D.BASELINE, "GaLore"]
@@ -71,6 +71,8 @@ def test_script_writes_rows_with_ratio_and_target(tmp_path):
     assert galore["target_x"] == 2.0 and galore["target_met"] == (galore["ops"] <= 2.0 * base["ops"])
     assert "target_x" not in base
     assert galore["ops_by_step"][1] == galore["refresh_ops"] > galore["ops"]   # gap 1: step 2 refreshes
+    assert base["host_x_torch_adamw_foreach"] == 1.0 and galore["host_ms"] > 0 and galore["host_dims"] == [8, 12]
+    assert galore["host_x_torch_adamw_foreach"] == round(galore["host_ms"] / base["host_ms"], 3)
 
 
 def test_large_matrix_layout_issues_no_per_matrix_transpose(monkeypatch):

@@ -98,16 +98,22 @@ def check_storage(items: list[Item]) -> None:
     state made with another one (the key changed after steps were taken) is a ValueError before anything changed."""
     from discrete.subspace import basis_storage_problem, inner_states
 
+    layouts: dict[tuple, list] = {}        # the expected layouts, once per (plan, rule, shape) in this step
     for it in items:
         if it.fresh or it.rows is not None:    # DTensor states: global shapes, checked at load
             continue
         problem = basis_storage_problem(it.state["proj"], it.plan.proj_dtype) if it.projected else None
         if problem:
             raise ValueError(f"{it.describe()}: the state {problem}; {UNCHANGED}")
-        inners = inner_states(tuple(it.param.shape), it.rule, it.plan) if it.projected else \
-            [(it.plan.inner, tuple(it.param.shape), "")]
-        for inner, shape, prefix in inners:
-            problem = inner.check_state(it.state, shape, prefix)
+        key = (id(it.plan), id(it.rule), tuple(it.param.shape))
+        expected = layouts.get(key)
+        if expected is None:
+            inners = inner_states(tuple(it.param.shape), it.rule, it.plan) if it.projected else \
+                [(it.plan.inner, tuple(it.param.shape), "")]
+            expected = layouts[key] = [(inner, shape, prefix, inner.layout(shape, prefix))
+                                       for inner, shape, prefix in inners]
+        for inner, shape, prefix, layout in expected:
+            problem = inner.check_state(it.state, shape, prefix, layout)
             if problem:
                 raise ValueError(f"inner optimizer {inner.name!r}: the state {problem}; convert it with "
                                  "InnerRule.convert_state (discrete.inner) (or keep the state_dtype it was made with); "
