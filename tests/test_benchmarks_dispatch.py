@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,8 +72,8 @@ def test_script_writes_rows_with_ratio_and_target(tmp_path):
     assert galore["target_x"] == 2.0 and galore["target_met"] == (galore["ops"] <= 2.0 * base["ops"])
     assert "target_x" not in base
     assert galore["ops_by_step"][1] == galore["refresh_ops"] > galore["ops"]   # gap 1: step 2 refreshes
-    assert base["host_x_torch_adamw_foreach"] == 1.0 and galore["host_ms"] > 0 and galore["host_dims"] == [8, 12]
-    assert galore["host_x_torch_adamw_foreach"] == round(galore["host_ms"] / base["host_ms"], 3)
+    assert galore["host_ms"] > 0 and galore["host_baseline_ms"] > 0 and galore["host_dims"] == [8, 12]
+    assert galore["host_x_torch_adamw_foreach"] == pytest.approx(galore["host_ms"] / galore["host_baseline_ms"], rel=1e-2)
 
 
 def test_large_matrix_layout_issues_no_per_matrix_transpose(monkeypatch):
