@@ -96,7 +96,7 @@ class InnerRule:
     def check_state(self, state: dict, shape: tuple[int, ...], prefix: str = "", layout: dict | None = None) -> str | None:
         """What is wrong with ``state`` for a gradient of ``shape`` (one phrase), or None. ``layout``: this rule's
         :meth:`layout` for ``shape`` and ``prefix`` when the caller has it (a step checks many same-shape states)."""
-        for key, (want_shape, want_dtype) in (layout or self.layout(shape, prefix)).items():
+        for key, (want_shape, want_dtype) in (self.layout(shape, prefix) if layout is None else layout).items():
             value = state.get(key)
             if not torch.is_tensor(value):
                 saved = _saved_dtype(state, self.state_names, prefix)

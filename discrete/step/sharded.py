@@ -60,7 +60,7 @@ from discrete.rounding import generators_for
 from discrete.step.single import add_update_
 from discrete.subspace import new_basis, projected_step_, refresh_event, switch_basis_
 from osd_theory.errors import UserError
-from osd_theory.kernels import LEFT, RIGHT, gram_float32, online_pca_grad_from_grams
+from osd_theory.kernels import LEFT, RIGHT, gram_float32, online_pca_grad_from_grams, online_pca_parts, project
 from osd_theory.projections import ProjectionRule
 from osd_theory.projections.base import SmoothRule, retract_qr
 from osd_theory.projections.rules import OnlinePCA
@@ -292,8 +292,8 @@ def _partials(it: Item, P: Tensor, G: Tensor, side: int) -> list[Tensor]:
     (the online-PCA family's grams, or the default parts' G̃ᵀP); any other rule's field needs whole matrices
     (gathered after the sum)."""
     if side != LEFT:
-        it.G_hat = G @ P                                                    # (mᵢ, r): this process's rows of Ĝ
-    parts = [P.mT @ G] if side == LEFT else []
+        it.G_hat = project(P, G, side)                                      # (mᵢ, r): this process's rows of Ĝ
+    parts = [project(P, G, side)] if side == LEFT else []
     if it.rule.smooth and isinstance(it.rule, OnlinePCA):
         parts += [gram_float32(P)] if side == LEFT else [it.G_hat.mT @ it.G_hat, G.mT @ it.G_hat]
     elif it.rule.smooth and _uses_default_parts(it.rule):
@@ -309,9 +309,8 @@ def _field(it: Item, P: Tensor, G: Tensor, summed: list[Tensor], rows: Rows) -> 
     """
     rule, side, t, inv = it.rule, it.state["proj_side"], float(it.k), it.inv
     if isinstance(rule, OnlinePCA):                       # the family's own closed form (THEORY.md §4.1)
-        if side == LEFT:
-            A = it.G_hat * inv                                              # PᵀG̃ (r, n), Ĝ already summed
-            B = (G @ A.mT) * inv                                            # G̃ᵢAᵀ (mᵢ, r)
+        if side == LEFT:        # A = PᵀG̃ (r, n) from the summed Ĝ, B = G̃ᵢAᵀ (mᵢ, r) from this process's rows
+            A, B = online_pca_parts(P, G, side, G_hat=it.G_hat, inv=inv)
             return -online_pca_grad_from_grams(P, A @ A.mT, B, rule.pca_lambda, summed[0])
         AAt, B = summed                                                     # ΣĜᵢᵀĜᵢ, ΣGᵢᵀĜᵢ
         return -online_pca_grad_from_grams(P, AAt * inv ** 2, B * inv ** 2, rule.pca_lambda, gram_float32(P))
