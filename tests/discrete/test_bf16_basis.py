@@ -13,52 +13,36 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from discrete import RSO, GaLore, OnlineSubspaceDescent, PerLayer
+from discrete import GaLore, PerLayer
 from discrete.subspace import store_basis_
 from osd_theory.kernels import orthogonality_defect
 from test_lowbit import _saved
 
-CLASSES = {"osd": OnlineSubspaceDescent, "osd_gd": OnlineSubspaceDescent, "galore": GaLore, "rso": RSO}
-EXTRA = {"osd_gd": {"proj_optimizer": "gd"}}
-# |final loss − float32 P's| / float32 P's after 200 steps (measured: GaLore 0.062, RSO 0.077, OSD gd 0.000, OSD
-# 0.16: its Adam on P turns the rounding of P into O(1) changes of the trajectory, as any round-off,
-# docs/optimizers.md; the loss stays), rounded up
+
+def _bench():
+    """benchmarks/bf16_basis.py: the problem and optimizers whose recorded losses docs/scaling.md quotes."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bf16_basis.py"
+    spec = importlib.util.spec_from_file_location("bench_bf16_basis", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+B = _bench()
+CLASSES = B.CLASSES
+_model, _opt, _data, _train = B.model, B.optimizer, B.data, B.train
+# |final loss − float32 P's| / float32 P's after 200 steps (measured, docs/results/benchmarks/bf16_basis.jsonl:
+# GaLore −0.062, RSO −0.077, OSD gd 0.000, OSD −0.16: its Adam on P turns the rounding of P into O(1) changes of
+# the trajectory, as any round-off, docs/optimizers.md; the loss stays), rounded up
 LOSS = {"osd": 0.4, "osd_gd": 0.05, "galore": 0.2, "rso": 0.2}
-
-
-def _model():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.Tanh(), torch.nn.Linear(48, 48), torch.nn.Tanh(),
-                               torch.nn.Linear(48, 1))
-
-
-def _opt(model, name, proj_dtype="bf16", **kw):
-    mats = [p for p in model.parameters() if p.ndim == 2 and min(p.shape) >= 4]
-    rest = [p for p in model.parameters() if not any(p is q for q in mats)]
-    group = {"params": mats, "rank": 4, "proj_dtype": proj_dtype, "update_proj_gap": 10, **EXTRA.get(name, {})}
-    return CLASSES[name]([{"params": rest}, group], lr=1e-2, **kw)
-
-
-def _data():
-    g = torch.Generator().manual_seed(1)
-    X = torch.randn(256, 32, generator=g)
-    return X, torch.tanh(X[:, :1] - X[:, 1:2])
-
-
-def _train(model, opt, steps, start=0):
-    X, Y = _data()
-    losses = []
-    for _ in range(start, start + steps):
-        loss = ((model(X) - Y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-    return losses
 
 
 def _flat(model):
