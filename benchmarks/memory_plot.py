@@ -33,12 +33,13 @@ def load(paths: list[str]) -> list[dict]:
 def pick(rows: list[dict], model: str, opt: str, dtype: str, per_layer: str, weights: str, measured: bool,
          proj_dtype: str = "float32") -> dict | None:
     """The last row of these settings (rows without the lean keys are float32 states, weights and P; AdamW has no
-    P); ``measured``: a GPU row that ran ("ok"; "any": also one that ran out of memory), else a row with the formula."""
+    P; OSD with its default Adam P step); ``measured``: a GPU row that ran ("ok"; "any": also one that ran out of memory), else a row with the formula."""
     hit = None
     for r in rows:
         if (r["model"] == model and r["optimizer"] == opt and r.get("state_dtype", "float32") == dtype
                 and r["per_layer_mode"] == per_layer and r.get("weights", "float32") == weights
                 and (opt == "adamw" or r.get("proj_dtype", "float32") == proj_dtype)
+                and (opt != "osd" or r.get("proj_optimizer", "adam") == "adam")     # OSD's default P step
                 and r.get("activation_checkpointing", True)
                 and (r.get("status") in (("ok", "oom") if measured == "any" else ("ok",)) and r.get("peak_gb") is not None
                      if measured else "analytic" in r)):

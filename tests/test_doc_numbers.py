@@ -73,6 +73,37 @@ def report_60m(run: str) -> dict:
     return next(r for r in json.loads((RES / "validation" / "report_60m.json").read_text()) if r["run"] == run)
 
 
+def dispatch_row(name: str, commit: str, **match) -> dict:
+    """The one row of dispatch.jsonl named ``name`` at a commit (its first 7 digits) with the given keys."""
+    rows = [r for r in jsonl(RES / "benchmarks" / "dispatch.jsonl") if r["name"] == name
+            and r["commit"].startswith(commit) and all((k in r) if v is ... else r.get(k) == v for k, v in match.items())]
+    assert len(rows) == 1, f"{len(rows)} rows of dispatch.jsonl match {name} {commit} {match}"
+    return rows[0]
+
+
+def large_layout_ops(name: str) -> str:
+    r = dispatch_row(name, "7c0c0e2", layout="large")
+    return f"{r['ops']} ({r['x_torch_adamw_foreach']:.2f}×)"
+
+
+def host_x(name: str, commit: str) -> str:
+    return f"{dispatch_row(name, commit, host_ms=...)['host_x_torch_adamw_foreach']:.2f}"
+
+
+def analytic_7b(optimizer: str, **match) -> float:
+    """Static formula bytes (GiB) of the 7B row: bf16 weights, 8-bit states, per-layer in backward."""
+    rows = [r for r in jsonl(RES / "benchmarks" / "analytic" / "memory.jsonl")
+            if r["model"] == "7b" and r["optimizer"] == optimizer and r.get("weights") == "bf16"
+            and r.get("state_dtype") == "int8" and r["per_layer_mode"] == "in_backward"
+            and all(r.get(k, d) == v for k, (v, d) in match.items())]
+    assert rows, f"no analytic 7b {optimizer} row with {match}"
+    return rows[-1]["analytic"]["static"]
+
+
+def bf16_basis(name: str) -> str:
+    return signed(100 * next(r for r in jsonl(RES / "benchmarks" / "bf16_basis.jsonl") if r["name"] == name)["rel_diff"], 1)
+
+
 @dataclass
 class Check:
     doc: str
@@ -149,6 +180,34 @@ CHECKS = {
     "training claims: C9 between resamples": Check(
         "docs/training-claims.md", "residual with the carried P averages {}", "docs/results/validation/claims/cpu_verify.json",
         lambda: (f"{claim_cpu('C9')['mean_residual_between']:.4f}",)),
+    "scaling: P in bf16, the loss": Check(
+        "docs/scaling.md", "final loss bf16 P − float32 P relative: GaLore {} %, RSO {} %, OSD with the `gd` P step {} %, "
+        "OSD with Adam on P {} %", "docs/results/benchmarks/bf16_basis.jsonl",
+        lambda: tuple(bf16_basis(n) for n in ("galore", "rso", "osd_gd", "osd"))),
+    "scaling: P in bf16, 7B formula bytes": Check(
+        "docs/scaling.md", "GaLore {} → **{} GB** static, OSD with Adam on P {} → **{} GB** (as much as GaLore with a "
+        "float32 P, which measured 23.15 GB), OSD with the `gd` P step **{} GB**",
+        "docs/results/benchmarks/analytic/memory.jsonl (7b, bf16 weights, int8 states, in_backward)",
+        lambda: tuple(f"{x:.2f}" for x in (
+            analytic_7b("galore", proj_dtype=("float32", "float32")), analytic_7b("galore", proj_dtype=("bf16", "float32")),
+            analytic_7b("osd", proj_dtype=("float32", "float32"), proj_optimizer=("adam", "adam")),
+            analytic_7b("osd", proj_dtype=("bf16", "float32"), proj_optimizer=("adam", "adam")),
+            analytic_7b("osd", proj_dtype=("bf16", "float32"), proj_optimizer=("gd", "adam"))))),
+    "benchmarks: ops at the 1B layout": Check(
+        "docs/results/benchmarks/README.md", "at the 1B layout **OSD {}, GaLore {}, RSO {}**",
+        "docs/results/benchmarks/dispatch.jsonl (layout large, 7c0c0e2)",
+        lambda: tuple(large_layout_ops(n) for n in ("OSD", "GaLore", "RSO"))),
+    "benchmarks: host work per step": Check(
+        "docs/results/benchmarks/README.md", "| GaLore, defaults | {}× torch AdamW foreach | **{}×** | | OSD, defaults | "
+        "{}× | **{}×** | | RSO, defaults | {}× | **{}×** | | discrete.AdamW | {}× | **{}×** |",
+        "docs/results/benchmarks/dispatch.jsonl (host_ms, 7c0c0e2 and ab6f121)",
+        lambda: tuple(host_x(n, c) for n in ("GaLore", "OSD", "RSO", "discrete.AdamW") for c in ("7c0c0e2", "ab6f121"))),
+    "optimizer page: ops and host time": Check(
+        "docs/optimizers.md", "launch, GaLore {}, OSD {}, RSO {}. Host time of that step (Python and dispatch, tiny "
+        "tensors, interleaved with torch's foreach AdamW): GaLore {}×, OSD {}×, discrete.AdamW {}× torch's",
+        "docs/results/benchmarks/dispatch.jsonl",
+        lambda: (*(str(dispatch_row(n, "7c0c0e2", layout="large")["ops"]) for n in ("GaLore", "OSD", "RSO")),
+                 *(host_x(n, "ab6f121") for n in ("GaLore", "OSD", "discrete.AdamW")))),
 }
 
 
