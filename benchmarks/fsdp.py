@@ -148,10 +148,12 @@ def main(argv=None) -> int:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        from discrete.validation.distributed import exit_process
+
         row = worker(json.loads(args.worker))
         if row is not None:
             print(json.dumps(row), flush=True)
-        return 0
+        exit_process(0)          # a torchrun worker: no interpreter finalization after gloo (exit_process says why)
     if not args.out:
         ap.error("--out is required")
     bad = sorted(set(args.optimizers) - set(C.OPTIMIZER_NAMES)) + sorted(set(args.modes) - set(MODES))

@@ -49,16 +49,23 @@ def run(args: argparse.Namespace) -> int:
     from discrete.validation.signals import Interrupted
     from discrete.validation.trainer import train
 
+    from discrete.validation.distributed import exit_process
+
     main_rank = os.environ.get("RANK", "0") == "0"
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         summary = train(config_from_args(args))
     except Interrupted as stop:
         if main_rank:
             print(f"osd-theory validate: {stop}", file=sys.stderr)
-        return stop.exit_code
-    if "val_ppl" in summary and main_rank:
-        print(f"done: step {summary['step']}, tokens {summary['tokens']:,}, val ppl {summary['val_ppl']:.3f}")
-    return 0
+        code = stop.exit_code
+    else:
+        if "val_ppl" in summary and main_rank:
+            print(f"done: step {summary['step']}, tokens {summary['tokens']:,}, val ppl {summary['val_ppl']:.3f}")
+        code = 0
+    if distributed:         # a torchrun worker: leave without interpreter finalization (exit_process says why)
+        exit_process(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,9 @@ A run is distributed iff ``WORLD_SIZE`` > 1 in the environment (torchrun sets it
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -76,3 +78,17 @@ def teardown(info: DistInfo, finished: bool = False) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End this process now, without interpreter finalization: flush stdout and stderr, then ``os._exit(code)``.
+
+    A process that ran gloo collectives (FSDP2 or DDP on the CPU) can abort while the interpreter shuts down,
+    after all its work is done ("terminate called without an active exception", SIGABRT: gloo's threads meet the
+    interpreter's teardown; seen in CI after both processes had finished, met at a barrier and destroyed the
+    group). The validate CLI calls this last in a distributed worker, after :func:`teardown` and with every file
+    closed; a script that calls ``train`` under torchrun may do the same.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -3,7 +3,8 @@
 Why a helper: a worker that returns normally tears gloo down during interpreter finalization, and a gloo
 thread that still holds a tensor then aborts the process (SIGABRT, "terminate called without an active
 exception"; seen in CI even after a barrier). A worker therefore ends with :func:`leave`, which leaves
-together with its peers and exits without finalization. Each process's stdout and stderr go to a file, and a
+together with its peers and exits without finalization (``discrete.validation.distributed.exit_process``, which
+the validate CLI's torchrun workers use too). Each process's stdout and stderr go to a file, and a
 failure is raised as one line that ends with the tail of the failed process's output (the CI log shows only
 that line).
 """
@@ -48,9 +49,9 @@ def leave() -> None:
     (see the module docstring). Call it after the results are written."""
     import torch.distributed as dist
 
+    from discrete.validation.distributed import exit_process
+
     dist.barrier()
     dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_process(0)
 
